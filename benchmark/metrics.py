@@ -1,0 +1,86 @@
+"""Cluster scores. Internal scores ignore noise points (label -1); external scores count them.
+
+- silhouette, Davies-Bouldin, Calinski-Harabasz: on the non-noise points, in the space given;
+  undefined (None) when fewer than 2 clusters remain or every point is its own cluster.
+- NMI, ARI: on labeled points; noise is treated as one more cluster.
+- cluster accuracy: Hungarian one-to-one matching of clusters to classes; noise points never match."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+
+
+@dataclass(frozen=True)
+class InternalScores:
+    n_clusters: int
+    noise_fraction: float
+    silhouette: float | None
+    davies_bouldin: float | None
+    calinski_harabasz: float | None
+    silhouette_sample: int | None  # sample size when silhouette was sampled, else None
+    reason: str  # why the scores are undefined ("" when defined)
+
+
+def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed: int = 0) -> InternalScores:
+    """Scores of ``labels`` on X (N, D). Silhouette is exact up to ``max_n`` points, sampled above."""
+    labels = np.asarray(labels)
+    core = labels >= 0
+    clusters = np.unique(labels[core])
+    k = int(clusters.size)
+    noise = float(1.0 - core.mean()) if labels.size else 0.0
+    n_core = int(core.sum())
+    if k < 2:
+        return InternalScores(k, noise, None, None, None, None,
+                              f"{k} cluster{'s' if k != 1 else ''} found: internal scores need at least 2")
+    if k >= n_core:
+        return InternalScores(k, noise, None, None, None, None, "every point is its own cluster")
+    Xc, lc = X[core], labels[core]
+    sample = None
+    if n_core > max_n:
+        sample = max_n
+        sil = float(skm.silhouette_score(Xc, lc, sample_size=max_n, random_state=seed))
+    else:
+        sil = float(skm.silhouette_score(Xc, lc))
+    return InternalScores(k, noise, sil, float(skm.davies_bouldin_score(Xc, lc)),
+                          float(skm.calinski_harabasz_score(Xc, lc)), sample, "")
+
+
+def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Best one-to-one cluster->class matching (Hungarian), fraction of points matched; -1 never matches."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0:
+        return float("nan")
+    classes = np.unique(y_true)
+    clusters = np.unique(y_pred[y_pred >= 0])
+    if clusters.size == 0:
+        return 0.0
+    ci = {c: i for i, c in enumerate(classes)}
+    ki = {c: i for i, c in enumerate(clusters)}
+    table = np.zeros((clusters.size, classes.size), np.int64)
+    for t, p in zip(y_true, y_pred):
+        if p >= 0:
+            table[ki[p], ci[t]] += 1
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / y_true.size)
+
+
+@dataclass(frozen=True)
+class ExternalScores:
+    nmi: float
+    ari: float
+    cluster_acc: float
+    n_labeled: int
+
+
+def external_scores(y_true: np.ndarray, y_pred: np.ndarray) -> ExternalScores | None:
+    """NMI, ARI, Hungarian accuracy on the labeled points (y_true >= 0); None when none are labeled."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    m = y_true >= 0
+    if m.sum() == 0:
+        return None
+    t, p = y_true[m], y_pred[m]
+    return ExternalScores(float(skm.normalized_mutual_info_score(t, p)), float(skm.adjusted_rand_score(t, p)),
+                          cluster_accuracy(t, p), int(m.sum()))

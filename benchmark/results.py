@@ -1,0 +1,116 @@
+"""Result files: cells.csv (one row per cell), run.json, skipped.csv, assignments.csv, the leaderboard."""
+from __future__ import annotations
+
+import io
+import math
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.storage import atomic_write_text
+
+COLUMNS = [
+    "dataset", "backbone", "weights", "pretext", "clusterer", "seed", "image_size", "n_images", "n_labeled",
+    "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz", "silhouette_sample",
+    "nmi", "ari", "cluster_acc", "linear_probe_acc", "linear_probe_std", "pretext_loss", "pretext_acc",
+    "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim", "cluster_params", "status", "error",
+    "notes",
+]
+TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
+STATUSES = ("ok", "degenerate", "failed", "skipped")
+SORT_RULE = ("status ok/degenerate first; then NMI (descending) where the data set has labels, else "
+             "silhouette (descending); ties broken by linear-probe accuracy (descending)")
+
+
+def cell_id(row: dict[str, Any]) -> str:
+    return f"{row['backbone']}/{row['pretext']}/{row['clusterer']}"
+
+
+def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
+    """All rows so far, atomically (a kill never leaves a half-written cells.csv)."""
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6g")
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_cells(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.to_dict("records")]
+
+
+def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    df = pd.DataFrame(skipped, columns=["path", "reason"])
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def write_assignments(path: Path, names: list[str], labels: np.ndarray, class_names: list[str],
+                      cells: dict[str, np.ndarray]) -> None:
+    """One row per clustered image: path, label (empty if unlabeled), then one cluster column per cell."""
+    lab = [class_names[i] if i >= 0 else "" for i in labels]
+    df = pd.DataFrame({"path": names, "label": lab})
+    for cid, assign in cells.items():
+        df[cid] = assign
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def sort_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Order rows by SORT_RULE."""
+    good = df["status"].isin(["ok", "degenerate"])
+    primary = "nmi" if df["nmi"].notna().any() else "silhouette"
+    out = df.assign(_good=good).sort_values(["_good", primary, "linear_probe_acc"],
+                                            ascending=[False, False, False], na_position="last")
+    return out.drop(columns="_good")
+
+
+def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
+    """A readable table (tabulate) of the cells, sorted by SORT_RULE."""
+    from tabulate import tabulate
+
+    df = sort_cells(pd.DataFrame(rows, columns=COLUMNS))
+    cols = ["backbone", "weights", "pretext", "clusterer", "n_clusters", "noise_fraction", "silhouette",
+            "davies_bouldin", "nmi", "ari", "cluster_acc", "linear_probe_acc", "pretext_loss", "images_per_s",
+            "status"]
+    view = df[cols].copy()
+    view.insert(0, "#", range(1, len(view) + 1))
+    if limit:
+        view = view.head(limit)
+    view = view.astype(object).where(view.notna(), None)
+    return tabulate(view, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f", missingval="-")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and device facts recorded in run.json."""
+    import sklearn
+    import timm
+    import torch
+
+    try:
+        import faiss
+
+        faiss_version = getattr(faiss, "__version__", "unknown")
+    except ImportError:
+        faiss_version = None
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+        "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "timm": timm.__version__, "faiss": faiss_version, "scikit_learn": sklearn.__version__,
+        "device": device, "git_commit": git_commit(), "cpu_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,223 @@
+"""Backbones: torchvision VGG16 / ResNets, any timm model (``timm:<name>``) and the raw-pixels baseline.
+
+A backbone maps (B,3,S,S) normalized images to a feature map (B,C,h,w) (or tokens (B,L,C) for
+transformers) and ``pool`` turns that into (B,D)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from registry.base import Registry, UnknownNameError, unknown_message
+
+TIMM_PREFIX = "timm:"
+
+
+@dataclass(frozen=True)
+class WeightsRequest:
+    """Where pretrained weights may come from: a local checkpoint path, or the local caches only."""
+
+    path: str | None = None
+    use_cache: bool = True  # torchvision / timm caches; never downloads
+
+
+class Backbone(nn.Module):
+    """Feature extractor with a declared feature dimension and a pooling to (B, D)."""
+
+    def __init__(self, name: str, body: nn.Module, dim: int, weights: str,
+                 pool_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 trainable: bool = True, stride: int = 32) -> None:
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.dim = dim
+        self.weights = weights  # "random", "imagenet (torchvision cache)", a checkpoint path, ...
+        self.trainable = trainable
+        self.stride = stride  # total downsampling of the feature map
+        self._pool_fn = pool_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,S,S) -> feature map (B,C,h,w) or tokens (B,L,C)."""
+        return self.body(x)
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Feature map -> (B, D) float features."""
+        if self._pool_fn is not None:
+            return self._pool_fn(fmap)
+        if fmap.dim() == 4:
+            return fmap.mean(dim=(2, 3))
+        if fmap.dim() == 3:
+            return fmap.mean(dim=1)
+        return fmap.flatten(1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward(x))
+
+
+BackboneFactory = Callable[[int, WeightsRequest], Backbone]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+
+
+def _load_checkpoint(model: nn.Module, path: str) -> str:
+    """Load a local state_dict (weights_only). Returns the weights description."""
+    if not os.path.isfile(path):
+        raise ValueError(f"bad weights path {path!r}: no such file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded = len(model.state_dict()) - len(missing)
+    if loaded == 0:
+        raise ValueError(f"bad weights file {path!r}: no tensor matches the model's parameter names")
+    return f"checkpoint:{Path(path).name}"
+
+
+def _torchvision_model(arch: str, req: WeightsRequest) -> tuple[nn.Module, str]:
+    """A torchvision model with cached ImageNet weights when present locally, else random init."""
+    import torchvision.models as tvm
+
+    if req.path:
+        model = tvm.get_model(arch, weights=None)
+        return model, _load_checkpoint(model, req.path)
+    if req.use_cache:
+        weights = tvm.get_model_weights(arch).DEFAULT
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+        if cached.is_file():
+            model = tvm.get_model(arch, weights=None)
+            model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+            return model, f"imagenet:{weights.name}"
+    return tvm.get_model(arch, weights=None), "random"
+
+
+@BACKBONES.register("vgg16")
+def vgg16(image_size: int, req: WeightsRequest) -> Backbone:
+    model, w = _torchvision_model("vgg16", req)
+    return Backbone("vgg16", model.features, 512, w)
+
+
+def _resnet(arch: str, dim: int) -> BackboneFactory:
+    def build(image_size: int, req: WeightsRequest) -> Backbone:
+        model, w = _torchvision_model(arch, req)
+        body = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
+                             model.layer1, model.layer2, model.layer3, model.layer4)
+        return Backbone(arch, body, dim, w)
+
+    return build
+
+
+for _arch, _dim in (("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)):
+    BACKBONES.register(_arch)(_resnet(_arch, _dim))
+
+
+class _RawPixels(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@BACKBONES.register("raw_pixels")
+def raw_pixels(image_size: int, req: WeightsRequest) -> Backbone:
+    """The baseline: the normalized S x S x 3 pixels, flattened. No parameters, nothing to train."""
+    return Backbone("raw_pixels", _RawPixels(), 3 * image_size * image_size, "none",
+                    pool_fn=lambda x: x.flatten(1), trainable=False, stride=1)
+
+
+class _TimmBody(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def _timm_cached(name: str) -> bool:
+    """Whether timm's pretrained weights for ``name`` are already in the local Hugging Face cache."""
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        cfg = timm.models.get_pretrained_cfg(name)
+        repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+        if not repo:
+            return False
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, fname)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return True
+    except Exception:
+        return False
+    return False
+
+
+def timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models()
+
+
+def check_timm_name(name: str) -> None:
+    """Raise UnknownNameError unless timm can create ``name``."""
+    import timm
+
+    if not timm.is_model(name):
+        raise UnknownNameError(unknown_message("timm model", name, ["any name in timm.list_models()"],
+                                               pool=timm_names()))
+
+
+def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
+    import timm
+
+    check_timm_name(name)
+    pretrained = bool(req.use_cache and not req.path and _timm_cached(name))
+    if pretrained:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are cached: never reach the network
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=image_size)
+    except TypeError:  # CNNs take no img_size
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    weights = "imagenet:timm" if pretrained else "random"
+    if req.path:
+        weights = _load_checkpoint(model, req.path)
+    pool = lambda f: model.forward_head(f, pre_logits=True)  # noqa: E731  timm's own pooling
+    stride = int(getattr(model, "feature_info", [{}])[-1].get("reduction", 32)) if getattr(
+        model, "feature_info", None) else 32
+    return Backbone(TIMM_PREFIX + name, _TimmBody(model), int(model.num_features), weights, pool_fn=pool,
+                    stride=stride)
+
+
+MIN_IMAGE_SIZE = {"vgg16": 32}  # five 2x2 max-pools: smaller inputs vanish
+
+
+def check_image_size(name: str, image_size: int) -> None:
+    """Raise ValueError when ``image_size`` is too small for backbone ``name``."""
+    need = MIN_IMAGE_SIZE.get(name, 8)
+    if image_size < need:
+        raise ValueError(f"bad image size {image_size} for backbone {name!r}: it needs at least {need}")
+
+
+def backbone_names() -> list[str]:
+    """Registered names plus the timm pattern, for listings and error messages."""
+    return BACKBONES.names() + [TIMM_PREFIX + "<name>"]
+
+
+def check_backbone(name: str) -> None:
+    """Validate a backbone name (registry member or timm model) without building it."""
+    if name.startswith(TIMM_PREFIX):
+        check_timm_name(name[len(TIMM_PREFIX):])
+    elif name not in BACKBONES:
+        raise UnknownNameError(unknown_message("backbone", name, backbone_names(), pool=BACKBONES.names()))
+
+
+def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None) -> Backbone:
+    """Build a backbone by name: a registry member or ``timm:<model>``."""
+    req = req or WeightsRequest()
+    check_backbone(name)
+    if name.startswith(TIMM_PREFIX):
+        return build_timm(name[len(TIMM_PREFIX):], image_size, req)
+    if name == "raw_pixels":
+        return raw_pixels(image_size, WeightsRequest(use_cache=False))
+    return BACKBONES.get(name)(image_size, req)

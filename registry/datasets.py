@@ -1,0 +1,195 @@
+"""Data sets: built-in ``digits`` and ``sample_photos`` (both ship with scikit-learn) and any folder of images."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+from PIL import Image
+
+from benchmark.images import ImageSet, decode_many, decode_pil
+from registry.base import Registry, unknown_message
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+class DatasetSource(Protocol):
+    """Something that can be decoded into an ImageSet at a given size, with a content fingerprint."""
+
+    name: str
+
+    def fingerprint(self) -> str: ...
+
+    def load(self, size: int, progress: bool) -> ImageSet: ...
+
+
+DATASETS: Registry[Callable[[], DatasetSource]] = Registry("dataset")
+
+
+@dataclass
+class DigitsSource:
+    """scikit-learn's 1,797 real 8x8 handwritten digits (grayscale, 10 classes)."""
+
+    name: str = "digits"
+
+    def _data(self) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.images, d.target
+
+    def fingerprint(self) -> str:
+        x, y = self._data()
+        return "digits:" + hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
+
+    def load(self, size: int, progress: bool) -> ImageSet:
+        x, y = self._data()
+        gray = np.clip(x * (255.0 / 16.0) + 0.5, 0, 255).astype(np.uint8)
+        imgs = np.stack([decode_pil(Image.fromarray(g, "L"), size) for g in gray])
+        return ImageSet(imgs, y.astype(np.int64), [f"digits/{i:04d}" for i in range(len(y))],
+                        [str(c) for c in range(10)], grayscale=True)
+
+
+@dataclass
+class SamplePhotosSource:
+    """Color patches of varying size cut at seeded random places from scikit-learn's two sample photos
+    (china.jpg, flower.jpg); the label is the source photo."""
+
+    name: str = "sample_photos"
+    per_photo: int = 150
+    seed: int = 0
+
+    def fingerprint(self) -> str:
+        from sklearn.datasets import load_sample_images
+
+        imgs = load_sample_images().images
+        h = hashlib.sha256(b"".join(i.tobytes() for i in imgs)).hexdigest()[:16]
+        return f"sample_photos:{h}:{self.per_photo}:{self.seed}"
+
+    def load(self, size: int, progress: bool) -> ImageSet:
+        from sklearn.datasets import load_sample_images
+
+        data = load_sample_images()
+        rng = np.random.default_rng(self.seed)
+        out, labels, names = [], [], []
+        for label, (fname, photo) in enumerate(zip(data.filenames, data.images)):
+            h, w = photo.shape[:2]
+            for j in range(self.per_photo):
+                ph, pw = (int(v) for v in rng.integers(48, 160, size=2))
+                y0, x0 = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
+                patch = Image.fromarray(photo[y0:y0 + ph, x0:x0 + pw])
+                out.append(decode_pil(patch, size))
+                labels.append(label)
+                names.append(f"{Path(fname).stem}/{j:03d}_y{y0}_x{x0}_{ph}x{pw}")
+        return ImageSet(np.stack(out), np.array(labels, np.int64), names,
+                        [Path(f).stem for f in data.filenames], grayscale=False)
+
+
+DATASETS.register("digits")(DigitsSource)
+DATASETS.register("sample_photos")(SamplePhotosSource)
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursive, sorted), by extension; broken symlinks included so
+    they can be listed as skipped."""
+    found = []
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for f in files:
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+                found.append(Path(dirpath) / f)
+    return sorted(found)
+
+
+def read_labels_csv(path: Path) -> dict[str, str]:
+    """``filename,label`` rows (header optional) -> {filename: label}. Problems are warned, not fatal."""
+    if not path.is_file():
+        raise ValueError(f"bad labels file {str(path)!r}: no such file")
+    mapping: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
+        rows = rows[1:]
+    bad = [i for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
+    if bad and len(bad) == len(rows):
+        raise ValueError(f"bad labels file {str(path)!r}: need two columns filename,label")
+    if bad:
+        warnings.warn(f"labels file {path}: {len(bad)} rows without filename,label ignored")
+    for r in (r for i, r in enumerate(rows) if i not in set(bad)):
+        name, label = r[0].strip(), r[1].strip()
+        if name in mapping and mapping[name] != label:
+            warnings.warn(f"labels file {path}: {name!r} listed twice with different labels; keeping the first")
+            continue
+        mapping.setdefault(name, label)
+    return mapping
+
+
+@dataclass
+class FolderSource:
+    """A folder of images (recursive). Labels from ``labels_csv`` (filename,label; filename relative to
+    the folder or a bare file name), else from ImageFolder-style subfolders, else none."""
+
+    root: Path
+    labels_csv: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.root)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for p in list_images(self.root):
+            try:
+                st = p.stat()
+                h.update(f"{p.relative_to(self.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{p.relative_to(self.root)}|broken\n".encode())
+        if self.labels_csv:
+            h.update(Path(self.labels_csv).read_bytes())
+        return "folder:" + h.hexdigest()[:16]
+
+    def _labels_for(self, rels: list[str]) -> tuple[list[str | None], str]:
+        if self.labels_csv:
+            mapping = read_labels_csv(Path(self.labels_csv))
+            by_base: dict[str, str] = {}
+            for k, v in mapping.items():
+                by_base.setdefault(Path(k).name, v)
+            out = [mapping.get(r, by_base.get(Path(r).name)) for r in rels]
+            unmatched = set(mapping) - set(rels) - {Path(r).name for r in rels}
+            if unmatched:
+                warnings.warn(f"labels file: {len(unmatched)} listed files not found among the images, "
+                              f"e.g. {sorted(unmatched)[0]!r}")
+            return out, "csv"
+        tops = {r.split("/", 1)[0] for r in rels if "/" in r}
+        if len(tops) >= 2 and all("/" in r for r in rels):
+            return [r.split("/", 1)[0] for r in rels], "subfolders"
+        return [None] * len(rels), "none"
+
+    def load(self, size: int, progress: bool) -> ImageSet:
+        paths = list_images(self.root)
+        images, kept, skipped, gray = decode_many(paths, size, self.root, progress=progress)
+        if not kept:
+            raise ValueError(f"bad dataset folder {str(self.root)!r}: no decodable image among "
+                             f"{len(paths)} files (allowed formats: {', '.join(IMAGE_EXTENSIONS)})")
+        rels = [paths[i].relative_to(self.root).as_posix() for i in kept]
+        raw, _how = self._labels_for(rels)
+        classes = sorted({x for x in raw if x is not None})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = np.array([index[x] if x is not None else -1 for x in raw], np.int64)
+        return ImageSet(images, labels, rels, classes, grayscale=gray, skipped=skipped)
+
+
+def resolve_dataset(name: str, labels_csv: str | None = None) -> DatasetSource:
+    """A registered data set by name, or a folder path. Raises ValueError listing what is allowed."""
+    if name in DATASETS:
+        if labels_csv:
+            raise ValueError(f"bad --labels for built-in data set {name!r}: labels apply to a folder only")
+        return DATASETS.get(name)()
+    if os.path.isdir(name):
+        return FolderSource(Path(name), Path(labels_csv) if labels_csv else None)
+    raise ValueError(unknown_message("dataset", name, DATASETS.names() + ["<folder path>"],
+                                     pool=DATASETS.names()))

@@ -1,0 +1,7 @@
+"""The main job: run the grid (default preset unless told otherwise). Same flags as `python -m benchmark run`."""
+import sys
+
+from benchmark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]]))
