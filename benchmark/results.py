@@ -83,6 +83,7 @@ def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
     if limit:
         view = view.head(limit)
     view = view.astype(object).where(view.notna(), None)
+    view["n_clusters"] = [None if v is None else int(v) for v in view["n_clusters"]]
     return tabulate(view, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f", missingval="-")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
@@ -71,6 +72,7 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
                  cache_dir: Path, stats: RunStats, progress: bool) -> FeatureSet:
     """Train (if the pretext trains), extract and probe one backbone x pretext, or read it from the cache."""
     pretext = build_pretext(pretext_name, spec.pretext_opts)
+    torch.manual_seed(spec.seed)  # random init is part of the seeded recipe
     backbone = build_backbone(backbone_name, spec.image_size, WeightsRequest(path=spec.weights))
     notes = ""
     if pretext.trains and not backbone.trainable:  # raw pixels: no parameters, the pretext changes nothing

@@ -69,10 +69,12 @@ def _load_checkpoint(model: nn.Module, path: str) -> str:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    loaded = len(model.state_dict()) - len(missing)
-    if loaded == 0:
+    if not isinstance(state, dict) or not set(state) & set(model.state_dict()):
         raise ValueError(f"bad weights file {path!r}: no tensor matches the model's parameter names")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ValueError(f"bad weights file {path!r}: {str(exc).splitlines()[0]}") from None
     return f"checkpoint:{Path(path).name}"
 
 
@@ -185,7 +187,8 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
     pool = lambda f: model.forward_head(f, pre_logits=True)  # noqa: E731  timm's own pooling
     stride = int(getattr(model, "feature_info", [{}])[-1].get("reduction", 32)) if getattr(
         model, "feature_info", None) else 32
-    return Backbone(TIMM_PREFIX + name, _TimmBody(model), int(model.num_features), weights, pool_fn=pool,
+    dim = int(getattr(model, "head_hidden_size", None) or model.num_features)  # pre-logits width
+    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=pool,
                     stride=stride)
 
 

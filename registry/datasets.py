@@ -155,14 +155,19 @@ class FolderSource:
     def _labels_for(self, rels: list[str]) -> tuple[list[str | None], str]:
         if self.labels_csv:
             mapping = read_labels_csv(Path(self.labels_csv))
-            by_base: dict[str, str] = {}
-            for k, v in mapping.items():
-                by_base.setdefault(Path(k).name, v)
-            out = [mapping.get(r, by_base.get(Path(r).name)) for r in rels]
-            unmatched = set(mapping) - set(rels) - {Path(r).name for r in rels}
+            base_count: dict[str, int] = {}
+            for r in rels:
+                base_count[Path(r).name] = base_count.get(Path(r).name, 0) + 1
+            ambiguous = sorted(k for k in mapping if k not in rels and base_count.get(k, 0) > 1)
+            if ambiguous:
+                warnings.warn(f"labels file: {len(ambiguous)} bare file names match several images and are "
+                              f"ignored (give the path relative to the folder), e.g. {ambiguous[0]!r}")
+            out = [mapping.get(r, mapping.get(Path(r).name) if base_count[Path(r).name] == 1 else None)
+                   for r in rels]
+            unmatched = sorted(set(mapping) - set(rels) - set(base_count))
             if unmatched:
                 warnings.warn(f"labels file: {len(unmatched)} listed files not found among the images, "
-                              f"e.g. {sorted(unmatched)[0]!r}")
+                              f"e.g. {unmatched[0]!r}")
             return out, "csv"
         tops = {r.split("/", 1)[0] for r in rels if "/" in r}
         if len(tops) >= 2 and all("/" in r for r in rels):

@@ -1,0 +1,57 @@
+"""CLI errors: one line naming the bad value and what is allowed, exit code 2, before any compute."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--backbones", "resnet18,resnt50"], "unknown backbone 'resnt50'.*did you mean 'resnet50'"),
+    (["--backbones", "timm:efficientnet_b9x"], "unknown timm model 'efficientnet_b9x'"),
+    (["--pretexts", "rotaton"], "unknown pretext 'rotaton'.*did you mean 'rotation'"),
+    (["--clusterers", "hdbscn"], "unknown clusterer 'hdbscn'.*did you mean 'hdbscan'"),
+    (["--dataset", "digts"], "unknown dataset 'digts'.*did you mean 'digits'"),
+    (["--image-size", "3"], "bad image size 3"),
+    (["--backbones", "vgg16", "--image-size", "16"], "bad image size 16 for backbone 'vgg16'"),
+    (["--epochs", "-2"], "bad epochs -2"),
+    (["--optimizer", "lion"], "bad optimizer 'lion'"),
+    (["--device", "tpu"], "bad device 'tpu'"),
+    (["--k", "1"], "bad k 1"),
+    (["--preset", "defalt"], "unknown preset 'defalt'.*did you mean 'default'"),
+    (["--batch-size", "ten"], "invalid int value: 'ten'"),
+])
+def test_bad_values_exit_2_with_one_line(args, expect, capsys, tmp_path):
+    assert main(["run", "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    import re
+
+    assert re.search(expect, err), err
+    assert not (tmp_path / "r").exists()  # nothing computed, nothing written
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "cells.csv").write_text("x\n")
+    assert main(["run", "--preset", "quick", "--out", str(out)]) == 2
+    assert "add --resume" in capsys.readouterr().err
+
+
+def test_list_shows_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("vgg16", "timm:<name>", "raw_pixels", "rotation", "faiss_kmeans", "hdbscan", "digits",
+                 "sample_photos"):
+        assert word in out
+
+
+def test_run_all_entry_point_reports_errors_the_same_way():
+    proc = subprocess.run([sys.executable, "run_all.py", "--clusterers", "kmeanz"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown clusterer 'kmeanz'" in proc.stderr

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.images import DecodeError, decode_file
+from registry.datasets import DigitsSource, FolderSource, SamplePhotosSource
+
+
+def test_exif_orientation_is_honored(tmp_path):
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = 255  # left half white
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 CW when displayed
+    img.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    out, _ = decode_file(tmp_path / "r.jpg", 16)
+    # after rotating 90 CW the white half is on top
+    assert out[:, :6].mean() > 200 and out[:, -6:].mean() < 50
+
+
+def test_alpha_is_composited_on_white_and_whole_image_resized(tmp_path):
+    rgba = np.zeros((10, 30, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :15, 3] = 255  # left half opaque red, right half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out, gray = decode_file(tmp_path / "a.png", 12)
+    assert out.shape == (3, 12, 12) and not gray
+    assert tuple(out[:, 6, 1]) == (255, 0, 0) and tuple(out[:, 6, 10]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty file"), (b"not an image at all", "not an image")])
+def test_bad_files_raise_decode_error_with_reason(tmp_path, content, reason):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    with pytest.raises(DecodeError, match=reason):
+        decode_file(p, 8)
+
+
+def test_builtin_datasets():
+    d = DigitsSource().load(16, progress=False)
+    assert d.images.shape == (1797, 3, 16, 16) and d.grayscale and d.n_classes == 10
+    s = SamplePhotosSource().load(32, progress=False)
+    assert s.images.shape == (300, 3, 32, 32) and not s.grayscale and s.class_names == ["china", "flower"]
+    assert DigitsSource().fingerprint() == DigitsSource().fingerprint()
+
+
+def test_folder_labels_from_subfolders_and_csv(photo_folder, tmp_path):
+    s = FolderSource(photo_folder).load(16, progress=False)
+    assert s.n == 24 and s.class_names == ["checks", "stripes"] and s.n_labeled == 24
+    (photo_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("filename,label\nstripes/img_00.png,s\nimg_01.png,s\nchecks/img_00.png,c\n")
+    with pytest.warns(UserWarning, match="bare file names match several images"):
+        s = FolderSource(photo_folder, csv).load(16, progress=False)
+    assert s.n == 24 and s.n_labeled == 2 and s.skipped[0][0] == "broken.png"  # img_01.png is ambiguous
+    assert s.class_names == ["c", "s"]

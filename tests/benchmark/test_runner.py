@@ -1,0 +1,92 @@
+"""End to end: every backbone x pretext x clusterer on a tiny folder; caching; failure isolation; resume."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.results import COLUMNS
+from benchmark.runner import run_grid
+from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from registry.backbones import BACKBONES
+from registry.clusterers import CLUSTERERS, Clusterer
+from registry.pretexts import PRETEXTS
+
+TINY_TRAIN = TrainSpec(epochs=1, batch_size=8, max_steps=2)
+
+
+def tiny_spec(folder: Path, **kw) -> GridSpec:
+    base = dict(dataset=str(folder), backbones=("resnet18", "raw_pixels"), pretexts=("none", "rotation"),
+                clusterers=("kmeans", "faiss_kmeans"), image_size=32, device="cpu", train=TINY_TRAIN,
+                probe=ProbeSpec(k_per_class=4, draws=2), cluster=ClusterSpec(min_samples=3))
+    base.update(kw)
+    return GridSpec(**base)
+
+
+def test_every_triple_runs_end_to_end(photo_folder, tmp_path, cache):
+    spec = tiny_spec(photo_folder, backbones=tuple(BACKBONES.names()) + ("timm:resnet10t",),
+                     pretexts=tuple(PRETEXTS.names()), clusterers=tuple(CLUSTERERS.names()))
+    res = run_grid(spec, tmp_path / "run", cache, progress=False)
+    df = pd.read_csv(tmp_path / "run" / "cells.csv")
+    n_feature_sets = len(spec.backbones) * len(spec.pretexts)
+    assert len(df) == n_feature_sets * len(spec.clusterers) and list(df.columns) == COLUMNS
+    assert set(df["status"]) <= {"ok", "degenerate", "skipped"}, df[df.status == "failed"][["backbone", "error"]]
+    ok = df[df.status != "skipped"]
+    assert ok["linear_probe_acc"].notna().all() and ok["nmi"].notna().all()
+    km = df[df.clusterer.isin(["kmeans", "faiss_kmeans"]) & (df.status == "ok")]
+    assert km["silhouette"].notna().all() and km["davies_bouldin"].notna().all()
+    trained = df[(df.pretext != "none") & (df.backbone != "raw_pixels") & (df.status == "ok")]
+    assert trained["pretext_loss"].notna().all()
+    assert (df["weights"].isin(["random", "none"])).all()
+    # the easy synthetic classes are found by k-means on raw pixels
+    raw = df[(df.backbone == "raw_pixels") & (df.pretext == "none") & (df.clusterer == "kmeans")].iloc[0]
+    assert raw["nmi"] > 0.9 and raw["linear_probe_acc"] > 0.9
+    assign = pd.read_csv(tmp_path / "run" / "assignments.csv")
+    assert len(assign) == 24 and "resnet18/none/kmeans" in assign.columns
+    assert res.stats.trained == (len(spec.backbones) - 1) * (len(spec.pretexts) - 1)
+
+
+def test_rerun_recomputes_nothing(photo_folder, tmp_path, cache):
+    spec = tiny_spec(photo_folder)
+    first = run_grid(spec, tmp_path / "a", cache, progress=False)
+    assert first.stats.trained == 1 and first.stats.extracted == 3 and first.stats.decoded == 24
+    second = run_grid(spec, tmp_path / "b", cache, progress=False)
+    s = second.stats
+    assert (s.decoded, s.trained, s.extracted, s.clustered) == (0, 0, 0, 0)
+    cols = [c for c in COLUMNS if c not in ("cluster_s",)]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "cells.csv")[cols],
+                                  pd.read_csv(tmp_path / "b" / "cells.csv")[cols])
+
+
+class Boom(Clusterer):
+    def fit_predict(self, X):
+        raise RuntimeError("boom on purpose")
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(photo_folder, tmp_path, cache, monkeypatch):
+    monkeypatch.setitem(CLUSTERERS._members, "boom", Boom)
+    spec = tiny_spec(photo_folder, backbones=("raw_pixels",), pretexts=("none",),
+                     clusterers=("boom", "kmeans", "dbscan"), cluster=ClusterSpec(eps=1e9, min_samples=3))
+    run_grid(spec, tmp_path / "run", cache, progress=False)
+    df = pd.read_csv(tmp_path / "run" / "cells.csv").set_index("clusterer")
+    assert df.loc["boom", "status"] == "failed" and "boom on purpose" in df.loc["boom", "error"]
+    assert df.loc["kmeans", "status"] == "ok"
+    assert df.loc["dbscan", "status"] == "degenerate"  # one huge cluster: silhouette undefined
+    assert "1 cluster found" in df.loc["dbscan", "error"] and np.isnan(df.loc["dbscan", "silhouette"])
+
+
+def test_resume_keeps_finished_cells(photo_folder, tmp_path, cache):
+    spec = tiny_spec(photo_folder)
+    out = tmp_path / "run"
+    run_grid(spec, out, cache, progress=False)
+    before = pd.read_csv(out / "cells.csv")
+    again = run_grid(spec, out, tmp_path / "empty_cache", resume=True, progress=False)
+    assert again.stats.resumed_cells == len(before) and again.stats.extracted == 0
+    pd.testing.assert_frame_equal(before, pd.read_csv(out / "cells.csv"))
+
+
+def test_resume_refuses_another_configuration(photo_folder, tmp_path, cache):
+    out = tmp_path / "run"
+    run_grid(tiny_spec(photo_folder, pretexts=("none",)), out, cache, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_grid(tiny_spec(photo_folder, pretexts=("none",), seed=5), out, cache, resume=True, progress=False)

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from benchmark.runtime import select_runtime
+from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"epochs": -1}, "bad epochs -1"),
+    ({"batch_size": 0}, "bad batch size 0"),
+    ({"optimizer": "rmsprop"}, "bad optimizer 'rmsprop'.*sgd, adam"),
+    ({"lr": 0}, "bad learning rate 0"),
+])
+def test_train_spec_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainSpec(**kwargs)
+
+
+def test_other_specs_reject_bad_values():
+    with pytest.raises(ValueError, match="bad k 1"):
+        ClusterSpec(k=1)
+    with pytest.raises(ValueError, match="bad probe k 1"):
+        ProbeSpec(k_per_class=1)
+    with pytest.raises(ValueError, match="bad image size 4"):
+        GridSpec("digits", ("resnet18",), ("none",), ("kmeans",), image_size=4)
+    with pytest.raises(ValueError, match="bad device 'tpu'"):
+        GridSpec("digits", ("resnet18",), ("none",), ("kmeans",), device="tpu")
+    with pytest.raises(ValueError, match="duplicate backbones"):
+        GridSpec("digits", ("resnet18", "resnet18"), ("none",), ("kmeans",))
+
+
+def test_runtime_selection_cpu_and_auto_without_gpu():
+    for req in ("cpu", "auto"):
+        rt = select_runtime(req, cuda_available=False, bf16_supported=False)
+        assert rt.device == "cpu" and rt.amp_dtype is None and not rt.channels_last and not rt.pin_memory
+
+
+def test_runtime_selection_on_cuda_picks_amp_channels_last_and_pinned_memory():
+    rt = select_runtime("auto", cuda_available=True, bf16_supported=True)
+    assert (rt.device, rt.amp_dtype, rt.channels_last, rt.pin_memory, rt.cudnn_benchmark) == (
+        "cuda", torch.bfloat16, True, True, True)
+    assert select_runtime("cuda", True, False).amp_dtype == torch.float16
+    assert select_runtime("cpu", True, True).device == "cpu"  # an explicit cpu wins
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="bad device 'cuda': no CUDA GPU"):
+        select_runtime("cuda", cuda_available=False, bf16_supported=False)

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny data sets the tests make themselves; nothing is downloaded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.runtime import select_runtime
+
+
+def make_photo(kind: int, rng: np.random.Generator, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    """Two visually distinct synthetic classes: 0 = horizontal stripes (reddish), 1 = checker blocks (bluish)."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    if kind == 0:
+        base = ((yy // 4) % 2).astype(np.float64)
+        rgb = np.stack([0.6 + 0.4 * base, 0.3 * base, 0.2 * base], -1)
+    else:
+        base = (((yy // 8) + (xx // 8)) % 2).astype(np.float64)
+        rgb = np.stack([0.2 * base, 0.3 * base, 0.6 + 0.4 * base], -1)
+    rgb = np.clip(rgb + rng.normal(0, 0.05, rgb.shape), 0, 1)
+    return Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """ImageFolder-style folder: 2 classes x 12 PNG images of varying sizes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    for kind, cls in enumerate(("stripes", "checks")):
+        (root / cls).mkdir(parents=True)
+        for i in range(12):
+            size = (int(rng.integers(32, 80)), int(rng.integers(32, 80)))
+            make_photo(kind, rng, size).save(root / cls / f"img_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def cpu():
+    return select_runtime("cpu", cuda_available=False, bf16_supported=False)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"

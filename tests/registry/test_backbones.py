@@ -1,0 +1,72 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from registry.backbones import (BACKBONES, WeightsRequest, build_backbone, check_backbone, check_image_size)
+from registry.base import UnknownNameError
+
+NAMES = BACKBONES.names() + ["timm:resnet10t", "timm:mobilenetv3_small_100", "timm:vit_tiny_patch16_224"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_and_pool_give_declared_dim(name):
+    size = 32
+    bb = build_backbone(name, size, WeightsRequest(use_cache=False))
+    bb.eval()
+    with torch.no_grad():
+        x = torch.randn(2, 3, size, size)
+        feats = bb.features(x)
+    assert feats.shape == (2, bb.dim)
+    assert torch.isfinite(feats).all()
+    assert bb.weights in ("random", "none")
+
+
+def test_unknown_backbones_and_timm_names_are_rejected_with_closest_match():
+    with pytest.raises(UnknownNameError, match="did you mean 'resnet18'"):
+        check_backbone("resnet19")
+    with pytest.raises(UnknownNameError, match="did you mean 'resnet10t'"):
+        check_backbone("timm:resnet10tt")
+    check_backbone("timm:efficientnet_b0")  # any timm model is accepted
+
+
+def test_vgg16_needs_32_pixels():
+    with pytest.raises(ValueError, match="at least 32"):
+        check_image_size("vgg16", 16)
+    check_image_size("resnet18", 16)
+
+
+def test_local_checkpoint_is_loaded_and_recorded(tmp_path):
+    ref = torchvision.models.resnet18()
+    path = tmp_path / "my_resnet18.pt"
+    torch.save(ref.state_dict(), path)
+    bb = build_backbone("resnet18", 32, WeightsRequest(path=str(path)))
+    assert bb.weights == "checkpoint:my_resnet18.pt"
+    assert torch.equal(bb.body[0].weight, ref.conv1.weight)
+
+
+def test_checkpoint_that_matches_nothing_is_an_error(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"foo.weight": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match="no tensor matches"):
+        build_backbone("resnet18", 32, WeightsRequest(path=str(path)))
+
+
+def test_torchvision_cache_is_used_when_present_and_never_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        bb = build_backbone("resnet18", 32)
+        assert bb.weights == "random"  # nothing cached, nothing fetched
+        weights = torchvision.models.ResNet18_Weights.DEFAULT
+        ckpt = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+        ckpt.parent.mkdir(parents=True)
+        ref = torchvision.models.resnet18()
+        torch.save(ref.state_dict(), ckpt)
+        bb = build_backbone("resnet18", 32)
+        assert bb.weights.startswith("imagenet:")
+        assert torch.equal(bb.body[0].weight, ref.conv1.weight)
+    finally:
+        torch.hub.set_dir(os.path.join(os.path.expanduser("~"), ".cache", "torch", "hub"))
