@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -89,15 +90,20 @@ def decode_file(path: str | os.PathLike, size: int) -> tuple[np.ndarray, bool]:
             raise DecodeError("missing or broken symlink")
         if p.stat().st_size == 0:
             raise DecodeError("empty file (0 bytes)")
-        with warnings.catch_warnings():
+        # one image per process at a time: catching warnings here is safe
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise DecodeError(f"decompression bomb: {im.width}x{im.height} pixels is over the "
+                                      f"{MAX_PIXELS:,} limit")
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)
                 if im.format == "JPEG":
                     im.draft("RGB", (size * 2, size * 2))
                 im.load()
-                im = ImageOps.exif_transpose(im)
+                im = _orient(im, caught)
                 gray = im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
                 return resize_square(to_rgb(im), size), gray
     except DecodeError:
@@ -115,41 +121,54 @@ def decode_file(path: str | os.PathLike, size: int) -> tuple[np.ndarray, bool]:
         raise DecodeError(f"corrupt image: {type(exc).__name__}: {exc}") from None
 
 
+def _orient(im: Image.Image, caught: list[warnings.WarningMessage]) -> Image.Image:
+    """Apply the EXIF orientation. Unparseable metadata (Pillow raises, or warns "Corrupt EXIF data")
+    is a DecodeError: the file is skipped and listed."""
+    try:
+        im.getexif().get(0x0112)
+        out = ImageOps.exif_transpose(im)
+    except Exception as exc:  # noqa: BLE001  Pillow raises many types on bad metadata
+        raise DecodeError(f"corrupt metadata (EXIF): {type(exc).__name__}: {exc}") from None
+    bad = [str(w.message) for w in caught if "exif" in str(w.message).lower()]
+    if bad:
+        raise DecodeError(f"corrupt metadata (EXIF): {bad[0].strip()}")
+    return out
+
+
 def decode_pil(img: Image.Image, size: int) -> np.ndarray:
     """An in-memory PIL image (built-in data sets) through the same RGB + resize path."""
     return resize_square(to_rgb(ImageOps.exif_transpose(img)), size)
 
 
+def _decode_one(args: tuple[str, int]) -> tuple[np.ndarray | None, bool, str]:
+    try:
+        arr, gray = decode_file(args[0], args[1])
+        return arr, gray, ""
+    except DecodeError as exc:
+        return None, False, str(exc)
+
+
 def decode_many(paths: Sequence[Path], size: int, root: Path, workers: int | None = None,
                 progress: bool = True) -> tuple[np.ndarray, list[int], list[tuple[str, str]], bool]:
-    """Decode files on all cores. Returns (images (M,3,S,S), kept indices, skipped (path, reason), all_gray)."""
+    """Decode files on all cores (one process per core; small folders in this process).
+    Returns (images (M,3,S,S), kept indices, skipped (path, reason), whether all kept images are gray)."""
     workers = workers or os.cpu_count() or 1
-    out: list[np.ndarray | None] = [None] * len(paths)
-    grays: list[bool] = []
-    skipped: list[tuple[str, str]] = []
-
-    def one(i: int) -> tuple[int, np.ndarray | None, bool, str]:
-        try:
-            arr, gray = decode_file(paths[i], size)
-            return i, arr, gray, ""
-        except DecodeError as exc:
-            return i, None, False, str(exc)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        bar = tqdm(pool.map(one, range(len(paths))), total=len(paths), desc="decode", unit="img",
-                   disable=not progress, leave=False)
-        for i, arr, gray, reason in bar:
-            if arr is None:
-                skipped.append((rel(paths[i], root), reason))
-            else:
-                out[i] = arr
-                grays.append(gray)
-    kept = [i for i, a in enumerate(out) if a is not None]
+    jobs = [(str(p), size) for p in paths]
+    bar_kw = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
+    if workers == 1 or len(jobs) < 64:
+        results = list(tqdm(map(_decode_one, jobs), **bar_kw))
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            chunk = max(1, min(64, len(jobs) // (workers * 8)))
+            results = list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar_kw))
+    kept = [i for i, (arr, _, _) in enumerate(results) if arr is not None]
+    skipped = [(rel(paths[i], root), reason) for i, (arr, _, reason) in enumerate(results) if arr is None]
     if kept:
-        images = np.stack([out[i] for i in kept])  # type: ignore[misc]
+        images = np.stack([results[i][0] for i in kept])  # type: ignore[misc]
     else:
         images = np.zeros((0, 3, size, size), np.uint8)
-    return images, kept, skipped, bool(grays) and all(grays)
+    return images, kept, skipped, bool(kept) and all(results[i][1] for i in kept)
 
 
 def rel(path: Path, root: Path) -> str:

@@ -61,6 +61,14 @@ def write_assignments(path: Path, names: list[str], labels: np.ndarray, class_na
     atomic_write_text(path, df.to_csv(index=False))
 
 
+def read_assignments(path: Path) -> dict[str, np.ndarray]:
+    """{cell id: clusters} from an assignments.csv ({} when missing)."""
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path, keep_default_na=False)
+    return {c: df[c].to_numpy(np.int64) for c in df.columns if c not in ("path", "label")}
+
+
 def sort_cells(df: pd.DataFrame) -> pd.DataFrame:
     """Order rows by SORT_RULE."""
     good = df["status"].isin(["ok", "degenerate"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from tqdm.auto import tqdm
 from benchmark.images import ImageSet, cached_image_set
 from benchmark.metrics import external_scores, internal_scores
 from benchmark.probe import linear_probe
-from benchmark.results import (COLUMNS, SORT_RULE, cell_id, environment, read_cells, write_assignments,
-                               write_cells, write_skipped)
+from benchmark.results import (COLUMNS, SORT_RULE, cell_id, environment, read_assignments, read_cells,
+                               write_assignments, write_cells, write_skipped)
 from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec, stable_hash
 from benchmark.storage import load_arrays, read_json, save_arrays, write_json
@@ -74,13 +75,13 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
     pretext = build_pretext(pretext_name, spec.pretext_opts)
     torch.manual_seed(spec.seed)  # random init is part of the seeded recipe
     backbone = build_backbone(backbone_name, spec.image_size, WeightsRequest(path=spec.weights))
-    notes = ""
-    if pretext.trains and not backbone.trainable:  # raw pixels: no parameters, the pretext changes nothing
-        notes = f"{pretext_name} not applicable: {backbone_name} has no trainable parameters; features = pretext none"
-        pretext = build_pretext("none", spec.pretext_opts)
-    reason = pretext.not_applicable(images.grayscale, backbone)
+    reason = pretext.not_applicable(images.grayscale)
     if reason:
         return FeatureSet(backbone_name, pretext_name, backbone.weights, "", None, {"notes": reason}, "skipped", reason)
+    notes = ""
+    if pretext.trains and not backbone.trainable:  # raw pixels: no parameters, the pretext changes nothing
+        notes = f"{pretext_name} has nothing to train in {backbone_name}; features = pretext none"
+        pretext = build_pretext("none", spec.pretext_opts)
     train_cfg = [asdict(spec.train), asdict(spec.pretext_opts)] if pretext.trains else None
     key = stable_hash(["features", FEATURE_VERSION, images.key, backbone_name, backbone.weights, pretext.name,
                        train_cfg, spec.seed, asdict(spec.probe)])
@@ -98,7 +99,7 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
         meta.update(pretext_loss=result.final_loss, pretext_acc=result.final_acc, train_s=result.seconds,
                     step_losses=result.step_losses, epoch_losses=result.epoch_losses, steps=result.steps)
     feats, ext_s = extract_features(backbone, images.images, rt, batch_size=max(spec.train.batch_size, 128),
-                                    progress=progress)
+                                    progress=progress, pretext=pretext)
     stats.extracted += 1
     stats.stage_s["extract"] += ext_s
     if not np.isfinite(feats).all():
@@ -112,6 +113,15 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
     save_arrays(path, feats=feats, meta=np.array(json.dumps(meta)))
     meta["notes"] = notes
     return FeatureSet(backbone_name, pretext_name, backbone.weights, key, feats, meta)
+
+
+def _warn_small_classes(images: ImageSet, k: int) -> None:
+    """The probe needs k labeled images per class plus one to test on; say which classes fall short."""
+    names, counts = np.unique(images.labels[images.labels >= 0], return_counts=True)
+    short = [f"{images.class_names[c]} ({n})" for c, n in zip(names, counts) if n < k + 1]
+    if short:
+        warnings.warn(f"labels: {len(short)} classes have fewer than {k + 1} labeled images, e.g. {short[0]}; "
+                      f"the probe uses k = {max(int(counts.min()) - 1, 0)} per class")
 
 
 def _n_clusters(spec: GridSpec, images: ImageSet) -> int:
@@ -195,7 +205,12 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
     previous = read_json(out / "run.json")
     if previous and resume and stable_hash(previous.get("config")) != stable_hash(json.loads(json.dumps(config))):
         raise ValueError(f"bad --resume: {out} holds a run with another configuration; use a new --out")
-    done = {cell_id(r): r for r in read_cells(out / "cells.csv") if r["status"] != "failed"} if resume else {}
+    done: dict[str, dict[str, Any]] = {}
+    previous_assign: dict[str, np.ndarray] = {}
+    if resume:  # finished cells are kept: their rows from cells.csv, their clusters from assignments.csv
+        previous_assign = read_assignments(out / "assignments.csv")
+        done = {cell_id(r): r for r in read_cells(out / "cells.csv")
+                if r["status"] in ("skipped",) or (r["status"] in ("ok", "degenerate") and cell_id(r) in previous_assign)}
     run_info: dict[str, Any] = {"config": config, "environment": environment(describe_device(rt)),
                                 "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir)}
     write_json(out / "run.json", run_info)
@@ -208,6 +223,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
         stats.stage_s["decode"] += time.perf_counter() - t0
     write_skipped(out / "skipped.csv", images.skipped)
     k = _n_clusters(spec, images)
+    _warn_small_classes(images, spec.probe.k_per_class)
     rows: list[dict[str, Any]] = []
     assignments: dict[str, np.ndarray] = {}
     total = len(spec.backbones) * len(spec.pretexts) * len(spec.clusterers)
@@ -226,20 +242,18 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
             for cname in spec.clusterers:
                 cid = f"{bname}/{pname}/{cname}"
                 if cid in done:
-                    row, assign = done[cid], None
+                    row, assign = done[cid], previous_assign.get(cid)
                     stats.resumed_cells += 1
-                    cached = _cached_assignment(out, cid)
-                    if cached is not None:
-                        assign = cached
                 else:
                     bar.set_description(f"grid: {cid}")
                     row, assign = _cell(spec, images, fs, cname, k, rt, cache_dir, stats)  # type: ignore[arg-type]
                 rows.append(row)
                 if assign is not None:
                     assignments[cid] = assign
-                write_cells(out / "cells.csv", rows)
+                # assignments first: a row in cells.csv always has its clusters on disk
                 write_assignments(out / "assignments.csv", images.names, images.labels, images.class_names,
                                   assignments)
+                write_cells(out / "cells.csv", rows)
                 bar.update(1)
     bar.close()
     wall = time.perf_counter() - t_start
@@ -252,14 +266,3 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
                     runtime=rt.describe())
     write_json(out / "run.json", run_info)
     return RunResult(out, rows, stats, images, wall)
-
-
-def _cached_assignment(out: Path, cid: str) -> np.ndarray | None:
-    """A resumed cell's assignments, from the run's own assignments.csv."""
-    import pandas as pd
-
-    path = out / "assignments.csv"
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path, usecols=lambda c: c == cid)
-    return df[cid].to_numpy() if cid in df else None

@@ -53,6 +53,7 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n, size = images.shape[0], images.shape[-1]
+    pretext.prepare(images)
     head = pretext.build_head(backbone, size)
     backbone.to(rt.torch_device)
     head.to(rt.torch_device)
@@ -119,8 +120,10 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
 
 @torch.inference_mode()
 def extract_features(backbone: Backbone, images: np.ndarray, rt: Runtime, batch_size: int = 128,
-                     progress: bool = True) -> tuple[np.ndarray, float]:
-    """Pooled features (N, D) float32 of uint8 images (N,3,S,S), and the seconds it took."""
+                     progress: bool = True, pretext: Pretext | None = None) -> tuple[np.ndarray, float]:
+    """Pooled features (N, D) float32 of uint8 images (N,3,S,S), and the seconds it took. The input is
+    what ``pretext`` showed the backbone (``feature_input``; default ImageNet-normalized RGB)."""
+    prepare = pretext.feature_input if pretext is not None else normalize
     backbone.to(rt.torch_device).eval()
     if rt.channels_last:
         backbone.to(memory_format=torch.channels_last)
@@ -129,7 +132,7 @@ def extract_features(backbone: Backbone, images: np.ndarray, rt: Runtime, batch_
     bar = tqdm(range(0, images.shape[0], batch_size), desc=f"extract {backbone.name}", unit="batch",
                disable=not progress, leave=False)
     for i in bar:
-        x = normalize(to_device(images[i:i + batch_size], rt))
+        x = prepare(to_device(images[i:i + batch_size], rt))
         with rt.autocast():
             f = backbone.features(x)
         out[i:i + f.shape[0]] = f.float().cpu().numpy()

@@ -119,12 +119,19 @@ def read_labels_csv(path: Path) -> dict[str, str]:
         raise ValueError(f"bad labels file {str(path)!r}: need two columns filename,label")
     if bad:
         warnings.warn(f"labels file {path}: {len(bad)} rows without filename,label ignored")
-    for r in (r for i, r in enumerate(rows) if i not in set(bad)):
+    bad_rows = set(bad)
+    repeated, conflicting = [], []
+    for r in (r for i, r in enumerate(rows) if i not in bad_rows):
         name, label = r[0].strip(), r[1].strip()
-        if name in mapping and mapping[name] != label:
-            warnings.warn(f"labels file {path}: {name!r} listed twice with different labels; keeping the first")
+        if name in mapping:
+            (repeated if mapping[name] == label else conflicting).append(name)
             continue
-        mapping.setdefault(name, label)
+        mapping[name] = label
+    if repeated:
+        warnings.warn(f"labels file {path}: {len(repeated)} duplicate rows ignored, e.g. {repeated[0]!r}")
+    if conflicting:
+        warnings.warn(f"labels file {path}: {len(conflicting)} files listed twice with different labels; keeping "
+                      f"the first, e.g. {conflicting[0]!r}")
     return mapping
 
 

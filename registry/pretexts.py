@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,14 +34,19 @@ class Pretext:
     def __init__(self, opts: PretextSpec) -> None:
         self.opts = opts
 
-    def not_applicable(self, grayscale: bool, backbone: Backbone) -> str | None:
-        """A reason this task cannot run on this data / backbone, or None."""
-        if self.trains and not backbone.trainable:
-            return f"{backbone.name} has no trainable parameters"
+    def not_applicable(self, grayscale: bool) -> str | None:
+        """A reason this task cannot run on this data (e.g. colorization on grayscale images), or None."""
         return None
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
         raise NotImplementedError
+
+    def prepare(self, images: np.ndarray) -> None:
+        """Called once with the uint8 training images (N,3,S,S) before training (e.g. data statistics)."""
+
+    def feature_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0,1] -> what the backbone sees at feature extraction (default: ImageNet-normalized RGB)."""
+        return normalize(x)
 
     def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -66,9 +72,6 @@ class NoPretext(Pretext):
     name = "none"
     trains = False
 
-    def not_applicable(self, grayscale: bool, backbone: Backbone) -> str | None:
-        return None
-
 
 @PRETEXTS.register("rotation")
 class Rotation(Pretext):
@@ -88,3 +91,7 @@ class Rotation(Pretext):
 
 def build_pretext(name: str, opts: PretextSpec | None = None) -> Pretext:
     return PRETEXTS.get(name)(opts or PretextSpec())
+
+
+# the other tasks live in their own modules and register themselves on import
+from registry import pretext_jigsaw, pretext_color, pretext_autoencoder  # noqa: E402,F401  isort: skip

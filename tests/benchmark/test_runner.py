@@ -90,3 +90,22 @@ def test_resume_refuses_another_configuration(photo_folder, tmp_path, cache):
     run_grid(tiny_spec(photo_folder, pretexts=("none",)), out, cache, progress=False)
     with pytest.raises(ValueError, match="another configuration"):
         run_grid(tiny_spec(photo_folder, pretexts=("none",), seed=5), out, cache, resume=True, progress=False)
+
+
+def test_colorization_on_grayscale_data_is_skipped_with_its_reason(tmp_path, cache):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "gray"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(8):
+            arr = (rng.random((24, 24)) * (80 if cls == "a" else 255)).astype(np.uint8)
+            Image.fromarray(arr, "L").save(root / cls / f"{i}.png")
+    spec = tiny_spec(root, backbones=("resnet18", "raw_pixels"), pretexts=("none", "colorization"),
+                     clusterers=("kmeans",), probe=ProbeSpec(k_per_class=3, draws=2))
+    res = run_grid(spec, tmp_path / "run", cache, progress=False)
+    df = pd.read_csv(tmp_path / "run" / "cells.csv")
+    col = df[df.pretext == "colorization"]
+    assert len(col) == 2 and (col.status == "skipped").all() and col.error.str.contains("grayscale").all()
+    assert (df[df.pretext == "none"].status == "ok").all() and res.stats.trained == 0

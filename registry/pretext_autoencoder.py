@@ -1,0 +1,35 @@
+"""Convolutional autoencoder pretext: the backbone is the encoder, a ConvTranspose2d decoder rebuilds the
+input at full size; MSE loss. ``PretextSpec.autoencoder_noise > 0`` selects the denoising variant."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from registry.backbones import Backbone
+from registry.decoders import Decoder, feature_map_shape
+from registry.pretexts import PRETEXTS, Pretext, normalize
+
+
+@PRETEXTS.register("autoencoder")
+class Autoencoder(Pretext):
+    """Reconstruct the (clean) image from the backbone's feature map; MSE on [0,1] pixels."""
+
+    name = "autoencoder"
+
+    def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
+        c, h, _w = feature_map_shape(backbone, image_size)
+        return nn.Sequential(Decoder(c, h, 3, image_size), nn.Sigmoid())
+
+    def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = x
+        if self.opts.autoencoder_noise > 0:
+            noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+            inputs = (x + self.opts.autoencoder_noise * noise).clamp(0, 1)
+        return normalize(inputs), x
+
+    def predict(self, backbone: Backbone, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return head(backbone(inputs))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs.float(), targets.float())
