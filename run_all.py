@@ -4,4 +4,4 @@ import sys
 from benchmark.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", *sys.argv[1:]]))
+    sys.exit(main(["run", "--report", *sys.argv[1:]]))

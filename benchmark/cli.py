@@ -53,6 +53,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="finish the run in --out; finished cells are kept")
     p.add_argument("--cache-dir", help=f"cache of decoded images, features and cells (default {DEFAULT_CACHE})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--report", action="store_true", help="write report.html / report.md at the end (run_all.py does)")
 
 
 def build_spec(args: argparse.Namespace) -> GridSpec:
@@ -131,6 +132,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.images.skipped:
         print(f"skipped files listed in {out / 'skipped.csv'}")
     print(f"results: {out / 'cells.csv'} (and run.json, assignments.csv)")
+    if args.report:
+        from benchmark.report import write_report
+
+        html_path, _ = write_report(out)
+        print(f"report: {html_path}")
     return 0
 
 
@@ -148,6 +154,159 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.bench import BenchSpec, run_bench
+    from benchmark.runtime import detect_runtime
+    from registry.backbones import check_backbone
+    from registry.pretexts import PRETEXTS
+
+    cl = {"off": (False,), "on": (True,), "both": (False, True)}
+    if args.channels_last not in cl:
+        raise UsageError(f"bad --channels-last {args.channels_last!r}: allowed: off, on, both")
+    try:
+        spec = BenchSpec(backbones=_split(args.backbones), pretexts=_split(args.pretexts or ""),
+                         batch_size=args.batch_size, image_size=args.image_size,
+                         precisions=_split(args.precision), channels_last=cl[args.channels_last],
+                         compile=args.compile, warmup=args.warmup, iters=args.iters, repeats=args.repeats,
+                         pipeline=args.pipeline)
+        for b in spec.backbones:
+            check_backbone(b)
+        for p in spec.pretexts:
+            PRETEXTS.get(p)
+            if p == "none":
+                raise ValueError("bad --pretexts 'none': it has no training step; name a training pretext")
+        rt = detect_runtime(args.device)
+    except (UnknownNameError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    records = run_bench(spec, rt, Path(args.out) if args.out else None)
+    rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
+             "GFLOP/img": r["flops_per_image"] / 1e9 if "flops_per_image" in r else None,
+             "of peak": r.get("fraction_of_peak"), "pipeline/synthetic": r.get("ratio")} for r in records]
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f", missingval="-"))
+    if args.out:
+        print(f"appended {len(records)} entries to {args.out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.bench import compare, load_history
+
+    if args.max_regression < 0:
+        raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage >= 0")
+    try:
+        rows, notes, failed = compare(load_history(Path(args.baseline)), load_history(Path(args.new)),
+                                      args.max_regression)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f") if rows else "no comparable entries")
+    for n in notes:
+        print(n)
+    print(f"{sum(r['verdict'] == 'REGRESSED' for r in rows)} of {len(rows)} regressed by more than "
+          f"{args.max_regression:g}%")
+    return 1 if failed else 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from benchmark import scale
+    from benchmark.runtime import detect_runtime
+
+    try:
+        rt = detect_runtime(args.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ks = tuple(int(k) for k in _split(args.ks))
+    rows: list[dict[str, Any]] = []
+    if "silhouette" in args.only:
+        rows.append(scale.silhouette_vs_sklearn(args.silhouette_n, args.dims, device=rt.device))
+        print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
+    if "kmeans" in args.only:
+        rows += scale.kmeans_vs_sklearn(args.n, args.dims, ks)
+        print(tabulate(rows[-len(ks):], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
+    if "hdbscan" in args.only:
+        rows.append(scale.hdbscan_at_scale(args.n, args.dims))
+        print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import write_report
+
+    try:
+        html_path, md_path = write_report(Path(args.run), n_best=args.best)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {html_path} and {md_path}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.recommend import RULE, recommend
+    from benchmark.report import load_run
+
+    try:
+        rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    c = rec.cell
+    print(f"recommended: {c['backbone']}/{c['pretext']}/{c['clusterer']} (weights {c['weights']})")
+    print(f"rule: {RULE}")
+    print(f"why: {rec.why}")
+    print("\nquality vs. throughput Pareto front (feature sets):")
+    print(tabulate(rec.pareto, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.export import export_cell
+
+    try:
+        m = export_cell(Path(args.run), Path(args.to), args.cell)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"exported {m['cell']} to {args.to} (labels reproduce the run: {m['labels_match_run']})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from benchmark.export import predict
+
+    try:
+        r = predict(Path(args.export), Path(args.images), Path(args.out), args.device, not args.no_progress)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{r['n']} images assigned ({r['clusters']} clusters, {r['outliers']} outliers = -1), {r['skipped']} "
+          f"skipped, {r['images_per_s']:.1f} images/s end to end; wrote {args.out}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.recommend import diff_runs
+    from benchmark.report import load_run
+
+    try:
+        d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(tabulate(d, headers="keys", tablefmt="github", showindex=False, floatfmt="+.3f", missingval="-"))
+    if args.out:
+        d.to_csv(args.out, index=False)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m benchmark", description="Backbone x pretext x clusterer benchmark harness.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -156,6 +315,60 @@ def make_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list registered backbones, pretexts, clusterers, data sets")
     lst.set_defaults(func=cmd_list)
+    bench = sub.add_parser("bench", help="inference / training-step throughput, appended to a history")
+    bench.add_argument("--backbones", default="resnet18")
+    bench.add_argument("--pretexts", default="", help="training-step benchmarks for these pretexts")
+    bench.add_argument("--batch-size", type=int, default=32)
+    bench.add_argument("--image-size", type=int, default=64)
+    bench.add_argument("--precision", default="fp32", help="comma list of fp32, bf16, fp16 (autocast)")
+    bench.add_argument("--channels-last", default="off", help="off, on or both")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the model")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--iters", type=int, default=5, help="steps per timed repeat")
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--pipeline", action="store_true", help="also extraction-from-store vs synthetic ratio")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--out", help="history file (JSON lines) to append to")
+    bench.set_defaults(func=cmd_bench)
+    cmp = sub.add_parser("compare", help="new/old throughput ratios of two histories; exit 1 on regression")
+    cmp.add_argument("baseline")
+    cmp.add_argument("new")
+    cmp.add_argument("--max-regression", type=float, default=10.0, help="percent")
+    cmp.set_defaults(func=cmd_compare)
+    sc = sub.add_parser("scale", help="silhouette / k-means / HDBSCAN at scale vs scikit-learn (minutes)")
+    sc.add_argument("--only", default="silhouette,kmeans,hdbscan")
+    sc.add_argument("--n", type=int, default=100_000)
+    sc.add_argument("--silhouette-n", type=int, default=20_000)
+    sc.add_argument("--dims", type=int, default=512)
+    sc.add_argument("--ks", default="10,100,1000")
+    sc.add_argument("--device", default="auto")
+    sc.add_argument("--out", help="JSON file for the measurements")
+    sc.set_defaults(func=cmd_scale)
+    rep = sub.add_parser("report", help="write report.html and report.md into a run folder")
+    rep.add_argument("run")
+    rep.add_argument("--best", type=int, default=3, help="best cells to project and montage")
+    rep.set_defaults(func=cmd_report)
+    rec = sub.add_parser("recommend", help="the production recipe by a stated rule, and the Pareto front")
+    rec.add_argument("run")
+    rec.add_argument("--min-throughput", type=float, default=0.0, help="images/s floor for feature extraction")
+    rec.set_defaults(func=cmd_recommend)
+    exp = sub.add_parser("export", help="export a cell (default: the recommended one) as a recipe folder")
+    exp.add_argument("run")
+    exp.add_argument("--cell", help="backbone/pretext/clusterer")
+    exp.add_argument("--to", required=True)
+    exp.set_defaults(func=cmd_export)
+    pre = sub.add_parser("predict", help="assign new photos with an exported recipe")
+    pre.add_argument("export")
+    pre.add_argument("images")
+    pre.add_argument("--out", required=True)
+    pre.add_argument("--device", default="auto")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.set_defaults(func=cmd_predict)
+    dif = sub.add_parser("diff", help="per-cell score changes between two runs (b - a)")
+    dif.add_argument("a")
+    dif.add_argument("b")
+    dif.add_argument("--out", help="CSV of the differences")
+    dif.set_defaults(func=cmd_diff)
     return parser
 
 

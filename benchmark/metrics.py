@@ -12,6 +12,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
 
+from benchmark.silhouette import silhouette_torch
+
 
 @dataclass(frozen=True)
 class InternalScores:
@@ -24,8 +26,10 @@ class InternalScores:
     reason: str  # why the scores are undefined ("" when defined)
 
 
-def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed: int = 0) -> InternalScores:
-    """Scores of ``labels`` on X (N, D). Silhouette is exact up to ``max_n`` points, sampled above."""
+def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed: int = 0,
+                    device: str = "cpu") -> InternalScores:
+    """Scores of ``labels`` on X (N, D). Silhouette (chunked torch, on ``device``) is exact up to ``max_n``
+    points, computed on a seeded sample of ``max_n`` above."""
     labels = np.asarray(labels)
     core = labels >= 0
     clusters = np.unique(labels[core])
@@ -38,12 +42,8 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed:
     if k >= n_core:
         return InternalScores(k, noise, None, None, None, None, "every point is its own cluster")
     Xc, lc = X[core], labels[core]
-    sample = None
-    if n_core > max_n:
-        sample = max_n
-        sil = float(skm.silhouette_score(Xc, lc, sample_size=max_n, random_state=seed))
-    else:
-        sil = float(skm.silhouette_score(Xc, lc))
+    sample = max_n if n_core > max_n else None
+    sil = silhouette_torch(Xc, lc, device=device, sample_size=sample, seed=seed)
     return InternalScores(k, noise, sil, float(skm.davies_bouldin_score(Xc, lc)),
                           float(skm.calinski_harabasz_score(Xc, lc)), sample, "")
 

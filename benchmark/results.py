@@ -18,7 +18,7 @@ COLUMNS = [
     "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz", "silhouette_sample",
     "nmi", "ari", "cluster_acc", "linear_probe_acc", "linear_probe_std", "pretext_loss", "pretext_acc",
     "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim", "cluster_params", "status", "error",
-    "notes",
+    "notes", "feature_key",
 ]
 TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 STATUSES = ("ok", "degenerate", "failed", "skipped")

@@ -14,18 +14,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from benchmark.images import ImageSet, cached_image_set
 from benchmark.metrics import external_scores, internal_scores
 from benchmark.probe import linear_probe
+from benchmark.reduce import fit_reduction
 from benchmark.results import (COLUMNS, SORT_RULE, cell_id, environment, read_assignments, read_cells,
                                write_assignments, write_cells, write_skipped)
 from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec, stable_hash
-from benchmark.storage import load_arrays, read_json, save_arrays, write_json
+from benchmark.storage import load_arrays, read_json, save_arrays, save_state, write_json
 from benchmark.train import extract_features, train_pretext
 from registry.backbones import WeightsRequest, build_backbone
 from registry.clusterers import build_clusterer
@@ -33,6 +32,7 @@ from registry.datasets import resolve_dataset
 from registry.pretexts import build_pretext
 
 FEATURE_VERSION = 1
+CELL_VERSION = 2  # bump when clustering or scoring changes, so cached cells are not reused
 
 
 @dataclass
@@ -110,6 +110,8 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
     meta.update(extract_s=ext_s, images_per_s=images.n / ext_s if ext_s > 0 else None,
                 probe_acc=probe.mean, probe_std=probe.std, probe_k=probe.k_per_class, probe_c=probe.chosen_c,
                 probe_reason=probe.reason, feature_dim=int(feats.shape[1]))
+    if backbone.trainable:  # the weights behind these features, for `export` (loaded with weights_only=True)
+        save_state(cache_dir / "features" / f"{key}.pt", backbone)
     save_arrays(path, feats=feats, meta=np.array(json.dumps(meta)))
     meta["notes"] = notes
     return FeatureSet(backbone_name, pretext_name, backbone.weights, key, feats, meta)
@@ -139,26 +141,22 @@ def _cell(spec: GridSpec, images: ImageSet, fs: FeatureSet, clusterer_name: str,
     if fs.status != "ok":
         row.update(status=fs.status, error=fs.error)
         return row, None
-    key = stable_hash(["cell", fs.key, clusterer_name, k, asdict(spec.cluster), spec.seed])
+    key = stable_hash(["cell", CELL_VERSION, fs.key, clusterer_name, k, asdict(spec.cluster), spec.seed])
     path = cache_dir / "cells" / f"{key}.npz"
     cached = load_arrays(path)
     if cached is not None:
         row.update(json.loads(str(cached["row"])))
         return row, cached["assign"]
     try:
-        X = StandardScaler().fit_transform(fs.feats).astype(np.float32)
         clusterer = build_clusterer(clusterer_name, k, spec.cluster, spec.seed, use_gpu=rt.device == "cuda")
-        Xc = X
-        if clusterer.density and spec.cluster.density_dims and X.shape[1] > spec.cluster.density_dims:
-            n_comp = min(spec.cluster.density_dims, X.shape[0])
-            Xc = PCA(n_components=n_comp, random_state=spec.seed).fit_transform(X).astype(np.float32)
+        _red, X, Xc = fit_reduction(fs.feats, clusterer.density, spec.cluster.density_dims, spec.seed)
         t0 = time.perf_counter()
         assign = clusterer.fit_predict(Xc)
         cluster_s = time.perf_counter() - t0
         stats.clustered += 1
         stats.stage_s["cluster"] += cluster_s
         t0 = time.perf_counter()
-        inner = internal_scores(X, assign, spec.cluster.silhouette_max_n, spec.seed)
+        inner = internal_scores(X, assign, spec.cluster.silhouette_max_n, spec.seed, device=rt.device)
         outer = external_scores(images.labels, assign)
         stats.stage_s["score"] += time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001  a failing cell is recorded, the others go on
@@ -187,7 +185,8 @@ def _base_row(spec: GridSpec, images: ImageSet, fs: FeatureSet, clusterer_name: 
                n_labeled=images.n_labeled, linear_probe_acc=m.get("probe_acc"), linear_probe_std=m.get("probe_std"),
                pretext_loss=m.get("pretext_loss"), pretext_acc=m.get("pretext_acc"), train_s=m.get("train_s"),
                extract_s=m.get("extract_s"), images_per_s=m.get("images_per_s"), feature_dim=m.get("feature_dim"),
-               notes="; ".join(x for x in (m.get("notes", ""), m.get("probe_reason", "")) if x), status="ok", error="")
+               notes="; ".join(x for x in (m.get("notes", ""), m.get("probe_reason", "")) if x), status="ok", error="",
+               feature_key=fs.key)
     return row
 
 
@@ -222,6 +221,8 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
         stats.decoded = images.n
         stats.stage_s["decode"] += time.perf_counter() - t0
     write_skipped(out / "skipped.csv", images.skipped)
+    run_info["images_key"] = images.key
+    write_json(out / "run.json", run_info)
     k = _n_clusters(spec, images)
     _warn_small_classes(images, spec.probe.k_per_class)
     rows: list[dict[str, Any]] = []
@@ -263,6 +264,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
                     computed={"decoded_images": stats.decoded, "trained": stats.trained, "extracted": stats.extracted,
                               "clustered": stats.clustered, "resumed_cells": stats.resumed_cells},
                     n_images=images.n, n_labeled=images.n_labeled, n_skipped=len(images.skipped), k=k,
+                    images_key=images.key,
                     runtime=rt.describe())
     write_json(out / "run.json", run_info)
     return RunResult(out, rows, stats, images, wall)

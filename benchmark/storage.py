@@ -60,3 +60,14 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
+
+
+def save_state(path: Path, module: Any) -> None:
+    """A module's state_dict, atomically (read back with ``torch.load(..., weights_only=True)``)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())

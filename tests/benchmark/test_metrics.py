@@ -17,7 +17,7 @@ def blobs():
 def test_internal_scores_equal_sklearn(blobs):
     X, y = blobs
     s = internal_scores(X, y)
-    assert s.silhouette == pytest.approx(skm.silhouette_score(X, y), abs=1e-9)
+    assert s.silhouette == pytest.approx(skm.silhouette_score(X, y), abs=1e-9)  # float64 path at small N
     assert s.davies_bouldin == pytest.approx(skm.davies_bouldin_score(X, y), abs=1e-9)
     assert s.calinski_harabasz == pytest.approx(skm.calinski_harabasz_score(X, y), rel=1e-9)
     assert s.n_clusters == 4 and s.noise_fraction == 0.0 and s.reason == "" and s.silhouette_sample is None
@@ -81,3 +81,13 @@ def test_hungarian_accuracy_is_permutation_invariant():
     t = np.array([0, 0, 1, 1, 2, 2])
     assert cluster_accuracy(t, np.array([2, 2, 0, 0, 1, 1])) == 1.0
     assert cluster_accuracy(t, np.array([-1, -1, -1, -1, -1, -1])) == 0.0
+
+
+def test_torch_silhouette_samples_equal_sklearn_including_singletons():
+    from benchmark.silhouette import silhouette_samples_torch
+
+    X, y = make_blobs(n_samples=500, centers=5, n_features=16, random_state=0)
+    y[0] = 7  # a singleton cluster: silhouette 0 by definition
+    np.testing.assert_allclose(silhouette_samples_torch(X, y, chunk=64), skm.silhouette_samples(X, y), atol=1e-10)
+    f32 = silhouette_samples_torch(X.astype(np.float32), y, dtype=__import__("torch").float32, chunk=100)
+    assert abs(f32.mean() - skm.silhouette_score(X, y)) < 1e-4

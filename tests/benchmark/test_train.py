@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.specs import PretextSpec, TrainSpec
+from benchmark.specs import TrainSpec
 from benchmark.train import extract_features, train_pretext
 from registry.backbones import build_backbone
 from registry.pretexts import build_pretext

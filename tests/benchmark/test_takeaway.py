@@ -1,0 +1,141 @@
+"""What users take away: report (rendered in headless Chromium), recommend, export, predict, diff."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.recommend import diff_runs, pareto_front, recommend
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tests.conftest import make_photo
+
+    base = tmp_path_factory.mktemp("takeaway")
+    rng = np.random.default_rng(0)
+    folder = base / "photos"
+    for kind, cls in enumerate(("stripes", "checks")):
+        (folder / cls).mkdir(parents=True)
+        for i in range(12):
+            make_photo(kind, rng, (int(rng.integers(32, 80)), int(rng.integers(32, 80)))).save(folder / cls / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"")
+    out = base / "run"
+    assert main(["run", "--preset", "quick", "--dataset", str(folder), "--backbones", "resnet18,raw_pixels",
+                 "--pretexts", "none,rotation", "--clusterers", "kmeans,faiss_kmeans,hdbscan,dbscan",
+                 "--image-size", "32", "--max-steps", "3", "--batch-size", "8", "--probe-k", "4", "--out", str(out),
+                 "--cache-dir", str(base / "cache"), "--no-progress"]) == 0
+    return out, folder
+
+
+def test_report_renders_with_its_pictures_in_headless_chromium(run_dir, tmp_path):
+    out, _ = run_dir
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    n_img = page.count("<img ")
+    assert n_img >= 6 and "data:image/png;base64," in page and "src=\"http" not in page  # self-contained
+    for section in ("Leaderboard", "Scores over backbone x pretext", "Projection", "Montage",
+                    "Pretext training curves", "Throughput", "Skipped files"):
+        assert section in page and section in md
+    assert "1 × empty file" in page
+    assert all((out / m).is_file() for m in re.findall(r"\((report_files/[^)]+)\)", md))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (make test installs it where apt-get can)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    total = re.search(r'data-images-total="(\d+)"', dom.stdout)
+    ok = re.search(r'data-images-ok="(\d+)"', dom.stdout)
+    assert total and ok, dom.stderr[-2000:]
+    assert int(total.group(1)) == n_img == int(ok.group(1))  # every picture decoded by the browser
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
+                    f"--screenshot={shot}", (out / "report.html").as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    assert np.asarray(Image.open(shot).convert("L")).std() > 10  # not a blank page
+
+
+def test_recommend_rule_and_pareto_front(run_dir, capsys):
+    out, _ = run_dir
+    assert main(["recommend", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recommended:" in printed and "rule:" in printed and "Pareto front" in printed
+    cells = pd.read_csv(out / "cells.csv")
+    rec = recommend(cells)
+    ok = cells[cells.status == "ok"]
+    assert rec.cell["linear_probe_acc"] == ok["linear_probe_acc"].max()
+    fast = recommend(cells, min_throughput=1e9 - 1) if (cells.images_per_s >= 1e9 - 1).any() else None
+    assert fast is None or fast.cell["images_per_s"] >= 1e9 - 1
+    assert main(["recommend", str(out), "--min-throughput", "1e12"]) == 2
+    assert "no feature set reaches" in capsys.readouterr().err
+
+
+def test_pareto_front_keeps_only_undominated():
+    fs = pd.DataFrame({"linear_probe_acc": [0.9, 0.8, 0.95, 0.7], "images_per_s": [100, 200, 50, 150]})
+    front = pareto_front(fs)
+    assert sorted(front.index) == [0, 1, 2]  # row 3 is beaten by row 1 on both
+
+
+def test_export_predict_kmeans_round_trip_is_exact(run_dir, tmp_path, capsys):
+    out, folder = run_dir
+    exp = tmp_path / "recipe"
+    assert main(["export", str(out), "--cell", "resnet18/rotation/kmeans", "--to", str(exp)]) == 0
+    assert "labels reproduce the run: True" in capsys.readouterr().out
+    import torch
+
+    state = torch.load(exp / "backbone.pt", weights_only=True)
+    assert any(k.endswith("weight") for k in state)
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(exp), str(folder), "--out", str(pred), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "images/s" in printed and "1 skipped" in printed
+    p = pd.read_csv(pred)
+    a = pd.read_csv(out / "assignments.csv")
+    merged = a.merge(p, on="path")
+    assert len(merged) == 24 and (merged["resnet18/rotation/kmeans"] == merged["cluster"]).all()
+    assert (p["distance"] >= 0).all() and (p["cluster"] >= 0).all()
+    assert pd.read_csv(pred.with_suffix(".skipped.csv")).path.tolist() == ["broken.jpg"]
+
+
+@pytest.mark.parametrize("cell", ["resnet18/none/hdbscan", "raw_pixels/none/dbscan", "raw_pixels/none/faiss_kmeans"])
+def test_export_predict_other_clusterers(run_dir, tmp_path, cell):
+    out, folder = run_dir
+    row = pd.read_csv(out / "cells.csv").set_index(["backbone", "pretext", "clusterer"]).loc[tuple(cell.split("/"))]
+    if row["status"] not in ("ok", "degenerate"):
+        pytest.skip(f"{cell} did not finish on this tiny data")
+    exp = tmp_path / "recipe"
+    assert main(["export", str(out), "--cell", cell, "--to", str(exp)]) == 0
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(exp), str(folder), "--out", str(pred), "--no-progress"]) == 0
+    p = pd.read_csv(pred)
+    assert len(p) == 24 and p["cluster"].min() >= -1 and p.columns[-1] in ("distance", "confidence")
+    merged = pd.read_csv(out / "assignments.csv").merge(p, on="path")
+    agree = (merged[cell] == merged["cluster"]).mean()
+    assert agree > 0.9  # density predict is approximate (hdbscan.approximate_predict, nearest core point)
+
+
+def test_export_and_predict_errors(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    assert main(["export", str(out), "--cell", "resnet18/none/kmean", "--to", str(tmp_path / "x")]) == 2
+    assert "did you mean 'resnet18/none/kmeans'" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_diff_reports_per_cell_changes(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    df = pd.read_csv(other / "cells.csv")
+    df.loc[0, "nmi"] = df.loc[0, "nmi"] - 0.25
+    df = df.iloc[:-1]
+    df.to_csv(other / "cells.csv", index=False)
+    d = diff_runs(pd.read_csv(out / "cells.csv"), df)
+    assert d["d_nmi"].iloc[0] == pytest.approx(-0.25) and (d["in"] == "a only").sum() == 1
+    assert main(["diff", str(out), str(other), "--out", str(tmp_path / "d.csv")]) == 0
+    assert "d_nmi" in capsys.readouterr().out and (tmp_path / "d.csv").is_file()
