@@ -221,12 +221,14 @@ def bench_pipeline(name: str, spec: BenchSpec, rt: Runtime) -> dict[str, Any]:
     """Feature extraction from a uint8 image store vs. synthetic forward, same model, batch and device."""
     from benchmark.train import extract_features
 
-    backbone = _prepare(name, spec, rt, rt.channels_last).eval()
+    backbone = _prepare(name, spec, rt, rt.channels_last_infer).eval()
     n = spec.batch_size * spec.iters
     store = np.random.default_rng(0).integers(0, 256, (n, 3, spec.image_size, spec.image_size), dtype=np.uint8)
     extract_features(backbone, store[: spec.batch_size * 2], rt, spec.batch_size, progress=False)  # warm-up
     secs = [extract_features(backbone, store, rt, spec.batch_size, progress=False)[1] for _ in range(spec.repeats)]
     x = torch.randn(spec.batch_size, 3, spec.image_size, spec.image_size, device=rt.torch_device)
+    if rt.channels_last_infer:
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         with torch.inference_mode(), rt.autocast():
@@ -294,7 +296,7 @@ def run_bench(spec: BenchSpec, rt: Runtime, out: Path | None, progress: Callable
                                bench_train(name, pname, spec, rt, precision, cl), fp))
     if spec.pipeline:
         for name in spec.backbones:
-            keep(entry("pipeline", name, "-", spec, rt, "amp" if rt.amp_dtype else "fp32", rt.channels_last,
+            keep(entry("pipeline", name, "-", spec, rt, "amp" if rt.amp_dtype else "fp32", rt.channels_last_infer,
                        bench_pipeline(name, spec, rt), fp))
     return records
 

@@ -6,7 +6,8 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 from benchmark.presets import PRESETS
 from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
@@ -18,6 +19,15 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 class UsageError(Exception):
     """A user-facing problem with the command line; printed as one line, exit code 2."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """ValueErrors raised by the library for bad user input become one-line usage errors (exit 2)."""
+    try:
+        yield
+    except (UnknownNameError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,7 +77,7 @@ def build_spec(args: argparse.Namespace) -> GridSpec:
         if value is not None:
             cfg[name] = value
     train_defaults = TrainSpec()
-    try:
+    with user_errors():
         spec = GridSpec(
             dataset=cfg["dataset"], backbones=_split(cfg["backbones"]), pretexts=_split(cfg["pretexts"]),
             clusterers=_split(cfg["clusterers"]), image_size=cfg.get("image_size", 32), seed=cfg.get("seed", 0),
@@ -80,8 +90,6 @@ def build_spec(args: argparse.Namespace) -> GridSpec:
             probe=ProbeSpec(k_per_class=cfg.get("probe_k", 10)),
             cluster=ClusterSpec(k=cfg.get("k"), eps=cfg.get("eps")),
         )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     check_names(spec)
     return spec
 
@@ -93,7 +101,7 @@ def check_names(spec: GridSpec) -> None:
     from registry.datasets import resolve_dataset
     from registry.pretexts import PRETEXTS
 
-    try:
+    with user_errors():
         for b in spec.backbones:
             check_backbone(b)
             check_image_size(b, spec.image_size)
@@ -106,8 +114,6 @@ def check_names(spec: GridSpec) -> None:
             raise ValueError(f"bad --labels {spec.labels!r}: no such file")
         if spec.weights and not os.path.isfile(spec.weights):
             raise ValueError(f"bad --weights {spec.weights!r}: no such file")
-    except (UnknownNameError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -120,10 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --out {str(out)!r}: it already holds a run; add --resume to finish it or choose "
                          "another --out")
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
-    try:
+    with user_errors():
         result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(leaderboard(result.rows))
     s = result.stats
     print(f"\n{len(result.rows)} cells, {result.images.n} images ({result.images.n_labeled} labeled, "
@@ -165,7 +169,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cl = {"off": (False,), "on": (True,), "both": (False, True)}
     if args.channels_last not in cl:
         raise UsageError(f"bad --channels-last {args.channels_last!r}: allowed: off, on, both")
-    try:
+    with user_errors():
         spec = BenchSpec(backbones=_split(args.backbones), pretexts=_split(args.pretexts or ""),
                          batch_size=args.batch_size, image_size=args.image_size,
                          precisions=_split(args.precision), channels_last=cl[args.channels_last],
@@ -178,8 +182,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if p == "none":
                 raise ValueError("bad --pretexts 'none': it has no training step; name a training pretext")
         rt = detect_runtime(args.device)
-    except (UnknownNameError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
     records = run_bench(spec, rt, Path(args.out) if args.out else None)
     rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
              "GFLOP/img": r["flops_per_image"] / 1e9 if "flops_per_image" in r else None,
@@ -197,11 +199,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.max_regression < 0:
         raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage >= 0")
-    try:
+    with user_errors():
         rows, notes, failed = compare(load_history(Path(args.baseline)), load_history(Path(args.new)),
                                       args.max_regression)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f") if rows else "no comparable entries")
     for n in notes:
         print(n)
@@ -218,10 +218,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from benchmark import scale
     from benchmark.runtime import detect_runtime
 
-    try:
+    with user_errors():
         rt = detect_runtime(args.device)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     ks = tuple(int(k) for k in _split(args.ks))
     rows: list[dict[str, Any]] = []
     if "silhouette" in args.only:
@@ -230,6 +228,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
     if "kmeans" in args.only:
         rows += scale.kmeans_vs_sklearn(args.n, args.dims, ks)
         print(tabulate(rows[-len(ks):], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
+    if "decode" in args.only:
+        rows += scale.decode_speed()
+        print(tabulate(rows[-2:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
     if "hdbscan" in args.only:
         rows.append(scale.hdbscan_at_scale(args.n, args.dims))
         print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
@@ -241,10 +242,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import write_report
 
-    try:
+    with user_errors():
         html_path, md_path = write_report(Path(args.run), n_best=args.best)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(f"wrote {html_path} and {md_path}")
     return 0
 
@@ -255,10 +254,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from benchmark.recommend import RULE, recommend
     from benchmark.report import load_run
 
-    try:
+    with user_errors():
         rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     c = rec.cell
     print(f"recommended: {c['backbone']}/{c['pretext']}/{c['clusterer']} (weights {c['weights']})")
     print(f"rule: {RULE}")
@@ -271,10 +268,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from benchmark.export import export_cell
 
-    try:
+    with user_errors():
         m = export_cell(Path(args.run), Path(args.to), args.cell)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(f"exported {m['cell']} to {args.to} (labels reproduce the run: {m['labels_match_run']})")
     return 0
 
@@ -282,10 +277,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from benchmark.export import predict
 
-    try:
+    with user_errors():
         r = predict(Path(args.export), Path(args.images), Path(args.out), args.device, not args.no_progress)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(f"{r['n']} images assigned ({r['clusters']} clusters, {r['outliers']} outliers = -1), {r['skipped']} "
           f"skipped, {r['images_per_s']:.1f} images/s end to end; wrote {args.out}")
     return 0
@@ -297,10 +290,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from benchmark.recommend import diff_runs
     from benchmark.report import load_run
 
-    try:
+    with user_errors():
         d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(tabulate(d, headers="keys", tablefmt="github", showindex=False, floatfmt="+.3f", missingval="-"))
     if args.out:
         d.to_csv(args.out, index=False)
@@ -336,7 +327,7 @@ def make_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--max-regression", type=float, default=10.0, help="percent")
     cmp.set_defaults(func=cmd_compare)
     sc = sub.add_parser("scale", help="silhouette / k-means / HDBSCAN at scale vs scikit-learn (minutes)")
-    sc.add_argument("--only", default="silhouette,kmeans,hdbscan")
+    sc.add_argument("--only", default="silhouette,kmeans,decode,hdbscan")
     sc.add_argument("--n", type=int, default=100_000)
     sc.add_argument("--silhouette-n", type=int, default=20_000)
     sc.add_argument("--dims", type=int, default=512)

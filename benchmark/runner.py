@@ -31,7 +31,7 @@ from registry.clusterers import build_clusterer
 from registry.datasets import resolve_dataset
 from registry.pretexts import build_pretext
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: extraction in channels_last on the CPU too
 CELL_VERSION = 2  # bump when clustering or scoring changes, so cached cells are not reused
 
 

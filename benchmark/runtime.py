@@ -12,9 +12,10 @@ class Runtime:
 
     device: str  # "cpu" or "cuda"
     amp_dtype: torch.dtype | None  # autocast dtype, None for plain fp32
-    channels_last: bool
+    channels_last: bool  # for training steps
     pin_memory: bool
     cudnn_benchmark: bool
+    channels_last_infer: bool = False  # for feature extraction
 
     @property
     def torch_device(self) -> torch.device:
@@ -27,20 +28,25 @@ class Runtime:
 
     def describe(self) -> str:
         amp = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32"
-        return f"{self.device} ({amp}{', channels_last' if self.channels_last else ''})"
+        layout = {(True, True): ", channels_last", (False, True): ", channels_last for inference"}.get(
+            (self.channels_last, self.channels_last_infer), "")
+        return f"{self.device} ({amp}{layout})"
 
 
 def select_runtime(requested: str, cuda_available: bool, bf16_supported: bool) -> Runtime:
     """Pick the runtime for ``--device``. On CUDA: AMP (bf16 if supported, else fp16), channels_last,
-    pinned memory with non-blocking copies and cudnn.benchmark. On CPU: plain fp32."""
+    pinned memory with non-blocking copies and cudnn.benchmark. On CPU: fp32, channels_last for inference
+    only (measured on 2 cores at 32 px, batch 64: inference 1.4x resnet18, 1.4x resnet34, 1.6x vgg16,
+    3.7x mobilenetv3; training steps 0.83x-1.34x depending on the pretext, so training stays NCHW)."""
     if requested not in ("auto", "cpu", "cuda"):
         raise ValueError(f"bad device {requested!r}: allowed: auto, cpu, cuda")
     if requested == "cuda" and not cuda_available:
         raise ValueError("bad device 'cuda': no CUDA GPU is visible; allowed here: auto, cpu")
     use_cuda = requested == "cuda" or (requested == "auto" and cuda_available)
     if not use_cuda:
-        return Runtime("cpu", None, False, False, False)
-    return Runtime("cuda", torch.bfloat16 if bf16_supported else torch.float16, True, True, True)
+        return Runtime("cpu", None, False, False, False, channels_last_infer=True)
+    return Runtime("cuda", torch.bfloat16 if bf16_supported else torch.float16, True, True, True,
+                   channels_last_infer=True)
 
 
 def detect_runtime(requested: str) -> Runtime:

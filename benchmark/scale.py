@@ -43,9 +43,9 @@ def kmeans_vs_sklearn(n: int = 100_000, d: int = 512, ks: tuple[int, ...] = (10,
     X, _ = blobs(n, d, 10, seed)
     rows = []
     for k in ks:
-        def fk() -> float:
+        def fk(max_points: int = n) -> float:
             km = faiss.Kmeans(d, k, niter=niter, nredo=1, seed=seed + 1, verbose=False,
-                              max_points_per_centroid=n, min_points_per_centroid=1)
+                              max_points_per_centroid=max_points, min_points_per_centroid=1)
             km.train(X)
             return float(km.index.search(X, 1)[0].sum())
 
@@ -53,9 +53,11 @@ def kmeans_vs_sklearn(n: int = 100_000, d: int = 512, ks: tuple[int, ...] = (10,
             return float(KMeans(k, n_init=1, max_iter=niter, tol=0.0, random_state=seed, init="random").fit(X).inertia_)
 
         fi, tf = _timed(fk)
+        fs, tfs = _timed(lambda: fk(256))  # FAISS's default: train on at most 256 points per centroid
         si, ts = _timed(sk)
         rows.append({"what": f"k-means N={n} D={d} k={k} ({niter} it)", "faiss_s": tf, "sklearn_s": ts,
-                     "speedup": ts / tf, "inertia_ratio": fi / si})
+                     "speedup": ts / tf, "inertia_ratio": fi / si, "faiss_sampled_s": tfs,
+                     "sampled_speedup": ts / tfs, "sampled_inertia_ratio": fs / si})
     return rows
 
 
@@ -72,3 +74,45 @@ def hdbscan_at_scale(n: int = 100_000, d: int = 512, dims: int = 50, seed: int =
     labels, t_fit = _timed(lambda: build_clusterer("hdbscan", 10, ClusterSpec(), seed).fit_predict(Z))
     return {"what": f"HDBSCAN N={n} D={d} via PCA-{dims}", "pca_s": t_pca, "hdbscan_s": t_fit,
             "total_s": t_pca + t_fit, "clusters": int(labels.max() + 1), "noise": float((labels < 0).mean())}
+
+
+def decode_speed(sizes: tuple[tuple[int, int], ...] = ((1633, 1080), (4032, 3024)), n: int = 12,
+                 target: int = 64, workdir: str | None = None) -> list[dict[str, Any]]:
+    """images/s of the harness's decode (JPEG draft + resize; then all cores) vs. a plain full decode +
+    resize, on photo-like JPEGs (scikit-learn's sample photo scaled up) of each size."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image, ImageOps
+    from sklearn.datasets import load_sample_images
+
+    from benchmark.images import decode_file, decode_many
+
+    base = Image.fromarray(load_sample_images().images[0])
+    rows = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for w, h in sizes:
+            paths = []
+            for i in range(n):
+                p = Path(tmp) / f"{w}x{h}_{i}.jpg"
+                base.rotate(i * 7, expand=False).resize((w, h), Image.Resampling.BICUBIC).save(p, quality=90)
+                paths.append(p)
+
+            def plain() -> None:
+                for p in paths:
+                    with Image.open(p) as im:
+                        ImageOps.exif_transpose(im.convert("RGB")).resize((target, target), Image.Resampling.BILINEAR)
+
+            def ours_serial() -> None:
+                for p in paths:
+                    decode_file(p, target)
+
+            _, t_plain = _timed(plain)
+            _, t_ours = _timed(ours_serial)
+            _, t_par = _timed(lambda: decode_many(paths * 6, target, Path(tmp), workers=os.cpu_count(),
+                                                  progress=False))
+            rows.append({"what": f"decode {w}x{h} JPEG -> {target}px", "plain_img_s": n / t_plain,
+                         "draft_img_s": n / t_ours, "draft_speedup": t_plain / t_ours,
+                         "all_cores_img_s": 6 * n / t_par, "total_speedup": (6 * n / t_par) / (n / t_plain)})
+    return rows

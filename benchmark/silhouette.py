@@ -1,9 +1,9 @@
 """Exact silhouette by chunked matrix products in torch (on the GPU when given one).
 
-For a chunk of rows, squared distances to all points come from one matrix product
-(|a|^2 + |b|^2 - 2ab, on mean-centred data for precision), then per-cluster distance sums from a second
-product with the one-hot cluster matrix: O(N^2 D) work, O(chunk x N) memory. Matches scikit-learn's
-definition: a = mean distance to the own cluster (excluding the point), b = smallest mean distance to another
+For each pair of row blocks (i <= j; the distance matrix is symmetric, so half the blocks suffice),
+squared distances come from one matrix product (|a|^2 + |b|^2 - 2ab, on mean-centred data for precision),
+then per-cluster distance sums from a product with the one-hot cluster matrix, for both blocks:
+N^2 D / 2 multiply-adds, O(chunk^2 + N k) memory. Matches scikit-learn's definition: a = mean distance to the own cluster (excluding the point), b = smallest mean distance to another
 cluster, s = (b - a) / max(a, b), and s = 0 for points in singleton clusters."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 
 def silhouette_samples_torch(X: np.ndarray, labels: np.ndarray, device: str = "cpu",
-                             dtype: torch.dtype | None = None, chunk: int = 2048) -> np.ndarray:
+                             dtype: torch.dtype | None = None, chunk: int = 1024) -> np.ndarray:
     """Per-point silhouette values (N,) for X (N, D) and labels (N,) with at least 2 clusters."""
     uniq, inv = np.unique(labels, return_inverse=True)
     k = uniq.size
@@ -25,22 +25,28 @@ def silhouette_samples_torch(X: np.ndarray, labels: np.ndarray, device: str = "c
     onehot = torch.nn.functional.one_hot(lab, k).to(dtype)
     counts = onehot.sum(0)
     sq = (x * x).sum(1)
-    out = torch.empty(x.shape[0], dtype=dtype, device=device)
-    for start in range(0, x.shape[0], chunk):
-        xc = x[start:start + chunk]
-        d2 = sq[start:start + chunk, None] + sq[None, :] - 2.0 * (xc @ x.T)
-        d = d2.clamp_min_(0).sqrt_()
-        rows = torch.arange(xc.shape[0], device=device)
-        d[rows, rows + start] = 0.0  # exact zero self-distance
-        sums = d @ onehot  # (c, k) distance sums per cluster
-        own = lab[start:start + chunk]
-        own_n = counts[own]
-        a = sums[rows, own] / (own_n - 1).clamp_min(1)
-        means = sums / counts[None, :]
-        means[rows, own] = float("inf")
-        b = means.min(dim=1).values
-        s = (b - a) / torch.maximum(a, b).clamp_min(torch.finfo(dtype).tiny)
-        out[start:start + chunk] = torch.where(own_n > 1, s, torch.zeros_like(s))
+    n = x.shape[0]
+    sums = torch.zeros(n, k, dtype=dtype, device=device)  # distance sums of each point to each cluster
+    starts = list(range(0, n, chunk))
+    for bi, i0 in enumerate(starts):  # blocks (i, j >= i) only: the distance matrix is symmetric
+        i1 = min(i0 + chunk, n)
+        for j0 in starts[bi:]:
+            j1 = min(j0 + chunk, n)
+            d = torch.addmm(sq[None, j0:j1], x[i0:i1], x[j0:j1].T, beta=1.0, alpha=-2.0)
+            d.add_(sq[i0:i1, None]).clamp_min_(0).sqrt_()
+            if i0 == j0:
+                d.fill_diagonal_(0.0)  # exact zero self-distance
+            sums[i0:i1] += d @ onehot[j0:j1]
+            if j0 != i0:
+                sums[j0:j1] += d.T @ onehot[i0:i1]
+    rows = torch.arange(n, device=device)
+    own_n = counts[lab]
+    a = sums[rows, lab] / (own_n - 1).clamp_min(1)
+    means = sums / counts[None, :]
+    means[rows, lab] = float("inf")
+    b = means.min(dim=1).values
+    s = (b - a) / torch.maximum(a, b).clamp_min(torch.finfo(dtype).tiny)
+    out = torch.where(own_n > 1, s, torch.zeros_like(s))
     return out.double().cpu().numpy()
 
 

@@ -21,7 +21,7 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) in [0,1] -> ImageNet-normalized, the input every backbone expects."""
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return (x - mean).div_(std)
 
 
 class Pretext:

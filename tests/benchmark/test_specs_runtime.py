@@ -33,12 +33,13 @@ def test_runtime_selection_cpu_and_auto_without_gpu():
     for req in ("cpu", "auto"):
         rt = select_runtime(req, cuda_available=False, bf16_supported=False)
         assert rt.device == "cpu" and rt.amp_dtype is None and not rt.channels_last and not rt.pin_memory
+        assert rt.channels_last_infer  # measured faster for inference on the CPU, slower for some training
 
 
 def test_runtime_selection_on_cuda_picks_amp_channels_last_and_pinned_memory():
     rt = select_runtime("auto", cuda_available=True, bf16_supported=True)
-    assert (rt.device, rt.amp_dtype, rt.channels_last, rt.pin_memory, rt.cudnn_benchmark) == (
-        "cuda", torch.bfloat16, True, True, True)
+    assert (rt.device, rt.amp_dtype, rt.channels_last, rt.pin_memory, rt.cudnn_benchmark, rt.channels_last_infer) == (
+        "cuda", torch.bfloat16, True, True, True, True)
     assert select_runtime("cuda", True, False).amp_dtype == torch.float16
     assert select_runtime("cpu", True, True).device == "cpu"  # an explicit cpu wins
 
