@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from benchmark.presets import PRESETS
-from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from benchmark.specs import ClusterSpec, GridSpec, PretextSpec, ProbeSpec, TrainSpec
 from benchmark.storage import DEFAULT_CACHE
 from registry.base import UnknownNameError, unknown_message
 
@@ -57,6 +57,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
     p.add_argument("--k", type=int, help="clusters for k-means types when the data has no labels")
     p.add_argument("--eps", type=float, help="DBSCAN eps (default: k-distance knee)")
+    p.add_argument("--jigsaw-permutations", type=int, help="jigsaw permutation set size (default 24; 100 for full-size)")
+    p.add_argument("--jigsaw-gap", type=float, help="fraction of a jigsaw cell left as random gap (default 0.15)")
+    p.add_argument("--color-loss", help="colorization loss: classification (default), l1 or l2")
+    p.add_argument("--color-rebalance", type=float, help="colorization class-rebalancing lambda (default 0.5)")
+    p.add_argument("--ae-noise", type=float, help="autoencoder input noise std (> 0: denoising variant)")
     p.add_argument("--probe-k", type=int, help="labeled images per class for the linear probe (default 10)")
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
     p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
@@ -72,7 +77,8 @@ def build_spec(args: argparse.Namespace) -> GridSpec:
         raise UsageError(unknown_message("preset", args.preset, PRESETS))
     cfg: dict[str, Any] = dict(PRESETS[args.preset])
     for name in ("dataset", "backbones", "pretexts", "clusterers", "image_size", "epochs", "max_steps", "batch_size",
-                 "lr", "optimizer", "weight_decay", "seed", "device", "k", "eps", "probe_k", "labels", "weights"):
+                 "lr", "optimizer", "weight_decay", "seed", "device", "k", "eps", "probe_k", "labels", "weights",
+                 "jigsaw_permutations", "jigsaw_gap", "color_loss", "color_rebalance", "ae_noise"):
         value = getattr(args, name)
         if value is not None:
             cfg[name] = value
@@ -88,6 +94,10 @@ def build_spec(args: argparse.Namespace) -> GridSpec:
                             weight_decay=cfg.get("weight_decay", train_defaults.weight_decay),
                             max_steps=cfg.get("max_steps")),
             probe=ProbeSpec(k_per_class=cfg.get("probe_k", 10)),
+            pretext_opts=PretextSpec(**{f: cfg[o] for f, o in (
+                ("jigsaw_permutations", "jigsaw_permutations"), ("jigsaw_gap", "jigsaw_gap"),
+                ("color_loss", "color_loss"), ("color_rebalance", "color_rebalance"),
+                ("autoencoder_noise", "ae_noise")) if o in cfg}),
             cluster=ClusterSpec(k=cfg.get("k"), eps=cfg.get("eps")),
         )
     check_names(spec)

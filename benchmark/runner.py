@@ -32,7 +32,7 @@ from registry.datasets import resolve_dataset
 from registry.pretexts import build_pretext
 
 FEATURE_VERSION = 2  # 2: extraction in channels_last on the CPU too
-CELL_VERSION = 2  # bump when clustering or scoring changes, so cached cells are not reused
+CELL_VERSION = 3  # bump when clustering or scoring changes, so cached cells are not reused
 
 
 @dataclass

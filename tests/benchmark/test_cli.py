@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
     (["--k", "1"], "bad k 1"),
     (["--preset", "defalt"], "unknown preset 'defalt'.*did you mean 'default'"),
     (["--batch-size", "ten"], "invalid int value: 'ten'"),
+    (["--color-loss", "huber"], "bad colorization loss 'huber'.*classification, l1, l2"),
+    (["--jigsaw-permutations", "1"], "bad jigsaw permutations 1"),
+    (["--ae-noise", "-1"], "bad autoencoder noise -1"),
 ])
 def test_bad_values_exit_2_with_one_line(args, expect, capsys, tmp_path):
     assert main(["run", "--out", str(tmp_path / "r"), *args]) == 2

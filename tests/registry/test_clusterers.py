@@ -34,3 +34,14 @@ def test_given_eps_is_used_and_recorded():
     c = build_clusterer("dbscan", 2, ClusterSpec(eps=1e6), seed=0)
     labels = c.fit_predict(X)
     assert set(labels) == {0} and c.params["eps"] == 1e6 and c.params["eps_from"] == "given"
+
+
+def test_hdbscan_above_fit_max_fits_a_sample_and_predicts_the_rest(monkeypatch):
+    import registry.clusterers as rc
+
+    monkeypatch.setattr(rc, "FIT_MAX", 150)
+    X, y = make_blobs(n_samples=400, centers=3, n_features=4, cluster_std=0.5, random_state=0)
+    c = build_clusterer("hdbscan", 3, ClusterSpec(), seed=0)
+    labels = c.fit_predict(X)
+    assert c.params["fit_on"] == 150 and labels.shape == (400,)
+    assert normalized_mutual_info_score(y, labels) > 0.9
