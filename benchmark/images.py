@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from benchmark.specs import stable_hash
 from benchmark.storage import load_arrays, save_arrays
 
+POOL_MIN = 256  # fewer files decode in this process: starting worker processes costs about a second
 DECODE_VERSION = 2  # bump when decoding changes, so old caches are not reused
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 MAX_PIXELS = 120_000_000  # larger images are refused as decompression bombs
@@ -155,7 +156,7 @@ def decode_many(paths: Sequence[Path], size: int, root: Path, workers: int | Non
     workers = workers or os.cpu_count() or 1
     jobs = [(str(p), size) for p in paths]
     bar_kw = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
-    if workers == 1 or len(jobs) < 64:
+    if workers == 1 or len(jobs) < POOL_MIN:
         results = list(tqdm(map(_decode_one, jobs), **bar_kw))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools

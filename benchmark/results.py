@@ -22,6 +22,7 @@ COLUMNS = [
 ]
 TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 STATUSES = ("ok", "degenerate", "failed", "skipped")
+COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
 SORT_RULE = ("status ok/degenerate first; then NMI (descending) where the data set has labels, else "
              "silhouette (descending); ties broken by linear-probe accuracy (descending)")
 
@@ -83,6 +84,8 @@ def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
     from tabulate import tabulate
 
     df = sort_cells(pd.DataFrame(rows, columns=COLUMNS))
+    copies = df["notes"].fillna("").str.contains(COPY_NOTE, regex=False)  # e.g. raw_pixels under rotation
+    df = df[~copies]
     cols = ["backbone", "weights", "pretext", "clusterer", "n_clusters", "noise_fraction", "silhouette",
             "davies_bouldin", "nmi", "ari", "cluster_acc", "linear_probe_acc", "pretext_loss", "images_per_s",
             "status"]
@@ -92,7 +95,11 @@ def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
         view = view.head(limit)
     view = view.astype(object).where(view.notna(), None)
     view["n_clusters"] = [None if v is None else int(v) for v in view["n_clusters"]]
-    return tabulate(view, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f", missingval="-")
+    table = tabulate(view, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f", missingval="-")
+    if copies.any():
+        table += (f"\n({int(copies.sum())} rows of parameter-free backbones under training pretexts are left out "
+                  "here: they equal pretext none; cells.csv has them all)")
+    return table
 
 
 def git_commit() -> str | None:

@@ -20,7 +20,7 @@ from benchmark.images import ImageSet, cached_image_set
 from benchmark.metrics import external_scores, internal_scores
 from benchmark.probe import linear_probe
 from benchmark.reduce import fit_reduction
-from benchmark.results import (COLUMNS, SORT_RULE, cell_id, environment, read_assignments, read_cells,
+from benchmark.results import (COLUMNS, COPY_NOTE, SORT_RULE, cell_id, environment, read_assignments, read_cells,
                                write_assignments, write_cells, write_skipped)
 from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec, stable_hash
@@ -80,7 +80,7 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
         return FeatureSet(backbone_name, pretext_name, backbone.weights, "", None, {"notes": reason}, "skipped", reason)
     notes = ""
     if pretext.trains and not backbone.trainable:  # raw pixels: no parameters, the pretext changes nothing
-        notes = f"{pretext_name} has nothing to train in {backbone_name}; features = pretext none"
+        notes = f"{pretext_name} has nothing to train in {backbone_name}; {COPY_NOTE}"
         pretext = build_pretext("none", spec.pretext_opts)
     train_cfg = [asdict(spec.train), asdict(spec.pretext_opts)] if pretext.trains else None
     key = stable_hash(["features", FEATURE_VERSION, images.key, backbone_name, backbone.weights, pretext.name,
