@@ -80,14 +80,19 @@ def heatmap_figs(df: pd.DataFrame) -> list[tuple[str, bytes]]:
         scores = [(c, t) for c, t in SCORES if pd.to_numeric(sub[c], errors="coerce").notna().any()]
         if not scores:
             continue
-        fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 0.5 * sub["backbone"].nunique() + 2))
-        for ax, (col, title) in zip(np.atleast_1d(axes), scores):
+        fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores) + 2.5, 0.5 * sub["backbone"].nunique() + 2),
+                                 sharey=True, squeeze=False)
+        for n, (ax, (col, title)) in enumerate(zip(axes[0], scores)):
             piv = sub.pivot_table(index="backbone", columns="pretext", values=col, aggfunc="first", sort=False)
-            vals = piv.to_numpy(dtype=float)
+            piv = piv.reindex(index=df["backbone"].unique(), columns=df["pretext"].unique())  # grid order
+            vals = piv.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
             cmap = "viridis_r" if col == "davies_bouldin" else "viridis"
             ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, aspect="auto")
             ax.set_xticks(range(piv.shape[1]), piv.columns, rotation=30, ha="right")
-            ax.set_yticks(range(piv.shape[0]), piv.index)
+            if n == 0:
+                ax.set_yticks(range(piv.shape[0]), piv.index)
+            else:
+                ax.tick_params(labelleft=False)
             for (i, j), v in np.ndenumerate(vals):
                 ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)
             ax.set_title(title, fontsize=9)

@@ -94,7 +94,8 @@ def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
     if limit:
         view = view.head(limit)
     view = view.astype(object).where(view.notna(), None)
-    view["n_clusters"] = [None if v is None else int(v) for v in view["n_clusters"]]
+    view["n_clusters"] = pd.Series([None if pd.isna(v) else int(v) for v in view["n_clusters"]], index=view.index,
+                                   dtype=object)
     table = tabulate(view, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f", missingval="-")
     if copies.any():
         table += (f"\n({int(copies.sum())} rows of parameter-free backbones under training pretexts are left out "
