@@ -56,9 +56,7 @@ def write_assignments(path: Path, names: list[str], labels: np.ndarray, class_na
                       cells: dict[str, np.ndarray]) -> None:
     """One row per clustered image: path, label (empty if unlabeled), then one cluster column per cell."""
     lab = [class_names[i] if i >= 0 else "" for i in labels]
-    df = pd.DataFrame({"path": names, "label": lab})
-    for cid, assign in cells.items():
-        df[cid] = assign
+    df = pd.DataFrame({"path": names, "label": lab, **cells})  # one frame: no column-by-column inserts
     atomic_write_text(path, df.to_csv(index=False))
 
 
