@@ -83,8 +83,9 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
         notes = f"{pretext_name} has nothing to train in {backbone_name}; {COPY_NOTE}"
         pretext = build_pretext("none", spec.pretext_opts)
     train_cfg = [asdict(spec.train), asdict(spec.pretext_opts)] if pretext.trains else None
-    key = stable_hash(["features", FEATURE_VERSION, images.key, backbone_name, backbone.weights, pretext.name,
-                       train_cfg, spec.seed, asdict(spec.probe)])
+    key = stable_hash(["features", FEATURE_VERSION, images.key, backbone_name, backbone.weights,
+                       file_digest(spec.weights) if spec.weights else None, pretext.name, train_cfg, spec.seed,
+                       asdict(spec.probe)])
     path = cache_dir / "features" / f"{key}.npz"
     cached = load_arrays(path)
     if cached is not None:
@@ -115,6 +116,17 @@ def _feature_set(spec: GridSpec, images: ImageSet, backbone_name: str, pretext_n
     save_arrays(path, feats=feats, meta=np.array(json.dumps(meta)))
     meta["notes"] = notes
     return FeatureSet(backbone_name, pretext_name, backbone.weights, key, feats, meta)
+
+
+def file_digest(path: str) -> str:
+    """Content hash of a checkpoint, so two files with one name never share a cache entry."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _warn_small_classes(images: ImageSet, k: int) -> None:

@@ -109,3 +109,21 @@ def test_colorization_on_grayscale_data_is_skipped_with_its_reason(tmp_path, cac
     col = df[df.pretext == "colorization"]
     assert len(col) == 2 and (col.status == "skipped").all() and col.error.str.contains("grayscale").all()
     assert (df[df.pretext == "none"].status == "ok").all() and res.stats.trained == 0
+
+
+def test_checkpoints_with_the_same_name_do_not_share_a_cache_entry(photo_folder, tmp_path, cache):
+    import torch
+    import torchvision
+
+    feats = []
+    for i in range(2):
+        torch.manual_seed(i)
+        ckpt = tmp_path / f"v{i}" / "model.pt"
+        ckpt.parent.mkdir()
+        torch.save(torchvision.models.resnet18().state_dict(), ckpt)
+        spec = tiny_spec(photo_folder, backbones=("resnet18",), pretexts=("none",), clusterers=("kmeans",),
+                         weights=str(ckpt))
+        res = run_grid(spec, tmp_path / f"run{i}", cache, progress=False)
+        assert res.stats.extracted == 1 and res.rows[0]["weights"] == "checkpoint:model.pt"
+        feats.append(res.rows[0]["feature_key"])
+    assert feats[0] != feats[1]
