@@ -10,7 +10,7 @@ import platform
 import statistics
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -335,7 +335,3 @@ def compare(baseline: list[dict[str, Any]], new: list[dict[str, Any]], max_regre
         rows.append({"key": key, "old_img_per_s": base["img_per_s"], "new_img_per_s": rec["img_per_s"],
                      "ratio": ratio, "verdict": "REGRESSED" if bad else "ok"})
     return rows, notes, failed
-
-
-def spec_dict(spec: BenchSpec) -> dict[str, Any]:
-    return asdict(spec)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -187,16 +188,11 @@ def cached_image_set(fingerprint: str, size: int, cache_dir: Path,
     path = cache_dir / "images" / f"{key}.npz"
     arrays = load_arrays(path)
     if arrays is not None:
-        meta = arrays["meta"].item()
-        import json
-
-        m = json.loads(meta)
+        m = json.loads(arrays["meta"].item())
         return ImageSet(arrays["images"], arrays["labels"], m["names"], m["class_names"], m["grayscale"],
                         key, [tuple(s) for s in m["skipped"]]), True
     s = build()
     s.key = key
-    import json
-
     meta = json.dumps({"names": s.names, "class_names": s.class_names, "grayscale": s.grayscale,
                        "skipped": s.skipped})
     save_arrays(path, images=s.images, labels=s.labels, meta=np.array(meta))

@@ -202,17 +202,13 @@ def _base_row(spec: GridSpec, images: ImageSet, fs: FeatureSet, clusterer_name: 
     return row
 
 
-def config_dict(spec: GridSpec) -> dict[str, Any]:
-    return asdict(spec)
-
-
 def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, progress: bool = True) -> RunResult:
     """Run every backbone x pretext x clusterer cell of ``spec``; write results under ``out``."""
     t_start = time.perf_counter()
     rt = detect_runtime(spec.device)
     source = resolve_dataset(spec.dataset, spec.labels)
     out.mkdir(parents=True, exist_ok=True)
-    config = config_dict(spec)
+    config = asdict(spec)
     previous = read_json(out / "run.json")
     if previous and resume and stable_hash(previous.get("config")) != stable_hash(json.loads(json.dumps(config))):
         raise ValueError(f"bad --resume: {out} holds a run with another configuration; use a new --out")
