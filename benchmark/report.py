@@ -34,6 +34,12 @@ class Run:
         arrays = load_arrays(self.cache / "features" / f"{key}.npz") if isinstance(key, str) and key else None
         return (arrays["feats"], json.loads(str(arrays["meta"]))) if arrays else None
 
+    def feature_meta(self, key: str) -> dict[str, Any] | None:
+        """The metadata of a feature set (training curve, probe, timings) without reading the features."""
+        path = self.cache / "features" / f"{key}.npz"
+        arrays = load_arrays(path, keys=("meta",)) if isinstance(key, str) and key else None
+        return json.loads(str(arrays["meta"])) if arrays else None
+
     def images(self) -> tuple[np.ndarray, np.ndarray] | None:
         arrays = load_arrays(self.cache / "images" / f"{self.info.get('images_key', '')}.npz")
         return (arrays["images"], arrays["labels"]) if arrays else None
@@ -208,9 +214,9 @@ def build_sections(run: Run, n_best: int = 3) -> list[tuple[str, str, bytes | No
             secs.append((f"Montage: {cid}", "", montage_fig(imgs[0], clusters, cid)))
     curves = {}
     for key, grp in df.groupby("feature_key", sort=False):
-        got = run.features(key)
-        if got and got[1].get("step_losses"):
-            curves[f"{grp.iloc[0]['backbone']}/{grp.iloc[0]['pretext']}"] = got[1]["step_losses"]
+        meta = run.feature_meta(key)
+        if meta and meta.get("step_losses"):
+            curves[f"{grp.iloc[0]['backbone']}/{grp.iloc[0]['pretext']}"] = meta["step_losses"]
     if curves:
         secs.append(("Pretext training curves", "", curves_fig(curves)))
     secs.append(("Throughput", "", throughput_fig(df)))

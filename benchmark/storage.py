@@ -53,11 +53,11 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """Arrays saved by ``save_arrays``, or None when missing or corrupt."""
+def load_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray] | None:
+    """Arrays saved by ``save_arrays`` (only ``keys`` when given), or None when missing or corrupt."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in (keys if keys is not None else z.files)}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
 

@@ -30,14 +30,13 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, body: nn.Module, dim: int, weights: str,
                  pool_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 trainable: bool = True, stride: int = 32) -> None:
+                 trainable: bool = True) -> None:
         super().__init__()
         self.name = name
         self.body = body
         self.dim = dim
         self.weights = weights  # "random", "imagenet (torchvision cache)", a checkpoint path, ...
         self.trainable = trainable
-        self.stride = stride  # total downsampling of the feature map
         self._pool_fn = pool_fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +123,7 @@ class _RawPixels(nn.Module):
 def raw_pixels(image_size: int, req: WeightsRequest) -> Backbone:
     """The baseline: the normalized S x S x 3 pixels, flattened. No parameters, nothing to train."""
     return Backbone("raw_pixels", _RawPixels(), 3 * image_size * image_size, "none",
-                    pool_fn=lambda x: x.flatten(1), trainable=False, stride=1)
+                    pool_fn=lambda x: x.flatten(1), trainable=False)
 
 
 class _TimmBody(nn.Module):
@@ -185,11 +184,8 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
     if req.path:
         weights = _load_checkpoint(model, req.path)
     pool = lambda f: model.forward_head(f, pre_logits=True)  # noqa: E731  timm's own pooling
-    stride = int(getattr(model, "feature_info", [{}])[-1].get("reduction", 32)) if getattr(
-        model, "feature_info", None) else 32
     dim = int(getattr(model, "head_hidden_size", None) or model.num_features)  # pre-logits width
-    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=pool,
-                    stride=stride)
+    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=pool)
 
 
 MIN_IMAGE_SIZE = {"vgg16": 32}  # five 2x2 max-pools: smaller inputs vanish
