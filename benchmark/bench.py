@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from benchmark.runtime import Runtime, cpu_model
+from benchmark.train import extract_features, train_step
 from registry.backbones import build_backbone
 from registry.pretexts import build_pretext
 
@@ -204,13 +205,7 @@ def bench_train(name: str, pretext_name: str, spec: BenchSpec, rt: Runtime, prec
         task.prepare((x[:8] * 255).to(torch.uint8).cpu().numpy())
 
         def step() -> None:
-            inputs, targets = task.make_batch(x, gen)
-            with autocast_for(precision, rt.device):
-                loss = task.loss(task.predict(backbone, head, inputs), targets)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            train_step(backbone, head, task, opt, scaler, x, gen, lambda: autocast_for(precision, rt.device))
 
         return {"step_ms": time_steps(step, rt.device, spec.warmup, spec.iters, spec.repeats)}
 
@@ -219,7 +214,6 @@ def bench_train(name: str, pretext_name: str, spec: BenchSpec, rt: Runtime, prec
 
 def bench_pipeline(name: str, spec: BenchSpec, rt: Runtime) -> dict[str, Any]:
     """Feature extraction from a uint8 image store vs. synthetic forward, same model, batch and device."""
-    from benchmark.train import extract_features
 
     backbone = _prepare(name, spec, rt, rt.channels_last_infer).eval()
     n = spec.batch_size * spec.iters

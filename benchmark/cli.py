@@ -9,10 +9,10 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from benchmark.presets import PRESETS
-from benchmark.specs import ClusterSpec, GridSpec, PretextSpec, ProbeSpec, TrainSpec
-from benchmark.storage import DEFAULT_CACHE
-from registry.base import UnknownNameError, unknown_message
+from benchmark.presets import load_preset, preset_names, spec_from_config
+from benchmark.specs import GridSpec
+from benchmark.store import DEFAULT_CACHE, STAGE_ARTIFACT, RunFolder
+from registry.base import UnknownNameError
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -39,8 +39,42 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+# flag -> (section of the configuration, field); sections as in the preset files
+RUN_FLAGS: dict[str, tuple[str | None, str]] = {
+    "dataset": (None, "dataset"), "labels": (None, "labels"), "backbones": (None, "backbones"),
+    "pretexts": (None, "pretexts"), "clusterers": (None, "clusterers"), "image_size": (None, "image_size"),
+    "seeds": (None, "seeds"), "device": (None, "device"), "weights": (None, "weights"),
+    "epochs": ("train", "epochs"), "max_steps": ("train", "max_steps"), "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"),
+    "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
+    "probe_draws": ("probe", "draws"),
+}
+LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
+
+
+def _boolean(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: true, false")
+
+
+def _pretext_flags() -> list[tuple[str, str, str, Any]]:
+    """(pretext, field, flag, dataclass field) for every option every registered pretext declares."""
+    from registry.pretexts import PRETEXTS, pretext_class
+
+    out = []
+    for name in PRETEXTS.names():
+        cls = pretext_class(name).Options
+        for flag, f in cls.flags():
+            out.append((name, f.name, flag, f))
+    return out
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="default", help=f"named defaults: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default="default", help=f"a grid file of benchmark/presets: {', '.join(preset_names())}")
     p.add_argument("--dataset", help="digits, sample_photos, or a folder of images")
     p.add_argument("--labels", help="CSV filename,label for a folder (the rest stays unlabeled)")
     p.add_argument("--backbones", help="comma list: vgg16,resnet18,resnet34,resnet50,raw_pixels,timm:<name>")
@@ -53,96 +87,87 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="pretext learning rate")
     p.add_argument("--optimizer", help="sgd or adam")
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="comma list of seeds, e.g. 0,1,2 (every cell runs once per seed)")
+    p.add_argument("--seed", type=int, help="shorthand for --seeds N")
     p.add_argument("--device", help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
     p.add_argument("--k", type=int, help="clusters for k-means types when the data has no labels")
     p.add_argument("--eps", type=float, help="DBSCAN eps (default: k-distance knee)")
-    p.add_argument("--jigsaw-permutations", type=int, help="jigsaw permutation set size (default 24; 100 for full-size)")
-    p.add_argument("--jigsaw-gap", type=float, help="fraction of a jigsaw cell left as random gap (default 0.15)")
-    p.add_argument("--color-loss", help="colorization loss: classification (default), l1 or l2")
-    p.add_argument("--color-rebalance", type=float, help="colorization class-rebalancing lambda (default 0.5)")
-    p.add_argument("--ae-noise", type=float, help="autoencoder input noise std (> 0: denoising variant)")
     p.add_argument("--probe-k", type=int, help="labeled images per class for the linear probe (default 10)")
+    p.add_argument("--probe-draws", type=int, help="seeded draws of the probe's labeled subset (default 5)")
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
+    for pretext, _field, flag, f in _pretext_flags():
+        kind = type(f.default) if f.default is not None else str
+        kind = _boolean if kind is bool else kind
+        p.add_argument(f"--{flag}", dest=f"opt__{pretext}__{f.name}", type=kind,
+                       help=f"{pretext}: {f.metadata.get('help', f.name)}")
     p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
-    p.add_argument("--resume", action="store_true", help="finish the run in --out; finished cells are kept")
-    p.add_argument("--cache-dir", help=f"cache of decoded images, features and cells (default {DEFAULT_CACHE})")
+    p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
+    p.add_argument("--cache-dir", help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
+    p.add_argument("--executor", default="serial", help="how stage tasks run: serial (default)")
+    p.add_argument("--dry-run", action="store_true", help="print the task graph (cached / to compute) and stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report", action="store_true", help="write report.html / report.md at the end (run_all.py does)")
 
 
+def build_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The preset's configuration with explicit flags applied (nested as in the preset files)."""
+    with user_errors():
+        cfg = load_preset(args.preset)
+    for flag, (section, name) in RUN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if flag in LIST_FLAGS:
+            value = list(_split(value))
+        elif flag == "seeds":
+            try:
+                value = [int(v) for v in _split(value)]
+            except ValueError:
+                raise UsageError(f"bad --seeds {value!r}: need a comma list of integers >= 0") from None
+        target = cfg.setdefault(section, {}) if section else cfg
+        target[name] = value
+    if getattr(args, "seed", None) is not None:
+        if args.seeds is not None:
+            raise UsageError("give --seed or --seeds, not both")
+        cfg["seeds"] = [args.seed]
+    for key, value in vars(args).items():
+        if key.startswith("opt__") and value is not None:
+            _, pretext, field_name = key.split("__")
+            cfg.setdefault("pretext_options", {}).setdefault(pretext, {})[field_name] = value
+    return cfg
+
+
 def build_spec(args: argparse.Namespace) -> GridSpec:
     """Merge the preset with explicit flags and validate everything before any compute."""
-    if args.preset not in PRESETS:
-        raise UsageError(unknown_message("preset", args.preset, PRESETS))
-    cfg: dict[str, Any] = dict(PRESETS[args.preset])
-    for name in ("dataset", "backbones", "pretexts", "clusterers", "image_size", "epochs", "max_steps", "batch_size",
-                 "lr", "optimizer", "weight_decay", "seed", "device", "k", "eps", "probe_k", "labels", "weights",
-                 "jigsaw_permutations", "jigsaw_gap", "color_loss", "color_rebalance", "ae_noise"):
-        value = getattr(args, name)
-        if value is not None:
-            cfg[name] = value
-    train_defaults = TrainSpec()
+    from benchmark.plan import validate_names
+
     with user_errors():
-        spec = GridSpec(
-            dataset=cfg["dataset"], backbones=_split(cfg["backbones"]), pretexts=_split(cfg["pretexts"]),
-            clusterers=_split(cfg["clusterers"]), image_size=cfg.get("image_size", 32), seed=cfg.get("seed", 0),
-            device=cfg.get("device", "auto"), labels=cfg.get("labels"), weights=cfg.get("weights"),
-            train=TrainSpec(epochs=cfg.get("epochs", train_defaults.epochs),
-                            batch_size=cfg.get("batch_size", train_defaults.batch_size),
-                            lr=cfg.get("lr", train_defaults.lr), optimizer=cfg.get("optimizer", "sgd"),
-                            weight_decay=cfg.get("weight_decay", train_defaults.weight_decay),
-                            max_steps=cfg.get("max_steps")),
-            probe=ProbeSpec(k_per_class=cfg.get("probe_k", 10)),
-            pretext_opts=PretextSpec(**{f: cfg[o] for f, o in (
-                ("jigsaw_permutations", "jigsaw_permutations"), ("jigsaw_gap", "jigsaw_gap"),
-                ("color_loss", "color_loss"), ("color_rebalance", "color_rebalance"),
-                ("autoencoder_noise", "ae_noise")) if o in cfg}),
-            cluster=ClusterSpec(k=cfg.get("k"), eps=cfg.get("eps")),
-        )
-    check_names(spec)
+        spec = spec_from_config(build_config(args))
+        validate_names(spec)
     return spec
-
-
-def check_names(spec: GridSpec) -> None:
-    """Every name must exist in its registry (timm names against timm's list); paths must exist."""
-    from registry.backbones import check_backbone, check_image_size
-    from registry.clusterers import CLUSTERERS
-    from registry.datasets import resolve_dataset
-    from registry.pretexts import PRETEXTS
-
-    with user_errors():
-        for b in spec.backbones:
-            check_backbone(b)
-            check_image_size(b, spec.image_size)
-        for p in spec.pretexts:
-            PRETEXTS.get(p)
-        for c in spec.clusterers:
-            CLUSTERERS.get(c)
-        resolve_dataset(spec.dataset, spec.labels)
-        if spec.labels and not os.path.isfile(spec.labels):
-            raise ValueError(f"bad --labels {spec.labels!r}: no such file")
-        if spec.weights and not os.path.isfile(spec.weights):
-            raise ValueError(f"bad --weights {spec.weights!r}: no such file")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
+    if args.dry_run:
+        return print_plan(spec, args)
     from benchmark.results import leaderboard
     from benchmark.runner import run_grid
 
     out = Path(args.out) if args.out else RESULTS / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "cells.csv").exists() and not args.resume:
+    if RunFolder(out).holds_run() and not args.resume:
         raise UsageError(f"bad --out {str(out)!r}: it already holds a run; add --resume to finish it or choose "
                          "another --out")
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
     with user_errors():
-        result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress)
+        result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress,
+                          executor=args.executor)
     print(leaderboard(result.rows))
     s = result.stats
     print(f"\n{len(result.rows)} cells, {result.images.n} images ({result.images.n_labeled} labeled, "
           f"{len(result.images.skipped)} skipped) in {result.wall_s:.1f} s; computed: {s.trained} trainings, "
-          f"{s.extracted} extractions, {s.clustered} clusterings; {s.resumed_cells} cells resumed")
+          f"{s.extracted} extractions, {s.computed['probed']} probes, {s.clustered} clusterings; "
+          f"{s.resumed_cells} cells resumed")
     if result.images.skipped:
         print(f"skipped files listed in {out / 'skipped.csv'}")
     print(f"results: {out / 'cells.csv'} (and run.json, assignments.csv)")
@@ -151,6 +176,64 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         html_path, _ = write_report(out)
         print(f"report: {html_path}")
+    return 0
+
+
+def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
+    """The task graph of a grid: per stage, how many tasks are cached in the store and how many would run."""
+    from tabulate import tabulate
+
+    from benchmark.runner import make_plan
+    from benchmark.store import ArtifactStore
+
+    store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
+    with user_errors():
+        plan_, _listing, _rec, rt = make_plan(spec, store)
+    kinds = STAGE_ARTIFACT
+    rows = []
+    for kind, artifact in kinds.items():
+        tasks = [t for t in plan_.tasks if t.kind == kind]
+        cached = sum(store.has(artifact, t.key) for t in tasks)
+        rows.append({"stage": kind, "tasks": len(tasks), "cached": cached, "to compute": len(tasks) - cached})
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+    print(f"\n{len(plan_.cells)} cells ({len(spec.backbones)} backbones x {len(spec.pretexts)} pretexts x "
+          f"{len(spec.clusterers)} clusterers x {len(spec.seeds)} seeds), k = {plan_.k}, "
+          f"{plan_.data.n_listed} images listed, runtime {rt.describe()}")
+    if getattr(args, "verbose", False):
+        for t in plan_.tasks:
+            mark = "cached" if store.has(kinds[t.kind], t.key) else "to compute"
+            what = "/".join(str(getattr(t, a)) for a in ("backbone", "pretext", "clusterer", "method", "seed")
+                            if hasattr(t, a))
+            print(f"{t.kind:8s} {t.key} {mark:10s} {what}  <- {', '.join(t.deps) or '-'}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Report the store's size per artifact kind; with --prune, free what no run folder under --runs uses."""
+    from tabulate import tabulate
+
+    from benchmark.results import read_cells
+    from benchmark.store import ArtifactStore
+
+    store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
+    usage = store.usage()
+    print(tabulate([{"kind": k, "files": n, "MB": b / 1e6} for k, (n, b) in usage.items()], headers="keys",
+                   tablefmt="github", floatfmt=".1f"))
+    if not args.prune:
+        return 0
+    keep: set[str] = set()
+    runs = Path(args.runs)
+    for folder in RunFolder.find(runs):
+        info = folder.read_info() or {}
+        keep.update(str(info.get(k, "")) for k in ("images_key", "labels_key"))
+        for r in read_cells(folder.cells):
+            keep.update(str(r.get(k) or "") for k in ("feature_key", "probe_key", "cell_key"))
+            fmeta = store.get_meta("features", str(r.get("feature_key") or "")) or {}
+            keep.add(str(fmeta.get("train_key") or ""))
+    n, size = store.prune(keep, older_than_s=args.older_than_days * 86400, dry_run=args.dry_run)
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{verb} {n} files, {size / 1e6:.1f} MB (artifacts used by no run under {runs} and older than "
+          f"{args.older_than_days:g} days; decoded files and reductions are rebuilt on demand)")
     return 0
 
 
@@ -164,7 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("pretexts:   " + ", ".join(PRETEXTS.names()))
     print("clusterers: " + ", ".join(CLUSTERERS.names()))
     print("datasets:   " + ", ".join(DATASETS.names() + ["<folder path>"]))
-    print("presets:    " + ", ".join(PRESETS))
+    print("presets:    " + ", ".join(preset_names()))
     return 0
 
 
@@ -174,7 +257,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from benchmark.bench import BenchSpec, run_bench
     from benchmark.runtime import detect_runtime
     from registry.backbones import check_backbone
-    from registry.pretexts import PRETEXTS
+    from registry.pretexts import PRETEXTS, pretext_class
 
     cl = {"off": (False,), "on": (True,), "both": (False, True)}
     if args.channels_last not in cl:
@@ -189,8 +272,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             check_backbone(b)
         for p in spec.pretexts:
             PRETEXTS.get(p)
-            if p == "none":
-                raise ValueError("bad --pretexts 'none': it has no training step; name a training pretext")
+            if not pretext_class(p).trains:
+                raise ValueError(f"bad --pretexts {p!r}: it has no training step; name a training pretext")
         rt = detect_runtime(args.device)
     records = run_bench(spec, rt, Path(args.out) if args.out else None)
     rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
@@ -262,7 +345,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from benchmark.recommend import RULE, recommend
-    from benchmark.report import load_run
+    from benchmark.runs import load_run
 
     with user_errors():
         rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
@@ -298,7 +381,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from benchmark.recommend import diff_runs
-    from benchmark.report import load_run
+    from benchmark.runs import load_run
 
     with user_errors():
         d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
@@ -314,6 +397,17 @@ def make_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a grid and print the leaderboard")
     add_run_args(run)
     run.set_defaults(func=cmd_run)
+    pl = sub.add_parser("plan", help="print a grid's task graph: what is cached and what would be computed")
+    add_run_args(pl)
+    pl.add_argument("--verbose", action="store_true", help="every task with its key and dependencies")
+    pl.set_defaults(func=lambda a: print_plan(build_spec(a), a))
+    cache = sub.add_parser("cache", help="artifact store size per kind; --prune frees what no run uses")
+    cache.add_argument("--cache-dir")
+    cache.add_argument("--prune", action="store_true")
+    cache.add_argument("--runs", default=str(RESULTS), help="run folders whose artifacts are kept (default results/)")
+    cache.add_argument("--older-than-days", type=float, default=0.0, help="prune only artifacts untouched this long")
+    cache.add_argument("--dry-run", action="store_true", help="say what --prune would free")
+    cache.set_defaults(func=cmd_cache)
     lst = sub.add_parser("list", help="list registered backbones, pretexts, clusterers, data sets")
     lst.set_defaults(func=cmd_list)
     bench = sub.add_parser("bench", help="inference / training-step throughput, appended to a history")

@@ -1,13 +1,11 @@
 """`export` a cell as a production recipe, and `predict` new photos with it.
 
-An export folder holds: manifest.json (what, versions, scores, thresholds), backbone.pt (a state_dict, read
-with ``weights_only=True``), preprocess.npz (standardization, and PCA for density clusterers) and the
-clusterer: centroids.npz (k-means types), core.npz (DBSCAN: core points and eps) or hdbscan.pkl (HDBSCAN's
-own approximate_predict; a pickle: load only exports you made)."""
+An export folder holds: manifest.json (what, versions, scores), backbone.pt (a state_dict, read with
+``weights_only=True``), preprocess.npz (standardization, and PCA for density clusterers) and the
+clusterer's own ``save`` (clusterer.npz arrays + clusterer.json). Nothing in it is a pickle."""
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -16,113 +14,117 @@ import numpy as np
 import torch
 
 from benchmark.images import decode_many
+from benchmark.plan import parse_cell_id
+from benchmark.results import cell_id
 from benchmark.recommend import recommend
 from benchmark.reduce import Reduction, fit_reduction
-from benchmark.report import load_run
 from benchmark.results import environment
+from benchmark.runs import Run, load_run
 from benchmark.runtime import detect_runtime
-from benchmark.specs import ClusterSpec
+from benchmark.interfaces import ClusterSpec
 from benchmark.storage import atomic_write_bytes, write_json
 from benchmark.train import extract_features
-from registry.backbones import WeightsRequest, build_backbone
+from registry.backbones import WeightsRequest, backbone_info, build_backbone
 from registry.base import unknown_message
-from registry.clusterers import build_clusterer
+from registry.clusterers import Clusterer, build_clusterer
 from registry.datasets import IMAGE_EXTENSIONS, list_images
 from registry.pretexts import build_pretext
 
+MANIFEST = "manifest.json"
+BACKBONE = "backbone.pt"
+PREPROCESS = "preprocess.npz"
+
+
+def _pick_row(run: Run, cell: str | None) -> Any:
+    df = run.cells
+    if cell is None:
+        return recommend(df).cell
+    ids = [cell_id(r) for _, r in df.iterrows()]
+    b, p, c, seed = parse_cell_id(cell)
+    want = f"{b}/{p}/{c}/{seed if seed is not None else 0}"
+    if seed is None:  # the first seed of the run
+        match = [i for i, x in enumerate(ids) if x.rsplit("/", 1)[0] == f"{b}/{p}/{c}"]
+        want = ids[match[0]] if match else want
+    if want not in ids:
+        raise ValueError(unknown_message("cell", cell, ids))
+    return df.iloc[ids.index(want)]
+
+
+def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
+    """The state_dict bytes behind a cell's features: trained weights from the store, or the seeded init."""
+    if not backbone_info(row["backbone"]).trainable:
+        return None
+    meta = run.store.get_meta("features", str(row["feature_key"])) or {}
+    if meta.get("train_key"):
+        path = run.store.weights_file(meta["train_key"])
+        if path is None:
+            raise ValueError(f"the trained weights of {cell_id(row)} are not in the store any more: re-run the grid")
+        return path.read_bytes()
+    import io
+
+    cfg = run.info["config"]
+    torch.manual_seed(seed)
+    backbone = build_backbone(row["backbone"], size, WeightsRequest(path=cfg.get("weights")))
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, buf)
+    return buf.getvalue()
+
 
 def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, Any]:
-    """Write the recipe of ``cell`` ("backbone/pretext/clusterer"; default: the recommended one) to ``to``."""
+    """Write the recipe of ``cell`` ("backbone/pretext/clusterer[/seed]"; default: the recommended one)."""
     run = load_run(run_dir)
-    df = run.cells
-    ids = [f"{b}/{p}/{c}" for b, p, c in zip(df["backbone"], df["pretext"], df["clusterer"])]
-    if cell is None:
-        row = recommend(df).cell
-    else:
-        if cell not in ids:
-            raise ValueError(unknown_message("cell", cell, ids))
-        row = df.iloc[ids.index(cell)]
-    cid = f"{row['backbone']}/{row['pretext']}/{row['clusterer']}"
+    row = _pick_row(run, cell)
+    cid = cell_id(row)
     if row["status"] not in ("ok", "degenerate"):
         raise ValueError(f"bad cell {cid!r}: its status is {row['status']} ({row['error']}); export a finished cell")
     cfg = run.info["config"]
+    seed, size = int(row["seed"]), int(cfg["image_size"])
     got = run.features(row["feature_key"])
     if got is None:
-        raise ValueError(f"the features of {cid} are not in the cache {run.cache} any more: re-run the grid first")
-    feats, meta = got
+        raise ValueError(f"the features of {cid} are not in the store {run.store.root} any more: re-run the grid")
+    feats = np.asarray(got[0])
+    state = _backbone_state(run, row, seed, size)
     to.mkdir(parents=True, exist_ok=True)
-    state_path = run.cache / "features" / f"{row['feature_key']}.pt"
-    has_weights = state_path.is_file()
-    if row["backbone"] != "raw_pixels":
-        if not has_weights:
-            raise ValueError(f"the trained weights of {cid} are not in the cache any more: re-run the grid first")
-        atomic_write_bytes(to / "backbone.pt", state_path.read_bytes())
+    if state is not None:
+        atomic_write_bytes(to / BACKBONE, state)
     cspec = ClusterSpec(**cfg["cluster"])
     k = int(run.info.get("k") or cspec.k or 2)
-    clusterer = build_clusterer(row["clusterer"], k, cspec, int(cfg["seed"]))
-    red, X, Xc = fit_reduction(feats, clusterer.density, cspec.density_dims, int(cfg["seed"]))
-    np.savez(to / "preprocess.npz", **red.arrays())
-    labels = clusterer.fit_predict(Xc)
-    assign = run.assignments()
-    same = bool(assign is not None and cid in assign and np.array_equal(assign[cid].to_numpy(), labels))
-    extra: dict[str, Any] = {}
-    if clusterer.uses_k:
-        centroids = clusterer.centroids if hasattr(clusterer, "centroids") else clusterer.model.cluster_centers_
-        dist = np.linalg.norm(Xc - centroids[labels], axis=1)
-        np.savez(to / "centroids.npz", centroids=centroids)
-        extra["outlier_distance"] = float(dist.max())  # farther than every training image -> -1
-    elif row["clusterer"] == "dbscan":
-        core = labels >= 0
-        np.savez(to / "core.npz", points=Xc[core], labels=labels[core])
-        extra["eps"] = float(clusterer.params["eps"])
-    else:
-        atomic_write_bytes(to / "hdbscan.pkl", pickle.dumps(clusterer.model))
+    clusterer = build_clusterer(row["clusterer"], k, cspec, seed)
+    red, _X, Xc = fit_reduction(feats, clusterer.density, cspec.density_dims, seed)
+    np.savez(to / PREPROCESS, **red.arrays())
+    labels = clusterer.fit(Xc)
+    files = clusterer.save(to)
+    ran = run.clusters_of(row)
+    same = bool(ran is not None and np.array_equal(ran, labels))
     manifest = {
         "cell": cid, "backbone": row["backbone"], "pretext": row["pretext"], "clusterer": row["clusterer"],
-        "weights": row["weights"], "image_size": int(cfg["image_size"]), "seed": int(cfg["seed"]),
-        "feature_dim": int(feats.shape[1]), "k": k, "cluster_params": clusterer.params,
+        "weights": row["weights"], "image_size": size, "seed": seed, "feature_dim": int(feats.shape[1]), "k": k,
+        "cluster_params": clusterer.params, "clusterer_files": [f.name for f in files],
         "preprocess": {"resize": "whole image, bilinear, no crop", "exif_orientation": True,
-                       "input": "lab_L" if row["pretext"] == "colorization" else "rgb_imagenet_normalized",
+                       "input": "what pretext " + str(row["pretext"]) + " showed the backbone",
                        "standardize": True, "pca_dims": None if red.pca_components is None else int(Xc.shape[1])},
         "scores": {s: (None if row[s] is None or (isinstance(row[s], float) and np.isnan(row[s])) else row[s])
                    for s in ("nmi", "ari", "silhouette", "davies_bouldin", "linear_probe_acc", "images_per_s")},
-        "labels_match_run": same, "source_run": str(run_dir), "environment": environment("cpu"), **extra,
-        "pretext_options": cfg.get("pretext_opts", {}), "n_training_images": int(feats.shape[0]),
+        "labels_match_run": same, "source_run": str(run_dir), "environment": environment("cpu"),
+        "pretext_options": (cfg.get("pretext_options") or {}).get(row["pretext"], {}),
+        "n_training_images": int(feats.shape[0]),
     }
-    write_json(to / "manifest.json", manifest)
+    write_json(to / MANIFEST, manifest)
     return manifest
 
 
-def _assign(folder: Path, manifest: dict[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    with np.load(folder / "preprocess.npz") as pre:
-        red = Reduction.from_arrays(dict(pre))
-    Xs = red.cluster_space(red.standardize(X))
-    if (folder / "centroids.npz").is_file():
-        c = np.load(folder / "centroids.npz")["centroids"]
-        d2 = (Xs ** 2).sum(1)[:, None] - 2 * Xs @ c.T + (c ** 2).sum(1)[None, :]
-        lab = d2.argmin(1)
-        dist = np.sqrt(np.maximum(d2[np.arange(len(lab)), lab], 0))
-        lab = np.where(dist > manifest["outlier_distance"] * (1 + 1e-6), -1, lab)
-        return lab.astype(np.int64), dist, "distance"
-    if (folder / "core.npz").is_file():
-        core = np.load(folder / "core.npz")
-        from sklearn.neighbors import NearestNeighbors
+def _pretext_of(manifest: dict[str, Any]):  # noqa: ANN202
+    from registry.pretexts import pretext_class
 
-        dist, idx = NearestNeighbors(n_neighbors=1).fit(core["points"]).kneighbors(Xs)
-        lab = np.where(dist[:, 0] <= manifest["eps"], core["labels"][idx[:, 0]], -1)
-        return lab.astype(np.int64), dist[:, 0], "distance"
-    import hdbscan
-
-    model = pickle.loads((folder / "hdbscan.pkl").read_bytes())
-    lab, strength = hdbscan.approximate_predict(model, Xs.astype(np.float64))
-    return np.asarray(lab, np.int64), np.asarray(strength), "confidence"
+    cls = pretext_class(manifest["pretext"])
+    return build_pretext(manifest["pretext"], cls.Options(**manifest.get("pretext_options", {})))
 
 
 def predict(folder: Path, images: Path, out: Path, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Assign every image under ``images`` (a folder or one file) to the exported clusters; write ``out``."""
-    if not (folder / "manifest.json").is_file():
-        raise ValueError(f"bad export folder {str(folder)!r}: no manifest.json in it")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    if not (folder / MANIFEST).is_file():
+        raise ValueError(f"bad export folder {str(folder)!r}: no {MANIFEST} in it")
+    manifest = json.loads((folder / MANIFEST).read_text())
     if images.is_dir():
         root, paths = images, list_images(images)
     elif images.is_file() and images.suffix.lower() in IMAGE_EXTENSIONS:
@@ -137,16 +139,18 @@ def predict(folder: Path, images: Path, out: Path, device: str = "auto", progres
     rt = detect_runtime(device)
     torch.manual_seed(int(manifest["seed"]))
     backbone = build_backbone(manifest["backbone"], size, WeightsRequest(use_cache=False))
-    if (folder / "backbone.pt").is_file():
-        backbone.load_state_dict(torch.load(folder / "backbone.pt", map_location="cpu", weights_only=True))
-    task = build_pretext(manifest["pretext"])
-    feats, _ = extract_features(backbone, arr, rt, batch_size=128, progress=progress, pretext=task)
-    labels, score, score_name = _assign(folder, manifest, feats)
+    if (folder / BACKBONE).is_file():
+        backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))
+    feats, _ = extract_features(backbone, arr, rt, batch_size=128, progress=progress, pretext=_pretext_of(manifest))
+    with np.load(folder / PREPROCESS, allow_pickle=False) as pre:
+        red = Reduction.from_arrays(dict(pre))
+    clusterer = Clusterer.load(folder)
+    labels, score = clusterer.predict(red.cluster_space(red.standardize(feats)))
     secs = time.perf_counter() - t0
     import pandas as pd
 
     df = pd.DataFrame({"path": [paths[i].relative_to(root).as_posix() for i in kept], "cluster": labels,
-                       score_name: score})
+                       clusterer.score_name: score})
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     if skipped:

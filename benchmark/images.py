@@ -1,24 +1,29 @@
-"""Decode once (EXIF orientation, RGB, whole-image resize to S x S) and cache the uint8 image store."""
+"""Decode once (EXIF orientation, RGB, whole-image resize to S x S) into the uint8 image store.
+
+Files are keyed by their content (sha256 of the bytes; a memo of path, size, mtime and inode spares
+re-hashing unchanged files) and decoded one file at a time into the store, so adding a day's photos
+decodes only the new ones; the image store of a data set is a memory-mapped (N,3,S,S) array."""
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
-import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 from tqdm.auto import tqdm
 
-from benchmark.specs import stable_hash
-from benchmark.storage import load_arrays, save_arrays
+from benchmark.interfaces import Listing, stable_hash
+from benchmark.store import ArtifactStore
 
 POOL_MIN = 256  # fewer files decode in this process: starting worker processes costs about a second
-DECODE_VERSION = 2  # bump when decoding changes, so old caches are not reused
+DECODE_VERSION = 3  # bump when decoding changes, so old caches are not reused (3: per-file content store)
+CHUNK = 2048  # files decoded per round (bounded memory for any folder size)
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 MAX_PIXELS = 120_000_000  # larger images are refused as decompression bombs
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -33,7 +38,8 @@ class DecodeError(Exception):
 class ImageSet:
     """The image store of one data set at one size.
 
-    images: uint8 (N, 3, S, S); labels: int64 (N,), -1 = unlabeled; names: N relative paths or ids."""
+    images: uint8 (N, 3, S, S), memory-mapped from the store; labels: int64 (N,), -1 = unlabeled;
+    names: N relative paths or ids."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -151,25 +157,13 @@ def _decode_one(args: tuple[str, int]) -> tuple[np.ndarray | None, bool, str]:
 
 def decode_many(paths: Sequence[Path], size: int, root: Path, workers: int | None = None,
                 progress: bool = True) -> tuple[np.ndarray, list[int], list[tuple[str, str]], bool]:
-    """Decode files on all cores (one process per core; small folders in this process).
-    Returns (images (M,3,S,S), kept indices, skipped (path, reason), whether all kept images are gray)."""
-    workers = workers or os.cpu_count() or 1
-    jobs = [(str(p), size) for p in paths]
-    bar_kw = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
-    if workers == 1 or len(jobs) < POOL_MIN:
-        results = list(tqdm(map(_decode_one, jobs), **bar_kw))
-    else:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            chunk = max(1, min(64, len(jobs) // (workers * 8)))
-            results = list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar_kw))
-    kept = [i for i, (arr, _, _) in enumerate(results) if arr is not None]
-    skipped = [(rel(paths[i], root), reason) for i, (arr, _, reason) in enumerate(results) if arr is None]
-    if kept:
-        images = np.stack([results[i][0] for i in kept])  # type: ignore[misc]
-    else:
-        images = np.zeros((0, 3, size, size), np.uint8)
-    return images, kept, skipped, bool(kept) and all(results[i][1] for i in kept)
+    """Decode files (not cached: ``predict``). Returns (images (M,3,S,S), kept indices, skipped
+    (path, reason), whether all kept images are gray)."""
+    results = decode_paths(paths, size, workers, progress)
+    kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    skipped = [(rel(paths[i], root), str(r)) for i, r in enumerate(results) if isinstance(r, str)]
+    images = np.stack([results[i] for i in kept]) if kept else np.zeros((0, 3, size, size), np.uint8)
+    return images, kept, skipped, bool(kept) and all(is_gray(x) for x in images)
 
 
 def rel(path: Path, root: Path) -> str:
@@ -179,20 +173,167 @@ def rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def cached_image_set(fingerprint: str, size: int, cache_dir: Path,
-                     build: Callable[[], ImageSet]) -> tuple[ImageSet, bool]:
-    """The image store for (data set fingerprint, size): loaded from cache or built and saved.
-    Returns (image set, whether it came from the cache)."""
-    key = stable_hash(["images", fingerprint, size, DECODE_VERSION])
-    path = cache_dir / "images" / f"{key}.npz"
-    arrays = load_arrays(path)
-    if arrays is not None:
-        m = json.loads(arrays["meta"].item())
-        return ImageSet(arrays["images"], arrays["labels"], m["names"], m["class_names"], m["grayscale"],
-                        key, [tuple(s) for s in m["skipped"]]), True
-    s = build()
-    s.key = key
-    meta = json.dumps({"names": s.names, "class_names": s.class_names, "grayscale": s.grayscale,
-                       "skipped": s.skipped})
-    save_arrays(path, images=s.images, labels=s.labels, meta=np.array(meta))
-    return s, False
+def is_gray(arr: np.ndarray) -> bool:
+    """A decoded (3,S,S) image is grayscale when its three channels are equal (no colour to predict)."""
+    return bool((arr[0] == arr[1]).all() and (arr[1] == arr[2]).all())
+
+
+def file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
+    """sha256 of every listed file (None: unreadable). A memo keyed by path, size, mtime_ns and inode
+    spares re-reading unchanged files."""
+    assert listing.files is not None and listing.root is not None
+    root_id = stable_hash(str(Path(listing.root).resolve()))
+    memo = store.get_memo(root_id)
+    out: list[str | None] = []
+    changed = False
+    for name, path in zip(listing.names, listing.files):
+        try:
+            st = path.stat()
+        except OSError:
+            out.append(None)
+            continue
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = memo.get(name)
+        if hit and hit[:3] == stamp:
+            out.append(hit[3])
+            continue
+        try:
+            sha = file_sha(path)
+        except OSError:
+            out.append(None)
+            continue
+        memo[name] = stamp + [sha]
+        changed = True
+        out.append(sha)
+    if changed:
+        store.put_memo(root_id, memo)
+    return out
+
+
+def listing_fingerprint(listing: Listing, store: ArtifactStore) -> tuple[str, list[str | None] | None]:
+    """(content fingerprint of the listed pixels, per-file hashes for file listings)."""
+    if listing.files is None:
+        return str(listing.fingerprint), None
+    shas = content_hashes(listing, store)
+    return "files:" + stable_hash([listing.names, shas]), shas
+
+
+def images_key(fingerprint: str, size: int) -> str:
+    return stable_hash(["images", DECODE_VERSION, fingerprint, size])
+
+
+def _decode_files(listing: Listing, shas: list[str | None], size: int, store: ArtifactStore,
+                  progress: bool) -> list[np.ndarray | str]:
+    """Each file's (3,S,S) uint8 or its skip reason; cached per content, new files decoded in chunks."""
+    assert listing.files is not None and listing.root is not None
+    results: list[np.ndarray | str | None] = [None] * len(shas)
+    todo = []
+    for i, sha in enumerate(shas):
+        got = store.get_file(sha, size, DECODE_VERSION) if sha else None
+        if got is not None:
+            results[i] = got
+        elif sha is None:
+            results[i] = "missing, unreadable or broken symlink"
+        else:
+            todo.append(i)
+    bar = tqdm(total=len(todo), desc="decode", unit="img", disable=not progress or not todo, leave=False)
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start:start + CHUNK]
+        for i, res in zip(chunk, decode_paths([listing.files[i] for i in chunk], size)):
+            store.put_file(shas[i], size, DECODE_VERSION, res)  # type: ignore[arg-type]
+            results[i] = res
+        bar.update(len(chunk))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None] | None,
+                   store: ArtifactStore, progress: bool = True) -> dict[str, object]:
+    """Decode a listing into the image store under ``key``. Returns the store's meta."""
+    if listing.files is None:
+        assert listing.pixels is not None
+        results: list[np.ndarray | str] = [decode_pil(Image.fromarray(px), size) for px in listing.pixels()]
+    else:
+        results = _decode_files(listing, shas or [], size, store, progress)
+    kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    skipped = [(listing.names[i], str(r)) for i, r in enumerate(results) if isinstance(r, str)]
+    if not kept:
+        raise ValueError(f"bad dataset {str(listing.root or listing.names[:1])!r}: no decodable image among "
+                         f"{len(results)} files")
+    gray = True
+    with store.image_writer(key, (len(kept), 3, size, size)) as arr:
+        for j, i in enumerate(kept):
+            arr[j] = results[i]
+            gray = gray and is_gray(arr[j])
+    meta = {"names": [listing.names[i] for i in kept], "skipped": skipped, "grayscale": gray,
+            "size": size, "decode_version": DECODE_VERSION}
+    store.put_images_meta(key, meta)
+    return meta
+
+
+def decode_paths(paths: Sequence[Path], size: int, workers: int | None = None,
+                 progress: bool = False) -> list[np.ndarray | str]:
+    """Decode files on all cores (one process per core; few files in this process): each file's
+    (3,S,S) uint8 or its skip reason."""
+    workers = workers or os.cpu_count() or 1
+    jobs = [(str(p), size) for p in paths]
+    bar_kw = dict(total=len(jobs), desc="decode", unit="img", disable=not progress, leave=False)
+    if workers == 1 or len(jobs) < POOL_MIN:
+        out = list(tqdm(map(_decode_one, jobs), **bar_kw))
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            chunk = max(1, min(64, len(jobs) // (workers * 8)))
+            out = list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar_kw))
+    return [arr if arr is not None else reason for arr, _gray, reason in out]
+
+
+def labels_record(listing: Listing) -> dict[str, object]:
+    """The labels artifact of a listing: names, class names, and each name's class index (-1 = unlabeled)."""
+    classes = listing.class_names()
+    index = {c: i for i, c in enumerate(classes)}
+    return {"names": list(listing.names), "class_names": classes,
+            "labels": [index[x] if x is not None else -1 for x in listing.labels],
+            "label_source": listing.label_source}
+
+
+def labels_key(record: dict[str, object]) -> str:
+    return stable_hash(["labels", record["names"], record["class_names"], record["labels"]])
+
+
+def open_image_set(store: ArtifactStore, images_key: str, labels_key: str | None) -> ImageSet:
+    """The decoded store (memory-mapped) with labels aligned to its kept images."""
+    got = store.get_images(images_key)
+    if got is None:
+        raise RuntimeError(f"image store {images_key} is missing from {store.root}")
+    arr, meta = got
+    names = list(meta["names"])
+    labels = np.full(len(names), -1, np.int64)
+    classes: list[str] = []
+    rec = store.get_labels(labels_key) if labels_key else None
+    if rec is not None:
+        by_name = dict(zip(rec["names"], rec["labels"]))
+        labels = np.array([by_name.get(n, -1) for n in names], np.int64)
+        classes = list(rec["class_names"])
+    return ImageSet(arr, labels, names, classes, bool(meta["grayscale"]), images_key,
+                    [tuple(s) for s in meta["skipped"]])
+
+
+def load_image_set(listing: Listing, size: int, store: ArtifactStore, progress: bool = False) -> ImageSet:
+    """List -> hash -> decode (what is not in the store yet) -> the image set with its labels."""
+    fingerprint, shas = listing_fingerprint(listing, store)
+    key = images_key(fingerprint, size)
+    if store.get_images(key) is None:
+        decode_listing(listing, size, key, shas, store, progress)
+    rec = labels_record(listing)
+    lkey = labels_key(rec)
+    store.put_labels(lkey, rec)
+    return open_image_set(store, key, lkey)

@@ -60,7 +60,9 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
 
 def diff_runs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """One row per cell present in either run: each score in a, in b, and b - a."""
-    keys = ["backbone", "pretext", "clusterer"]
+    keys = ["backbone", "pretext", "clusterer", "seed"]
+    a = a.assign(seed=pd.to_numeric(a["seed"], errors="coerce").fillna(0).astype(int))
+    b = b.assign(seed=pd.to_numeric(b["seed"], errors="coerce").fillna(0).astype(int))
     left = a[keys + DIFF_SCORES + ["status"]].assign(_order_a=range(len(a)))
     right = b[keys + DIFF_SCORES + ["status"]].assign(_order_b=range(len(b)))
     m = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)

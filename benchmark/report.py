@@ -4,59 +4,18 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmark.results import COLUMNS, SORT_RULE, leaderboard, read_cells, sort_cells
-from benchmark.storage import atomic_write_text, load_arrays, read_json
+from benchmark.results import SORT_RULE, cell_id, leaderboard, sort_cells
+from benchmark.runs import Run, load_run
+from benchmark.storage import atomic_write_text
 
 SCORES = [("nmi", "NMI (higher is better)"), ("silhouette", "silhouette (higher is better)"),
           ("davies_bouldin", "Davies-Bouldin (lower is better)"), ("linear_probe_acc", "linear probe accuracy")]
-
-
-@dataclass
-class Run:
-    path: Path
-    cells: pd.DataFrame
-    info: dict[str, Any]
-    skipped: pd.DataFrame
-
-    @property
-    def cache(self) -> Path:
-        return Path(self.info.get("cache_dir", ".cache"))
-
-    def features(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
-        arrays = load_arrays(self.cache / "features" / f"{key}.npz") if isinstance(key, str) and key else None
-        return (arrays["feats"], json.loads(str(arrays["meta"]))) if arrays else None
-
-    def feature_meta(self, key: str) -> dict[str, Any] | None:
-        """The metadata of a feature set (training curve, probe, timings) without reading the features."""
-        path = self.cache / "features" / f"{key}.npz"
-        arrays = load_arrays(path, keys=("meta",)) if isinstance(key, str) and key else None
-        return json.loads(str(arrays["meta"])) if arrays else None
-
-    def images(self) -> tuple[np.ndarray, np.ndarray] | None:
-        arrays = load_arrays(self.cache / "images" / f"{self.info.get('images_key', '')}.npz")
-        return (arrays["images"], arrays["labels"]) if arrays else None
-
-    def assignments(self) -> pd.DataFrame | None:
-        p = self.path / "assignments.csv"
-        return pd.read_csv(p, keep_default_na=False) if p.is_file() else None
-
-
-def load_run(path: Path) -> Run:
-    if not (path / "cells.csv").is_file():
-        raise ValueError(f"bad run folder {str(path)!r}: no cells.csv in it")
-    info = read_json(path / "run.json") or {}
-    skipped_p = path / "skipped.csv"
-    skipped = pd.read_csv(skipped_p) if skipped_p.is_file() else pd.DataFrame(columns=["path", "reason"])
-    cells = pd.DataFrame(read_cells(path / "cells.csv")).reindex(columns=COLUMNS)  # older runs lack columns
-    return Run(path, cells, info, skipped)
 
 
 def best_cells(df: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -174,13 +133,16 @@ def throughput_fig(df: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
     fs = df.drop_duplicates(["backbone", "pretext"])
-    fs = fs[pd.to_numeric(fs["images_per_s"], errors="coerce").notna() & (fs["backbone"] != "raw_pixels")]
+    from registry.backbones import backbone_info
+
+    computes = fs["backbone"].map(lambda b: backbone_info(b).trainable)
+    fs = fs[pd.to_numeric(fs["images_per_s"], errors="coerce").notna() & computes]
     fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(fs), 3) + 1))
     names = [f"{b} / {p}" for b, p in zip(fs["backbone"], fs["pretext"])]
     ax.barh(names, fs["images_per_s"].astype(float))
     ax.set_xlabel("feature extraction, images/s")
     ax.invert_yaxis()
-    ax.set_title("throughput (raw_pixels left out: it does no compute)")
+    ax.set_title("throughput (parameter-free backbones left out: they do no compute)")
     return _png(fig)
 
 
@@ -192,22 +154,21 @@ def build_sections(run: Run, n_best: int = 3) -> list[tuple[str, str, bytes | No
     env = run.info.get("environment", {})
     secs.append(("Run", f"data set {cfg.get('dataset')}, {run.info.get('n_images', '?')} images "
                  f"({run.info.get('n_labeled', '?')} labeled, {len(run.skipped)} skipped), image size "
-                 f"{cfg.get('image_size')}, seed {cfg.get('seed')}, device {env.get('device')} "
+                 f"{cfg.get('image_size')}, seeds {cfg.get('seeds', [cfg.get('seed')])}, device {env.get('device')} "
                  f"({run.info.get('runtime', '')}), wall {run.info.get('wall_s', 0):.0f} s, torch {env.get('torch')}, "
                  f"commit {str(env.get('git_commit'))[:10]}", None))
     secs.append(("Leaderboard", f"Sorted by: {SORT_RULE}.\n\n" + leaderboard(df.to_dict("records")), None))
     for title, png in heatmap_figs(df):
         secs.append((title, "", png))
     imgs = run.images()
-    assign = run.assignments()
     for _, cell in best_cells(df, n_best).iterrows():
-        cid = f"{cell['backbone']}/{cell['pretext']}/{cell['clusterer']}"
+        cid = cell_id(cell)
         got = run.features(cell.get("feature_key"))
-        if got is None or assign is None or cid not in assign.columns:
+        clusters = run.clusters_of(cell)
+        if got is None or clusters is None:
             secs.append((f"Best cell {cid}", "features or assignments are not in the cache any more", None))
             continue
         feats, _meta = got
-        clusters = assign[cid].to_numpy(np.int64)
         labels = imgs[1] if imgs is not None else np.full(len(clusters), -1)
         secs.append((f"Projection: {cid}", "", projection_fig(feats, clusters, labels, cid)))
         if imgs is not None:
@@ -233,7 +194,7 @@ def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md (+ report_files/*.png) into ``run_dir``."""
     run = load_run(run_dir)
     secs = build_sections(run, n_best)
-    files = run_dir / "report_files"
+    files = run.folder.report_files
     files.mkdir(exist_ok=True)
     md = [f"# Report: {run_dir.name}\n"]
     body = []
@@ -258,6 +219,6 @@ img{{max-width:100%;display:block;margin:1em 0}}</style></head>
 document.body.dataset.imagesTotal=i.length;
 document.body.dataset.imagesOk=i.filter(x=>x.complete&&x.naturalWidth>0).length;}});</script>
 </body></html>"""
-    atomic_write_text(run_dir / "report.html", page)
-    atomic_write_text(run_dir / "report.md", "\n".join(md))
-    return run_dir / "report.html", run_dir / "report.md"
+    atomic_write_text(run.folder.report_html, page)
+    atomic_write_text(run.folder.report_md, "\n".join(md))
+    return run.folder.report_html, run.folder.report_md

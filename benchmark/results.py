@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.plan import COPY_NOTE, cell_id as make_cell_id
 from benchmark.storage import atomic_write_text
 
 COLUMNS = [
@@ -18,17 +19,25 @@ COLUMNS = [
     "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz", "silhouette_sample",
     "nmi", "ari", "cluster_acc", "linear_probe_acc", "linear_probe_std", "pretext_loss", "pretext_acc",
     "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim", "cluster_params", "status", "error",
-    "notes", "feature_key",
+    "notes", "feature_key", "probe_key", "cell_key",
 ]
 TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 STATUSES = ("ok", "degenerate", "failed", "skipped")
-COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
 SORT_RULE = ("status ok/degenerate first; then NMI (descending) where the data set has labels, else "
              "silhouette (descending); ties broken by linear-probe accuracy (descending)")
 
 
-def cell_id(row: dict[str, Any]) -> str:
-    return f"{row['backbone']}/{row['pretext']}/{row['clusterer']}"
+def cell_id(row: Any) -> str:
+    """The id of a cells.csv row (backbone/pretext/clusterer/seed)."""
+    return make_cell_id(row["backbone"], row["pretext"], row["clusterer"], int(row["seed"]))
+
+
+def assignment_of(assign: dict[str, np.ndarray], row: Any) -> np.ndarray | None:
+    """A row's clusters from read_assignments (runs before the seed axis named columns b/p/c)."""
+    cid = cell_id(row)
+    if cid in assign:
+        return assign[cid]
+    return assign.get(cid.rsplit("/", 1)[0])
 
 
 def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -87,6 +96,8 @@ def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
     cols = ["backbone", "weights", "pretext", "clusterer", "n_clusters", "noise_fraction", "silhouette",
             "davies_bouldin", "nmi", "ari", "cluster_acc", "linear_probe_acc", "pretext_loss", "images_per_s",
             "status"]
+    if df["seed"].nunique() > 1:
+        cols.insert(4, "seed")
     view = df[cols].copy()
     view.insert(0, "#", range(1, len(view) + 1))
     if limit:

@@ -1,31 +1,39 @@
-"""Atomic writes and the on-disk cache layout. A half-written file is never read as valid."""
+"""Atomic file primitives (no layout: ``benchmark.store`` owns where things go). A half-written file is never
+read as valid."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-DEFAULT_CACHE = Path(os.environ.get("SSLBENCH_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder; renamed over ``path`` when the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,8 +54,6 @@ def read_json(path: Path) -> Any | None:
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     """Save arrays as one .npz, atomically."""
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -62,12 +68,16 @@ def load_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np
         return None
 
 
-def save_state(path: Path, module: Any) -> None:
-    """A module's state_dict, atomically (read back with ``torch.load(..., weights_only=True)``)."""
-    import io
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """One array as .npy (memory-mappable), atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
 
-    import torch
 
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray | None:
+    """An array saved by ``save_npy`` (memory-mapped when ``mmap``), or None when missing or corrupt."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None

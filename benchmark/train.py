@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ class TrainResult:
 
 def to_device(batch: np.ndarray, rt: Runtime, channels_last: bool = False) -> torch.Tensor:
     """uint8 (B,3,S,S) numpy -> float (B,3,S,S) in [0,1] on the device (pinned, non-blocking on CUDA)."""
+    if not batch.flags.writeable:  # a slice of the memory-mapped store: torch wants writable memory
+        batch = batch.copy()
     t = torch.from_numpy(batch)
     if channels_last:  # re-layout the uint8 bytes, 4x less traffic than the float copy; float() keeps it
         t = t.contiguous(memory_format=torch.channels_last)
@@ -42,6 +45,22 @@ def make_optimizer(params: list[nn.Parameter], spec: TrainSpec) -> torch.optim.O
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def train_step(backbone: Backbone, head: nn.Module, pretext: Pretext, opt: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, x: torch.Tensor, gen: torch.Generator,
+               autocast: Callable[[], ContextManager[object]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step of ``pretext`` on images x (B,3,S,S) in [0,1] on the device; the step that
+    training runs and ``bench`` times. Returns (loss, outputs, targets), detached."""
+    inputs, targets = pretext.make_batch(x, gen)
+    with autocast():
+        out = pretext.predict(backbone, head, inputs)
+        loss = pretext.loss(out, targets)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach(), out.detach(), targets
 
 
 def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec: TrainSpec, rt: Runtime,
@@ -83,24 +102,17 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
                 break
             idx = np.sort(order[b * spec.batch_size:(b + 1) * spec.batch_size])
             x = to_device(images[idx], rt, rt.channels_last)
-            inputs, targets = pretext.make_batch(x, gen)
-            with rt.autocast():
-                out = pretext.predict(backbone, head, inputs)
-                loss = pretext.loss(out, targets)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"pretext {pretext.name} loss diverged ({loss.item()}) at step {step}; "
+            loss, out, targets = train_step(backbone, head, pretext, opt, scaler, x, gen, rt.autocast)
+            value = float(loss)
+            if not math.isfinite(value):
+                raise RuntimeError(f"pretext {pretext.name} loss diverged ({value}) at step {step}; "
                                    f"try a lower --lr than {spec.lr}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
             sched.step()
-            value = float(loss.detach())
             result.step_losses.append(value)
             loss_sum += value
             batches += 1
             if pretext.reports_accuracy:
-                correct += pretext.n_correct(out.detach(), targets)
+                correct += pretext.n_correct(out, targets)
                 seen += int(targets.shape[0])
             step += 1
             bar.update(1)

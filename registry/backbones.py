@@ -61,6 +61,36 @@ BackboneFactory = Callable[[int, WeightsRequest], Backbone]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the harness may know about a backbone without building it."""
+
+    trainable: bool = True  # False: no parameters, a pretext has nothing to train (raw pixels)
+    min_image_size: int = 8  # smaller inputs vanish in the network
+    uses_weights: bool = True  # False: --weights does not apply
+
+
+def describe(**info: object) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Attach ``BackboneInfo`` fields to a factory: ``@describe(min_image_size=32)``."""
+
+    def deco(factory: BackboneFactory) -> BackboneFactory:
+        factory.info = BackboneInfo(**info)  # type: ignore[attr-defined, arg-type]
+        return factory
+
+    return deco
+
+
+def backbone_info(name: str) -> BackboneInfo:
+    """Metadata of a registered backbone or ``timm:<model>`` (timm models: the defaults)."""
+    if name.startswith(TIMM_PREFIX):
+        return BackboneInfo()
+    return getattr(BACKBONES.get(name), "info", BackboneInfo())
+
+
+def min_image_size(name: str) -> int:
+    return backbone_info(name).min_image_size
+
+
 def _load_checkpoint(model: nn.Module, path: str) -> str:
     """Load a local state_dict (weights_only). Returns the weights description."""
     if not os.path.isfile(path):
@@ -95,6 +125,7 @@ def _torchvision_model(arch: str, req: WeightsRequest) -> tuple[nn.Module, str]:
 
 
 @BACKBONES.register("vgg16")
+@describe(min_image_size=32)  # five 2x2 max-pools
 def vgg16(image_size: int, req: WeightsRequest) -> Backbone:
     model, w = _torchvision_model("vgg16", req)
     return Backbone("vgg16", model.features, 512, w)
@@ -120,6 +151,7 @@ class _RawPixels(nn.Module):
 
 
 @BACKBONES.register("raw_pixels")
+@describe(trainable=False, uses_weights=False)
 def raw_pixels(image_size: int, req: WeightsRequest) -> Backbone:
     """The baseline: the normalized S x S x 3 pixels, flattened. No parameters, nothing to train."""
     return Backbone("raw_pixels", _RawPixels(), 3 * image_size * image_size, "none",
@@ -188,12 +220,9 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
     return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=pool)
 
 
-MIN_IMAGE_SIZE = {"vgg16": 32}  # five 2x2 max-pools: smaller inputs vanish
-
-
 def check_image_size(name: str, image_size: int) -> None:
     """Raise ValueError when ``image_size`` is too small for backbone ``name``."""
-    need = MIN_IMAGE_SIZE.get(name, 8)
+    need = min_image_size(name)
     if image_size < need:
         raise ValueError(f"bad image size {image_size} for backbone {name!r}: it needs at least {need}")
 
@@ -217,6 +246,4 @@ def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None
     check_backbone(name)
     if name.startswith(TIMM_PREFIX):
         return build_timm(name[len(TIMM_PREFIX):], image_size, req)
-    if name == "raw_pixels":
-        return raw_pixels(image_size, WeightsRequest(use_cache=False))
     return BACKBONES.get(name)(image_size, req)

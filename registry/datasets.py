@@ -1,4 +1,6 @@
-"""Data sets: built-in ``digits`` and ``sample_photos`` (both ship with scikit-learn) and any folder of images."""
+"""Data sets: built-in ``digits`` and ``sample_photos`` (both ship with scikit-learn) and any folder of images.
+
+A data set lists images and labels (``Listing``); the harness decodes them."""
 from __future__ import annotations
 
 import csv
@@ -10,22 +12,19 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
-from PIL import Image
 
-from benchmark.images import ImageSet, decode_many, decode_pil
+from benchmark.interfaces import Listing
 from registry.base import Registry, unknown_message
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 class DatasetSource(Protocol):
-    """Something that can be decoded into an ImageSet at a given size, with a content fingerprint."""
+    """Something that lists images (files or in-memory pixels) and their labels."""
 
     name: str
 
-    def fingerprint(self) -> str: ...
-
-    def load(self, size: int, progress: bool) -> ImageSet: ...
+    def list(self) -> Listing: ...
 
 
 DATASETS: Registry[Callable[[], DatasetSource]] = Registry("dataset")
@@ -37,22 +36,15 @@ class DigitsSource:
 
     name: str = "digits"
 
-    def _data(self) -> tuple[np.ndarray, np.ndarray]:
+    def list(self) -> Listing:
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return d.images, d.target
-
-    def fingerprint(self) -> str:
-        x, y = self._data()
-        return "digits:" + hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
-
-    def load(self, size: int, progress: bool) -> ImageSet:
-        x, y = self._data()
+        x, y = d.images, d.target
+        fp = "digits:" + hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
         gray = np.clip(x * (255.0 / 16.0) + 0.5, 0, 255).astype(np.uint8)
-        imgs = np.stack([decode_pil(Image.fromarray(g, "L"), size) for g in gray])
-        return ImageSet(imgs, y.astype(np.int64), [f"digits/{i:04d}" for i in range(len(y))],
-                        [str(c) for c in range(10)], grayscale=True)
+        return Listing([f"digits/{i:04d}" for i in range(len(y))], [str(int(c)) for c in y], fp,
+                       pixels=lambda: list(gray), label_source="builtin")
 
 
 @dataclass
@@ -64,30 +56,24 @@ class SamplePhotosSource:
     per_photo: int = 150
     seed: int = 0
 
-    def fingerprint(self) -> str:
-        from sklearn.datasets import load_sample_images
-
-        imgs = load_sample_images().images
-        h = hashlib.sha256(b"".join(i.tobytes() for i in imgs)).hexdigest()[:16]
-        return f"sample_photos:{h}:{self.per_photo}:{self.seed}"
-
-    def load(self, size: int, progress: bool) -> ImageSet:
+    def list(self) -> Listing:
         from sklearn.datasets import load_sample_images
 
         data = load_sample_images()
+        h = hashlib.sha256(b"".join(i.tobytes() for i in data.images)).hexdigest()[:16]
         rng = np.random.default_rng(self.seed)
-        out, labels, names = [], [], []
-        for label, (fname, photo) in enumerate(zip(data.filenames, data.images)):
-            h, w = photo.shape[:2]
+        boxes, labels, names = [], [], []
+        for fname, photo in zip(data.filenames, data.images):
+            ph_h, ph_w = photo.shape[:2]
             for j in range(self.per_photo):
                 ph, pw = (int(v) for v in rng.integers(48, 160, size=2))
-                y0, x0 = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
-                patch = Image.fromarray(photo[y0:y0 + ph, x0:x0 + pw])
-                out.append(decode_pil(patch, size))
-                labels.append(label)
+                y0, x0 = int(rng.integers(0, ph_h - ph)), int(rng.integers(0, ph_w - pw))
+                boxes.append((photo, y0, x0, ph, pw))
+                labels.append(Path(fname).stem)
                 names.append(f"{Path(fname).stem}/{j:03d}_y{y0}_x{x0}_{ph}x{pw}")
-        return ImageSet(np.stack(out), np.array(labels, np.int64), names,
-                        [Path(f).stem for f in data.filenames], grayscale=False)
+        pixels = lambda: [p[y0:y0 + ph, x0:x0 + pw] for p, y0, x0, ph, pw in boxes]  # noqa: E731
+        return Listing(names, labels, f"sample_photos:{h}:{self.per_photo}:{self.seed}", pixels=pixels,
+                       label_source="builtin")
 
 
 DATASETS.register("digits")(DigitsSource)
@@ -147,18 +133,6 @@ class FolderSource:
     def name(self) -> str:
         return str(self.root)
 
-    def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for p in list_images(self.root):
-            try:
-                st = p.stat()
-                h.update(f"{p.relative_to(self.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-            except OSError:
-                h.update(f"{p.relative_to(self.root)}|broken\n".encode())
-        if self.labels_csv:
-            h.update(Path(self.labels_csv).read_bytes())
-        return "folder:" + h.hexdigest()[:16]
-
     def _labels_for(self, rels: list[str]) -> tuple[list[str | None], str]:
         if self.labels_csv:
             mapping = read_labels_csv(Path(self.labels_csv))
@@ -177,22 +151,18 @@ class FolderSource:
                               f"e.g. {unmatched[0]!r}")
             return out, "csv"
         tops = {r.split("/", 1)[0] for r in rels if "/" in r}
-        if len(tops) >= 2 and all("/" in r for r in rels):
-            return [r.split("/", 1)[0] for r in rels], "subfolders"
+        if len(tops) >= 2:  # ImageFolder style; files at the top level stay unlabeled
+            return [r.split("/", 1)[0] if "/" in r else None for r in rels], "subfolders"
         return [None] * len(rels), "none"
 
-    def load(self, size: int, progress: bool) -> ImageSet:
+    def list(self) -> Listing:
         paths = list_images(self.root)
-        images, kept, skipped, gray = decode_many(paths, size, self.root, progress=progress)
-        if not kept:
-            raise ValueError(f"bad dataset folder {str(self.root)!r}: no decodable image among "
-                             f"{len(paths)} files (allowed formats: {', '.join(IMAGE_EXTENSIONS)})")
-        rels = [paths[i].relative_to(self.root).as_posix() for i in kept]
-        raw, _how = self._labels_for(rels)
-        classes = sorted({x for x in raw if x is not None})
-        index = {c: i for i, c in enumerate(classes)}
-        labels = np.array([index[x] if x is not None else -1 for x in raw], np.int64)
-        return ImageSet(images, labels, rels, classes, grayscale=gray, skipped=skipped)
+        if not paths:
+            raise ValueError(f"bad dataset folder {str(self.root)!r}: no image files in it (allowed formats: "
+                             f"{', '.join(IMAGE_EXTENSIONS)})")
+        rels = [p.relative_to(self.root).as_posix() for p in paths]
+        labels, how = self._labels_for(rels)
+        return Listing(rels, labels, None, files=paths, root=self.root, label_source=how)
 
 
 def resolve_dataset(name: str, labels_csv: str | None = None) -> DatasetSource:

@@ -3,6 +3,8 @@ import pytest
 from PIL import Image
 
 from benchmark.images import DecodeError, decode_file
+from benchmark.images import load_image_set
+from benchmark.store import ArtifactStore
 from registry.datasets import DigitsSource, FolderSource, SamplePhotosSource
 
 
@@ -36,21 +38,23 @@ def test_bad_files_raise_decode_error_with_reason(tmp_path, content, reason):
         decode_file(p, 8)
 
 
-def test_builtin_datasets():
-    d = DigitsSource().load(16, progress=False)
+def test_builtin_datasets(cache):
+    store = ArtifactStore(cache)
+    d = load_image_set(DigitsSource().list(), 16, store)
     assert d.images.shape == (1797, 3, 16, 16) and d.grayscale and d.n_classes == 10
-    s = SamplePhotosSource().load(32, progress=False)
+    s = load_image_set(SamplePhotosSource().list(), 32, store)
     assert s.images.shape == (300, 3, 32, 32) and not s.grayscale and s.class_names == ["china", "flower"]
-    assert DigitsSource().fingerprint() == DigitsSource().fingerprint()
+    assert DigitsSource().list().fingerprint == DigitsSource().list().fingerprint
 
 
-def test_folder_labels_from_subfolders_and_csv(photo_folder, tmp_path):
-    s = FolderSource(photo_folder).load(16, progress=False)
+def test_folder_labels_from_subfolders_and_csv(photo_folder, tmp_path, cache):
+    store = ArtifactStore(cache)
+    s = load_image_set(FolderSource(photo_folder).list(), 16, store)
     assert s.n == 24 and s.class_names == ["checks", "stripes"] and s.n_labeled == 24
     (photo_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     csv = tmp_path / "labels.csv"
     csv.write_text("filename,label\nstripes/img_00.png,s\nimg_01.png,s\nchecks/img_00.png,c\n")
     with pytest.warns(UserWarning, match="bare file names match several images"):
-        s = FolderSource(photo_folder, csv).load(16, progress=False)
+        s = load_image_set(FolderSource(photo_folder, csv).list(), 16, store)
     assert s.n == 24 and s.n_labeled == 2 and s.skipped[0][0] == "broken.png"  # img_01.png is ambiguous
     assert s.class_names == ["c", "s"]

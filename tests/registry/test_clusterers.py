@@ -3,8 +3,9 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import normalized_mutual_info_score
 
-from benchmark.specs import ClusterSpec
-from registry.clusterers import CLUSTERERS, build_clusterer, knee_eps
+from benchmark.interfaces import ClusterSpec
+from registry.clusterers import CLUSTERERS, build_clusterer
+from registry.clusterers.dbscan import knee_eps
 
 
 @pytest.mark.parametrize("name", CLUSTERERS.names())
@@ -37,7 +38,7 @@ def test_given_eps_is_used_and_recorded():
 
 
 def test_hdbscan_above_fit_max_fits_a_sample_and_predicts_the_rest(monkeypatch):
-    import registry.clusterers as rc
+    import registry.clusterers.hdbscan as rc
 
     monkeypatch.setattr(rc, "FIT_MAX", 150)
     X, y = make_blobs(n_samples=400, centers=3, n_features=4, cluster_std=0.5, random_state=0)

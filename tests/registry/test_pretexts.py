@@ -3,15 +3,22 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.specs import PretextSpec, TrainSpec
+from benchmark.specs import TrainSpec
 from benchmark.train import extract_features, train_pretext
 from registry.backbones import build_backbone
-from registry.pretext_color import ab_bins, lab_to_rgb, rgb_to_lab, soft_encode
-from registry.pretext_jigsaw import color_jitter, cut_tiles, permutation_set, tile_normalize
+from registry.pretexts.autoencoder import AutoencoderOptions
+from registry.pretexts.colorization import ColorizationOptions, ab_bins, lab_to_rgb, rgb_to_lab, soft_encode
+from registry.pretexts.jigsaw import JigsawOptions, color_jitter, cut_tiles, permutation_set, tile_normalize
 from registry.pretexts import PRETEXTS, build_pretext
 from tests.conftest import make_photo
 
 TRAINING = [n for n in PRETEXTS.names() if n != "none"]
+
+
+def small_task(name, color_loss="classification"):
+    """Fast options: a small jigsaw permutation set; colorization with the given loss."""
+    opts = {"jigsaw": JigsawOptions(permutations=4), "colorization": ColorizationOptions(loss=color_loss)}
+    return build_pretext(name, opts.get(name))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,7 @@ def test_tiles_come_from_their_grid_cells():
 
 
 def test_jigsaw_batch_is_the_permuted_tiles_with_per_tile_normalization():
-    task = build_pretext("jigsaw", PretextSpec(jigsaw_permutations=10))
+    task = build_pretext("jigsaw", JigsawOptions(permutations=10))
     task.tile_input = 8
     x = torch.rand(4, 3, 30, 30)
     inputs, targets = task.make_batch(x, torch.Generator().manual_seed(1))
@@ -90,8 +97,7 @@ def test_pretext_loss_falls_over_a_few_steps(name, images, cpu):
     torch.manual_seed(0)
     bb = build_backbone("timm:resnet10t", 32)
     spec = TrainSpec(epochs=12, batch_size=16, lr=0.02, optimizer="adam", weight_decay=0.0)
-    res, _ = train_pretext(bb, build_pretext(name, PretextSpec(jigsaw_permutations=4)), images, spec, cpu, 0,
-                           progress=False)
+    res, _ = train_pretext(bb, small_task(name), images, spec, cpu, 0, progress=False)
     first, last = np.mean(res.step_losses[:4]), np.mean(res.step_losses[-4:])
     assert last < first, (name, res.step_losses)
     if name in ("rotation", "jigsaw"):
@@ -104,8 +110,7 @@ def test_pretext_loss_falls_over_a_few_steps(name, images, cpu):
 def test_each_pretext_runs_with_torchvision_and_timm_backbones(name, backbone, images, cpu):
     torch.manual_seed(0)
     bb = build_backbone(backbone, 32)
-    task = build_pretext(name, PretextSpec(jigsaw_permutations=4, color_loss="l2" if backbone == "resnet18" else
-                                           "classification"))
+    task = small_task(name, color_loss="l2" if backbone == "resnet18" else "classification")
     res, _ = train_pretext(bb, task, images[:16], TrainSpec(batch_size=8, max_steps=2), cpu, 0, progress=False)
     assert res.steps == 2 and np.isfinite(res.final_loss)
     feats, _ = extract_features(bb, images[:4], cpu, progress=False, pretext=task)
@@ -113,7 +118,7 @@ def test_each_pretext_runs_with_torchvision_and_timm_backbones(name, backbone, i
 
 
 def test_denoising_autoencoder_corrupts_inputs_only():
-    task = build_pretext("autoencoder", PretextSpec(autoencoder_noise=0.2))
+    task = build_pretext("autoencoder", AutoencoderOptions(noise=0.2))
     x = torch.rand(2, 3, 8, 8)
     inputs, targets = task.make_batch(x, torch.Generator().manual_seed(0))
     assert torch.equal(targets, x) and inputs.shape == x.shape

@@ -1,9 +1,10 @@
 """Colorization pretext (Zhang, Isola & Efros 2016): images to CIE Lab; the backbone sees L (replicated to
 3 channels); a head predicts ab at a coarse resolution (S/4). Default loss: classification over quantized
 in-gamut ab bins (grid 10) with soft-encoded targets (5 nearest bins, sigma 5) and class rebalancing
-(lambda = ``PretextSpec.color_rebalance``); ``color_loss = l1 | l2`` selects the regression variant."""
+(lambda = option ``rebalance``); option ``loss = l1 | l2`` selects the regression variant."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmark.interfaces import Options, check_choice, check_range
 from registry.backbones import Backbone
 from registry.decoders import Decoder, feature_map_shape
 from registry.pretexts import PRETEXTS, Pretext, normalize
@@ -73,15 +75,27 @@ def coarse_size(image_size: int) -> int:
     return max(4, image_size // 4)
 
 
+@dataclass(frozen=True)
+class ColorizationOptions(Options):
+    flag_prefix = "color"
+    loss: str = field(default="classification", metadata={"help": "classification (default), l1 or l2"})
+    rebalance: float = field(default=0.5, metadata={"help": "class-rebalancing lambda (default 0.5)"})
+
+    def __post_init__(self) -> None:
+        check_choice("colorization loss", self.loss, ("classification", "l1", "l2"))
+        check_range("colorization rebalance", self.rebalance, 0.0, 1.0)
+
+
 @PRETEXTS.register("colorization")
 class Colorization(Pretext):
     name = "colorization"
+    Options = ColorizationOptions
 
-    def __init__(self, opts) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, opts: ColorizationOptions | None = None) -> None:
         super().__init__(opts)
         self.bins = ab_bins()
         self.weights = torch.ones(self.bins.shape[0])
-        self.regression = opts.color_loss in ("l1", "l2")
+        self.regression = self.opts.loss in ("l1", "l2")
 
     def not_applicable(self, grayscale: bool) -> str | None:
         if grayscale:
@@ -90,7 +104,7 @@ class Colorization(Pretext):
 
     def prepare(self, images: np.ndarray) -> None:
         """Class-rebalancing weights from the empirical ab distribution of (up to 2,000 of) the images."""
-        if self.regression or self.opts.color_rebalance >= 1.0:
+        if self.regression or self.opts.rebalance >= 1.0:
             return
         x = torch.from_numpy(images[: min(len(images), 2000)]).float() / 255
         counts = torch.zeros(self.bins.shape[0])
@@ -102,7 +116,7 @@ class Colorization(Pretext):
         d2 = torch.cdist(self.bins, self.bins) ** 2
         p = (torch.exp(-d2 / (2 * 5.0 ** 2)) @ p)  # smoothed
         p = p / p.sum()
-        lam = self.opts.color_rebalance
+        lam = self.opts.rebalance
         w = 1.0 / ((1 - lam) * p + lam / p.numel())
         self.weights = w / (p * w).sum()
 
@@ -128,7 +142,7 @@ class Colorization(Pretext):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         out = outputs.float()
         if self.regression:
-            fn = F.l1_loss if self.opts.color_loss == "l1" else F.mse_loss
+            fn = F.l1_loss if self.opts.loss == "l1" else F.mse_loss
             return fn(out, targets / AB_RANGE)
         soft, near = soft_encode(targets, self.bins)
         per_pixel = -(soft * F.log_softmax(out, dim=1)).sum(1)

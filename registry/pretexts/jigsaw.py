@@ -4,6 +4,7 @@ backbone (siamese), tile features are concatenated and classified into the permu
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from registry.backbones import MIN_IMAGE_SIZE, Backbone
+from benchmark.interfaces import Options, check_range
+from registry.backbones import Backbone, min_image_size
 from registry.pretexts import PRETEXTS, Pretext
 
 GRID = 3
@@ -93,26 +95,44 @@ class JigsawHead(nn.Module):
         return self.classifier(z.reshape(-1, N_TILES * z.shape[-1]))
 
 
+@dataclass(frozen=True)
+class JigsawOptions(Options):
+    flag_prefix = "jigsaw"
+    permutations: int = field(default=24, metadata={"help": "permutation set size (default 24; 100 for full-size)"})
+    gap: float = field(default=0.15, metadata={"help": "fraction of a cell left as random gap (default 0.15)"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.permutations, bool) or not isinstance(self.permutations, int) \
+                or not 2 <= self.permutations <= 1000:
+            raise ValueError(f"bad jigsaw permutations {self.permutations!r}: allowed 2..1000")
+        check_range("jigsaw gap", self.gap, 0.0, 0.5, hi_open=True)
+
+
+def tile_input_size(backbone: Backbone, tile: int) -> int:
+    """Tiles smaller than the backbone's minimum input (at least 16 px) are upsampled to it."""
+    return max(tile, min_image_size(backbone.name), 16)
+
+
 @PRETEXTS.register("jigsaw")
 class Jigsaw(Pretext):
     name = "jigsaw"
+    Options = JigsawOptions
     reports_accuracy = True
 
-    def __init__(self, opts) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, opts: JigsawOptions | None = None) -> None:
         super().__init__(opts)
-        perms, self.min_hamming = permutation_set(opts.jigsaw_permutations)
+        perms, self.min_hamming = permutation_set(self.opts.permutations)
         self.perms = torch.from_numpy(perms)
         self.tile_input = 16
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
-        name = backbone.name.removeprefix("timm:")
-        tile = int(round(image_size // GRID * (1 - self.opts.jigsaw_gap)))
-        self.tile_input = max(tile, MIN_IMAGE_SIZE.get(name, 16))  # tiny tiles are upsampled for the backbone
+        tile = int(round(image_size // GRID * (1 - self.opts.gap)))
+        self.tile_input = tile_input_size(backbone, tile)
         return JigsawHead(backbone.dim, len(self.perms))
 
     def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         b = x.shape[0]
-        tiles = cut_tiles(x.contiguous(), self.opts.jigsaw_gap, gen)
+        tiles = cut_tiles(x.contiguous(), self.opts.gap, gen)
         targets = torch.randint(0, len(self.perms), (b,), generator=gen)
         order = self.perms[targets]  # (B, 9): position j shows tile order[j]
         tiles = tiles[torch.arange(b)[:, None], order.to(tiles.device)]

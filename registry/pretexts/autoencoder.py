@@ -1,14 +1,26 @@
 """Convolutional autoencoder pretext: the backbone is the encoder, a ConvTranspose2d decoder rebuilds the
-input at full size; MSE loss. ``PretextSpec.autoencoder_noise > 0`` selects the denoising variant."""
+input at full size; MSE loss. Option ``noise > 0`` selects the denoising variant."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmark.interfaces import Options, check_positive
 from registry.backbones import Backbone
 from registry.decoders import Decoder, feature_map_shape
 from registry.pretexts import PRETEXTS, Pretext, normalize
+
+
+@dataclass(frozen=True)
+class AutoencoderOptions(Options):
+    flag_prefix = "ae"
+    noise: float = field(default=0.0, metadata={"help": "input noise std (> 0: denoising variant)"})
+
+    def __post_init__(self) -> None:
+        check_positive("autoencoder noise", self.noise, allow_zero=True)
 
 
 @PRETEXTS.register("autoencoder")
@@ -16,6 +28,7 @@ class Autoencoder(Pretext):
     """Reconstruct the (clean) image from the backbone's feature map; MSE on [0,1] pixels."""
 
     name = "autoencoder"
+    Options = AutoencoderOptions
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
         c, h, _w = feature_map_shape(backbone, image_size)
@@ -23,9 +36,9 @@ class Autoencoder(Pretext):
 
     def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = x
-        if self.opts.autoencoder_noise > 0:
+        if self.opts.noise > 0:
             noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
-            inputs = (x + self.opts.autoencoder_noise * noise).clamp(0, 1)
+            inputs = (x + self.opts.noise * noise).clamp(0, 1)
         return normalize(inputs), x
 
     def predict(self, backbone: Backbone, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:

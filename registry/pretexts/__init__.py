@@ -1,5 +1,8 @@
-"""Self-supervised pretext tasks. Each says how a batch of images becomes (inputs, targets), which head
-it needs for a backbone, how the head is applied, and its loss; ``benchmark.train`` is the one loop."""
+"""Self-supervised pretext tasks, one module each in this package (discovered, no import list).
+
+Each task says how a batch of images becomes (inputs, targets), which head it needs for a backbone, how
+the head is applied, and its loss; ``benchmark.train`` is the one loop. A task declares its own options
+(``Options``, a frozen dataclass): they are its only contribution to the feature cache key."""
 from __future__ import annotations
 
 from typing import Callable
@@ -9,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.specs import PretextSpec
+from benchmark.interfaces import NoOptions, Options
 from registry.backbones import Backbone
 from registry.base import Registry
 
@@ -28,11 +31,19 @@ class Pretext:
     """Base class. ``make_batch`` gets images (B,3,S,S) in [0,1] on the device."""
 
     name = "base"
+    Options: type[Options] = NoOptions  # the task's own options (and key contribution)
+    version = 1  # bump when the task's training changes, so its cached weights are not reused
     reports_accuracy = False  # True when the task is a classification with a meaningful accuracy
     trains = True  # False for ``none``
 
-    def __init__(self, opts: PretextSpec) -> None:
-        self.opts = opts
+    def __init__(self, opts: Options | None = None) -> None:
+        self.opts = opts if opts is not None else self.Options()
+        if not isinstance(self.opts, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, not {type(self.opts).__name__}")
+
+    def key(self) -> dict[str, object]:
+        """What this task contributes to a cache key: its name, version and own options."""
+        return {"pretext": self.name, "version": self.version, "options": self.opts.key()}
 
     def not_applicable(self, grayscale: bool) -> str | None:
         """A reason this task cannot run on this data (e.g. colorization on grayscale images), or None."""
@@ -62,36 +73,12 @@ class Pretext:
         return int((outputs.argmax(1) == targets).sum())
 
 
-PRETEXTS: Registry[Callable[[PretextSpec], Pretext]] = Registry("pretext")
+PRETEXTS: Registry[Callable[..., Pretext]] = Registry("pretext", package=__name__)
 
 
-@PRETEXTS.register("none")
-class NoPretext(Pretext):
-    """The backbone as built (pretrained weights if any, else random init): no training."""
-
-    name = "none"
-    trains = False
+def pretext_class(name: str) -> type[Pretext]:
+    return PRETEXTS.get(name)  # type: ignore[return-value]
 
 
-@PRETEXTS.register("rotation")
-class Rotation(Pretext):
-    """RotNet (Gidaris et al. 2018): every image at 0/90/180/270 degrees in the same batch; 4-way head."""
-
-    name = "rotation"
-    reports_accuracy = True
-
-    def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
-        return nn.Linear(backbone.dim, 4)
-
-    def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        rots = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
-        targets = torch.arange(4, device=x.device).repeat_interleave(x.shape[0])
-        return normalize(torch.cat(rots)), targets
-
-
-def build_pretext(name: str, opts: PretextSpec | None = None) -> Pretext:
-    return PRETEXTS.get(name)(opts or PretextSpec())
-
-
-# the other tasks live in their own modules and register themselves on import
-from registry import pretext_jigsaw, pretext_color, pretext_autoencoder  # noqa: E402,F401  isort: skip
+def build_pretext(name: str, opts: Options | None = None) -> Pretext:
+    return PRETEXTS.get(name)(opts)

@@ -1,0 +1,283 @@
+"""The planner: ``plan(spec, data) -> Plan``, a pure function from a validated grid to typed stage tasks.
+
+Each task is a frozen, picklable record with the keys of the tasks it depends on and its own key, built
+only from its own inputs:
+
+    DecodeTask    images key   = data content + S + decode version
+    TrainTask     weights key  = images key + backbone + weights + this pretext's options + train cfg + seed + runtime
+    ExtractTask   features key = images key + backbone + weights + trained-weights key + feature input + seed + runtime
+    ProbeTask     probe key    = features key + labels key + probe spec + seed
+    ReduceTask    reduce key   = features key + reduction + seed
+    CellTask      cell key     = reduce key + features key + labels key + clusterer (+ version, options, k) + seed
+
+Nothing is computed here; names are validated against the registries before any compute."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from benchmark.interfaces import ClusterSpec, stable_hash
+from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
+
+TRAIN_VERSION = 1
+FEATURE_VERSION = 3  # 3: extraction its own stage, from the trained-weights artifact
+PROBE_VERSION = 1
+REDUCE_VERSION = 1
+CELL_VERSION = 4  # 4: clustering fed by the reduce stage
+COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the planner needs to know of the data (from its listing, before any decode)."""
+
+    dataset: str
+    labels_csv: str | None
+    images_key: str
+    labels_key: str
+    n_listed: int
+    n_classes: int  # among labeled listed images
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The compute settings that change numbers (part of the feature key, CONVENTIONS 2)."""
+
+    device: str
+    precision: str
+    channels_last: bool
+    channels_last_infer: bool
+    threads: int
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    key: str
+    dataset: str
+    labels_csv: str | None
+    image_size: int
+    deps: tuple[str, ...] = ()
+    kind: str = "decode"
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    key: str
+    images_key: str
+    backbone: str
+    pretext: str
+    options: object  # the pretext's Options
+    train: TrainSpec
+    seed: int
+    image_size: int
+    weights_path: str | None
+    runtime: RuntimeInfo
+    deps: tuple[str, ...] = ()
+    kind: str = "train"
+
+
+@dataclass(frozen=True)
+class ExtractTask:
+    key: str
+    images_key: str
+    backbone: str
+    pretext: str  # whose feature input the backbone sees (and whose training, when train_key is set)
+    options: object
+    train_key: str | None
+    seed: int
+    image_size: int
+    batch_size: int
+    weights_path: str | None
+    runtime: RuntimeInfo
+    deps: tuple[str, ...] = ()
+    kind: str = "extract"
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    key: str
+    features_key: str
+    images_key: str
+    labels_key: str
+    probe: ProbeSpec
+    seed: int
+    deps: tuple[str, ...] = ()
+    kind: str = "probe"
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    key: str
+    features_key: str
+    method: str  # "standardize" or "pca"
+    dims: int
+    seed: int
+    deps: tuple[str, ...] = ()
+    kind: str = "reduce"
+
+
+@dataclass(frozen=True)
+class CellTask:
+    key: str
+    features_key: str
+    reduce_key: str
+    images_key: str
+    labels_key: str
+    clusterer: str
+    k: int
+    cluster: ClusterSpec
+    seed: int
+    device: str
+    deps: tuple[str, ...] = ()
+    kind: str = "cell"
+
+
+Task = Union[DecodeTask, TrainTask, ExtractTask, ProbeTask, ReduceTask, CellTask]
+
+
+@dataclass(frozen=True)
+class CellSlot:
+    """One cell of the grid (backbone / pretext / clusterer / seed) and the tasks that produce its row."""
+
+    backbone: str
+    pretext: str
+    clusterer: str
+    seed: int
+    features_key: str
+    probe_key: str
+    cell_key: str
+    notes: str = ""
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.backbone, self.pretext, self.clusterer, self.seed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: GridSpec
+    data: DataInfo
+    runtime: RuntimeInfo
+    k: int
+    tasks: tuple[Task, ...]  # topological order, one task per key
+    cells: tuple[CellSlot, ...]  # grid order
+    by_key: dict[str, Task] = field(default_factory=dict, compare=False)
+
+    def needed_for(self, slots: list[CellSlot]) -> list[Task]:
+        """The tasks (in plan order) that the given cells' rows need: their cell and probe tasks and
+        everything those depend on."""
+        want: set[str] = set()
+        stack = [k for s in slots for k in (s.cell_key, s.probe_key)]
+        while stack:
+            key = stack.pop()
+            if key in want or key not in self.by_key:
+                continue
+            want.add(key)
+            stack.extend(self.by_key[key].deps)
+        return [t for t in self.tasks if t.key in want]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tasks:
+            out[t.kind] = out.get(t.kind, 0) + 1
+        return out
+
+
+def cell_id(backbone: str, pretext: str, clusterer: str, seed: int) -> str:
+    """The one spelling of a cell id (CONVENTIONS 5: the seed is part of the cell)."""
+    return f"{backbone}/{pretext}/{clusterer}/{seed}"
+
+
+def parse_cell_id(text: str) -> tuple[str, str, str, int | None]:
+    """``backbone/pretext/clusterer[/seed]`` -> parts (seed None when not given). timm names hold no '/'."""
+    parts = text.split("/")
+    if len(parts) == 4 and parts[3].isdigit():
+        return parts[0], parts[1], parts[2], int(parts[3])
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2], None
+    raise ValueError(f"bad cell {text!r}: write backbone/pretext/clusterer[/seed]")
+
+
+def validate_names(spec: GridSpec) -> None:
+    """Every name must exist in its registry (timm names against timm's list); sizes must fit; paths exist."""
+    import os
+
+    from registry.backbones import check_backbone, check_image_size
+    from registry.clusterers import CLUSTERERS
+    from registry.pretexts import PRETEXTS
+
+    for b in spec.backbones:
+        check_backbone(b)
+        check_image_size(b, spec.image_size)
+    for p in spec.pretexts:
+        PRETEXTS.get(p)
+    for c in spec.clusterers:
+        CLUSTERERS.get(c)
+    for name, _opts in spec.pretext_options:
+        PRETEXTS.get(name)
+    if spec.labels and not os.path.isfile(spec.labels):
+        raise ValueError(f"bad --labels {spec.labels!r}: no such file")
+    if spec.weights and not os.path.isfile(spec.weights):
+        raise ValueError(f"bad --weights {spec.weights!r}: no such file")
+
+
+def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
+    if spec.cluster.k is not None:
+        return spec.cluster.k
+    if data.n_classes >= 2:
+        return data.n_classes
+    raise ValueError("no labels to take the number of clusters from: pass --k")
+
+
+def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digest: str | None = None) -> Plan:
+    """The task graph of ``spec`` (see the module docstring). ``weights_digest``: content hash of --weights."""
+    from registry.backbones import backbone_info
+    from registry.clusterers import clusterer_class
+    from registry.pretexts import build_pretext
+
+    validate_names(spec)
+    k = number_of_clusters(spec, data)
+    tasks: dict[str, Task] = {}
+    decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size)
+    tasks[decode.key] = decode
+    slots: list[CellSlot] = []
+    for seed in spec.seeds:
+        for bname in spec.backbones:
+            info = backbone_info(bname)
+            weights = (spec.weights, weights_digest) if spec.weights and info.uses_weights else None
+            for pname in spec.pretexts:
+                pretext = build_pretext(pname, spec.options_for(pname))
+                notes = ""
+                if pretext.trains and not info.trainable:  # raw pixels: the pretext changes nothing
+                    notes = f"{pname} has nothing to train in {bname}; {COPY_NOTE}"
+                    pretext = build_pretext("none")
+                train_key = None
+                if pretext.trains:
+                    train_key = stable_hash(["weights", TRAIN_VERSION, data.images_key, bname, weights, pretext.key(),
+                                             spec.train, seed, spec.image_size, runtime])
+                    tasks.setdefault(train_key, TrainTask(
+                        train_key, data.images_key, bname, pretext.name, pretext.opts, spec.train, seed,
+                        spec.image_size, spec.weights if weights else None, runtime, deps=(data.images_key,)))
+                batch = max(spec.train.batch_size, 128)
+                fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
+                                    pretext.name, seed, spec.image_size, batch, runtime])
+                tasks.setdefault(fkey, ExtractTask(
+                    fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
+                    batch, spec.weights if weights else None, runtime,
+                    deps=(data.images_key,) + ((train_key,) if train_key else ())))
+                pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed])
+                tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
+                                                 deps=(fkey,)))
+                for cname in spec.clusterers:
+                    cls = clusterer_class(cname)
+                    method = "pca" if cls.density and spec.cluster.density_dims else "standardize"
+                    dims = spec.cluster.density_dims if method == "pca" else 0
+                    rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed])
+                    tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
+                    ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
+                                        spec.cluster, seed, runtime.device])
+                    tasks.setdefault(ckey, CellTask(ckey, fkey, rkey, data.images_key, data.labels_key, cname, k,
+                                                    spec.cluster, seed, runtime.device, deps=(rkey, fkey)))
+                    slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes))
+    ordered = tuple(tasks.values())  # insertion order is a topological order: deps are added first
+    return Plan(spec, data, runtime, k, ordered, tuple(slots), by_key=dict(tasks))

@@ -1,0 +1,228 @@
+"""Stage tasks run: ``execute(task, store_root) -> TaskResult``.
+
+A task reads its inputs from the artifact store and writes its output there; only a small record
+travels back (to the driver, the one writer of the run files), so a task can run in another process or
+on another machine. A finished artifact is read, never recomputed (``computed`` False)."""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from benchmark.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, Task, TrainTask
+from benchmark.store import ArtifactStore
+
+
+@dataclass
+class TaskResult:
+    """What a task reports: status (ok / skipped / failed), whether it computed (vs. found its artifact),
+    seconds per stage, and a small info dict."""
+
+    key: str
+    kind: str
+    status: str = "ok"
+    error: str = ""
+    computed: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
+
+
+def _backbone(task: TrainTask | ExtractTask):  # noqa: ANN202
+    from registry.backbones import WeightsRequest, build_backbone
+
+    torch.manual_seed(task.seed)  # random init is part of the seeded recipe
+    return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path))
+
+
+def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.images import decode_listing, listing_fingerprint
+    from registry.datasets import resolve_dataset
+
+    got = store.get_images(task.key)
+    if got is not None:
+        meta = got[1]
+        return TaskResult(task.key, task.kind, info=_decode_info(meta))
+    listing = resolve_dataset(task.dataset, task.labels_csv).list()
+    t0 = time.perf_counter()
+    _fp, shas = listing_fingerprint(listing, store)
+    meta = decode_listing(listing, task.image_size, task.key, shas, store, progress)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"decode": time.perf_counter() - t0},
+                      info=_decode_info(meta))
+
+
+def _decode_info(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"n": len(meta["names"]), "n_skipped": len(meta["skipped"]), "grayscale": meta["grayscale"]}
+
+
+def _not_applicable(task: TrainTask | ExtractTask, store: ArtifactStore) -> str | None:
+    from registry.pretexts import build_pretext
+
+    got = store.get_images(task.images_key)
+    gray = bool(got[1]["grayscale"]) if got else False
+    return build_pretext(task.pretext, task.options).not_applicable(gray)  # type: ignore[arg-type]
+
+
+def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.images import open_image_set
+    from benchmark.runtime import detect_runtime
+    from benchmark.train import train_pretext
+    from registry.pretexts import build_pretext
+
+    reason = _not_applicable(task, store)
+    if reason:
+        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+    meta = store.get_weights_meta(task.key)
+    if meta is not None and store.weights_file(task.key) is not None:
+        return TaskResult(task.key, task.kind, info=meta)
+    images = open_image_set(store, task.images_key, None)
+    pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    backbone = _backbone(task)
+    rt = detect_runtime(task.runtime.device)
+    result, _head = train_pretext(backbone, pretext, images.images, task.train, rt, task.seed, progress)
+    meta = {"pretext_loss": result.final_loss, "pretext_acc": result.final_acc, "train_s": result.seconds,
+            "step_losses": result.step_losses, "epoch_losses": result.epoch_losses, "steps": result.steps,
+            "weights": backbone.weights}
+    store.put_weights(task.key, backbone.state_dict(), meta)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"train": result.seconds}, info=meta)
+
+
+def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.images import open_image_set
+    from benchmark.runtime import detect_runtime
+    from benchmark.train import extract_features
+    from registry.pretexts import build_pretext
+
+    reason = _not_applicable(task, store)
+    if reason:
+        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+    meta = store.get_meta("features", task.key)
+    if meta is not None and store.get_array("features", task.key, mmap=True) is not None:
+        return TaskResult(task.key, task.kind, info=meta)
+    images = open_image_set(store, task.images_key, None)
+    backbone = _backbone(task)
+    train_meta: dict[str, Any] = {}
+    if task.train_key:
+        got = store.get_weights(task.train_key)
+        if got is None:
+            raise RuntimeError(f"trained weights {task.train_key} are missing from {store.root}")
+        state, train_meta = got
+        backbone.load_state_dict(state)
+    rt = detect_runtime(task.runtime.device)
+    pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    feats, secs = extract_features(backbone, images.images, rt, batch_size=task.batch_size, progress=progress,
+                                   pretext=pretext)
+    if not np.isfinite(feats).all():
+        raise RuntimeError(f"{task.backbone}/{task.pretext}: features contain NaN or inf")
+    meta = {"weights": backbone.weights, "extract_s": secs, "images_per_s": images.n / secs if secs > 0 else None,
+            "feature_dim": int(feats.shape[1]), "trainable": bool(backbone.trainable),
+            "pretext_loss": train_meta.get("pretext_loss"), "pretext_acc": train_meta.get("pretext_acc"),
+            "train_s": train_meta.get("train_s", 0.0), "train_key": task.train_key}
+    store.put_array("features", task.key, feats, meta)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"extract": secs}, info=meta)
+
+
+def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.images import open_image_set
+    from benchmark.probe import linear_probe
+
+    rec = store.get_record("probes", task.key)
+    if rec is not None:
+        return TaskResult(task.key, task.kind, info=rec)
+    feats = _features(store, task.features_key)
+    labels = open_image_set(store, task.images_key, task.labels_key).labels
+    t0 = time.perf_counter()
+    probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed)
+    secs = time.perf_counter() - t0
+    rec = {"probe_acc": probe.mean, "probe_std": probe.std, "accuracies": list(probe.accuracies),
+           "probe_c": list(probe.chosen_c), "probe_k": probe.k_per_class, "n_test": probe.n_test,
+           "probe_reason": probe.reason, "probe_s": secs}
+    store.put_record("probes", task.key, rec)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"probe": secs}, info=rec)
+
+
+def _features(store: ArtifactStore, key: str) -> np.ndarray:
+    got = store.get_array("features", key, mmap=True)
+    if got is None:
+        raise RuntimeError(f"features {key} are missing from {store.root}")
+    return got[0]
+
+
+def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.reduce import fit_reduction
+
+    meta = store.get_meta("reductions", task.key)
+    if meta is not None and store.get_array("reductions", task.key, mmap=True) is not None:
+        return TaskResult(task.key, task.kind, info=meta)
+    t0 = time.perf_counter()
+    red, _X, Xc = fit_reduction(np.asarray(_features(store, task.features_key)), task.method == "pca", task.dims,
+                                task.seed)
+    secs = time.perf_counter() - t0
+    meta = {"method": task.method, "dims": int(Xc.shape[1]), "pca": red.pca_components is not None,
+            "reduce_s": secs}
+    store.put_array("reductions", task.key, Xc, meta)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"reduce": secs}, info=meta)
+
+
+def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    import json
+
+    from benchmark.images import open_image_set
+    from benchmark.metrics import external_scores, internal_scores
+    from benchmark.reduce import fit_reduction
+    from registry.clusterers import build_clusterer
+
+    rec = store.get_record("cells", task.key)
+    if rec is not None and store.get_cell_labels(task.key) is not None:
+        return TaskResult(task.key, task.kind, info=rec)
+    got = store.get_array("reductions", task.reduce_key)
+    if got is None:
+        raise RuntimeError(f"reduction {task.reduce_key} is missing from {store.root}")
+    Xc, red_meta = got
+    _red, X, _ = fit_reduction(np.asarray(_features(store, task.features_key)), False, 0, task.seed)
+    labels = open_image_set(store, task.images_key, task.labels_key).labels
+    clusterer = build_clusterer(task.clusterer, task.k, task.cluster, task.seed, use_gpu=task.device == "cuda")
+    t0 = time.perf_counter()
+    assign = clusterer.fit(Xc)
+    cluster_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
+    outer = external_scores(labels, assign)
+    score_s = time.perf_counter() - t0
+    params = dict(clusterer.params)
+    if red_meta.get("pca"):
+        params["pca_dims"] = int(Xc.shape[1])
+    rec = dict(n_clusters=inner.n_clusters, noise_fraction=inner.noise_fraction, silhouette=inner.silhouette,
+               davies_bouldin=inner.davies_bouldin, calinski_harabasz=inner.calinski_harabasz,
+               silhouette_sample=inner.silhouette_sample, cluster_s=cluster_s,
+               cluster_params=json.dumps(params, sort_keys=True),
+               status="ok" if not inner.reason else "degenerate", error=inner.reason)
+    if outer is not None:
+        rec.update(nmi=outer.nmi, ari=outer.ari, cluster_acc=outer.cluster_acc)
+    store.put_cell(task.key, rec, assign)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"cluster": cluster_s, "score": score_s}, info=rec)
+
+
+RUNNERS: dict[type, Callable[[Any, ArtifactStore, bool], TaskResult]] = {
+    DecodeTask: run_decode, TrainTask: run_train, ExtractTask: run_extract, ProbeTask: run_probe,
+    ReduceTask: run_reduce, CellTask: run_cell,
+}
+
+
+def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskResult:
+    """Run one task against the store at ``store_root``; an exception becomes a failed result."""
+    store = ArtifactStore(store_root)
+    try:
+        result = RUNNERS[type(task)](task, store, progress)
+    except Exception as exc:  # noqa: BLE001  a failing task fails its dependents only
+        result = TaskResult(task.key, task.kind, status="failed",
+                            error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                            info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__})
+    result.pid = os.getpid()
+    return result

@@ -1,0 +1,99 @@
+"""The planner: a task graph from a grid, checked without computing anything."""
+import pickle
+
+import pytest
+
+from benchmark.interfaces import ClusterSpec
+from benchmark.plan import (CellTask, DataInfo, DecodeTask, ExtractTask, ProbeTask, ReduceTask, RuntimeInfo,
+                            TrainTask, parse_cell_id, plan)
+from benchmark.presets import load_preset, preset_names, spec_from_config
+from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
+from registry.base import UnknownNameError
+from registry.pretexts.jigsaw import JigsawOptions
+
+DATA = DataInfo("digits", None, "img0", "lab0", 1797, 10)
+RT = RuntimeInfo("cpu", "fp32", False, True, 2)
+
+
+def grid(**kw):
+    base = dict(dataset="digits", backbones=("resnet18", "raw_pixels"), pretexts=("none", "rotation", "jigsaw"),
+                clusterers=("kmeans", "dbscan"), train=TrainSpec(max_steps=2))
+    base.update(kw)
+    return GridSpec(**base)
+
+
+def keys_by_kind(p):
+    out = {}
+    for t in p.tasks:
+        out.setdefault(t.kind, []).append(t.key)
+    return out
+
+
+def test_the_task_graph_of_a_grid():
+    p = plan(grid(), DATA, RT)
+    kinds = keys_by_kind(p)
+    # raw pixels have nothing to train: their rotation/jigsaw features are the 'none' features (one task)
+    assert len(kinds["decode"]) == 1 and len(kinds["train"]) == 2 and len(kinds["extract"]) == 4
+    assert len(kinds["probe"]) == 4 and len(kinds["reduce"]) == 8 and len(kinds["cell"]) == 8
+    assert len(p.cells) == 2 * 3 * 2 and p.k == 10
+    seen = set()
+    for t in p.tasks:  # topological order, every dependency planned, one task per key
+        assert t.key not in seen and all(d in seen for d in t.deps)
+        seen.add(t.key)
+    types = {DecodeTask, TrainTask, ExtractTask, ProbeTask, ReduceTask, CellTask}
+    assert {type(t) for t in p.tasks} == types
+    assert pickle.loads(pickle.dumps(p.tasks)) == p.tasks  # picklable: tasks can travel to other processes
+    raw = [s for s in p.cells if s.backbone == "raw_pixels" and s.clusterer == "kmeans"]
+    assert len({s.features_key for s in raw}) == 1 and "features = pretext none" in raw[1].notes
+    dense = p.by_key[[s for s in p.cells if s.clusterer == "dbscan"][0].cell_key]
+    assert p.by_key[dense.reduce_key].method == "pca"
+
+
+def test_keys_hold_only_their_own_inputs():
+    base = plan(grid(), DATA, RT)
+    probe = plan(grid(probe=ProbeSpec(k_per_class=5)), DATA, RT)
+    assert keys_by_kind(base)["extract"] == keys_by_kind(probe)["extract"]
+    assert keys_by_kind(base)["cell"] == keys_by_kind(probe)["cell"]
+    assert set(keys_by_kind(base)["probe"]).isdisjoint(keys_by_kind(probe)["probe"])
+    gap = plan(grid(pretext_options=(("jigsaw", JigsawOptions(gap=0.3)),)), DATA, RT)
+    changed = {t.key for t in gap.tasks} - {t.key for t in base.tasks}
+    trains = [gap.by_key[k] for k in changed if gap.by_key[k].kind == "train"]
+    assert trains and all(t.pretext == "jigsaw" for t in trains)
+    extracts = [gap.by_key[k] for k in changed if gap.by_key[k].kind == "extract"]
+    assert extracts and all(t.pretext == "jigsaw" for t in extracts)
+    eps = plan(grid(cluster=ClusterSpec(eps=0.5)), DATA, RT)
+    assert keys_by_kind(eps)["extract"] == keys_by_kind(base)["extract"]
+    assert keys_by_kind(eps)["probe"] == keys_by_kind(base)["probe"]
+    labels = plan(grid(), DataInfo("digits", None, "img0", "lab1", 1797, 10), RT)
+    assert keys_by_kind(labels)["extract"] == keys_by_kind(base)["extract"]  # labels never change features
+    assert set(keys_by_kind(labels)["cell"]).isdisjoint(keys_by_kind(base)["cell"])
+    threads = plan(grid(), DATA, RuntimeInfo("cpu", "fp32", False, True, 1))
+    assert set(keys_by_kind(threads)["extract"]).isdisjoint(keys_by_kind(base)["extract"])
+
+
+def test_seeds_are_a_grid_axis():
+    p = plan(grid(seeds=(0, 1, 2)), DATA, RT)
+    assert len(p.cells) == 3 * 12 and len(keys_by_kind(p)["train"]) == 6
+    assert {s.id.rsplit("/", 1)[1] for s in p.cells} == {"0", "1", "2"}
+    assert parse_cell_id("timm:resnet10t/none/kmeans/2") == ("timm:resnet10t", "none", "kmeans", 2)
+
+
+def test_names_are_validated_by_the_planner_before_any_compute():
+    with pytest.raises(UnknownNameError, match="did you mean 'kmeans'"):
+        plan(grid(clusterers=("kmean",)), DATA, RT)
+    with pytest.raises(ValueError, match="pass --k"):
+        plan(grid(), DataInfo("x", None, "i", "l", 10, 0), RT)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_is_a_typed_grid_file_that_plans(name):
+    spec = spec_from_config(load_preset(name))
+    p = plan(spec, DATA, RT)
+    assert len(p.cells) == len(spec.backbones) * len(spec.pretexts) * len(spec.clusterers) * len(spec.seeds)
+
+
+def test_a_preset_with_an_unknown_setting_is_refused():
+    cfg = load_preset("quick")
+    cfg["train"]["epoch"] = 3
+    with pytest.raises(ValueError, match="bad setting train.epoch"):
+        spec_from_config(cfg)
