@@ -187,8 +187,8 @@ def file_sha(path: Path) -> str:
 
 
 def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
-    """sha256 of every listed file (None: unreadable). A memo keyed by path, size, mtime_ns and inode
-    spares re-reading unchanged files."""
+    """sha256 of every listed file (None: unreadable). A memo keyed by path, size, mtime, ctime and inode
+    spares re-reading unchanged files (ctime changes on every write and cannot be set back, unlike mtime)."""
     assert listing.files is not None and listing.root is not None
     root_id = stable_hash(str(Path(listing.root).resolve()))
     memo = store.get_memo(root_id)
@@ -200,10 +200,10 @@ def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
         except OSError:
             out.append(None)
             continue
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = memo.get(name)
-        if hit and hit[:3] == stamp:
-            out.append(hit[3])
+        if hit and hit[:4] == stamp:
+            out.append(hit[4])
             continue
         try:
             sha = file_sha(path)
@@ -231,8 +231,9 @@ def images_key(fingerprint: str, size: int) -> str:
 
 
 def _decode_files(listing: Listing, shas: list[str | None], size: int, store: ArtifactStore,
-                  progress: bool) -> list[np.ndarray | str]:
-    """Each file's (3,S,S) uint8 or its skip reason; cached per content, new files decoded in chunks."""
+                  progress: bool) -> tuple[list[np.ndarray | str], int]:
+    """Each file's (3,S,S) uint8 or its skip reason, cached per content; new files are decoded in chunks.
+    Returns (results, how many files were decoded now)."""
     assert listing.files is not None and listing.root is not None
     results: list[np.ndarray | str | None] = [None] * len(shas)
     todo = []
@@ -252,7 +253,7 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
             results[i] = res
         bar.update(len(chunk))
     bar.close()
-    return results  # type: ignore[return-value]
+    return results, len(todo)  # type: ignore[return-value]
 
 
 def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None] | None,
@@ -261,8 +262,9 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
     if listing.files is None:
         assert listing.pixels is not None
         results: list[np.ndarray | str] = [decode_pil(Image.fromarray(px), size) for px in listing.pixels()]
+        decoded_now = len(results)
     else:
-        results = _decode_files(listing, shas or [], size, store, progress)
+        results, decoded_now = _decode_files(listing, shas or [], size, store, progress)
     kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped = [(listing.names[i], str(r)) for i, r in enumerate(results) if isinstance(r, str)]
     if not kept:
@@ -276,7 +278,7 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
     meta = {"names": [listing.names[i] for i in kept], "skipped": skipped, "grayscale": gray,
             "size": size, "decode_version": DECODE_VERSION}
     store.put_images_meta(key, meta)
-    return meta
+    return {**meta, "decoded_now": decoded_now}
 
 
 def decode_paths(paths: Sequence[Path], size: int, workers: int | None = None,

@@ -42,7 +42,7 @@ class RunStats:
     def add(self, result: TaskResult) -> None:
         if result.computed:
             name = COMPUTED_NAMES[result.kind]
-            self.computed[name] += int(result.info.get("n", 1)) if result.kind == "decode" else 1
+            self.computed[name] += int(result.info.get("decoded_now", 0)) if result.kind == "decode" else 1
             for stage, secs in result.seconds.items():
                 self.stage_s[stage] = self.stage_s.get(stage, 0.0) + secs
 

@@ -54,7 +54,7 @@ def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskRe
     _fp, shas = listing_fingerprint(listing, store)
     meta = decode_listing(listing, task.image_size, task.key, shas, store, progress)
     return TaskResult(task.key, task.kind, computed=True, seconds={"decode": time.perf_counter() - t0},
-                      info=_decode_info(meta))
+                      info={**_decode_info(meta), "decoded_now": meta["decoded_now"]})
 
 
 def _decode_info(meta: dict[str, Any]) -> dict[str, Any]:

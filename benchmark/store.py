@@ -4,7 +4,7 @@ Cache (``ArtifactStore``, one root shared by runs, and by every worker of a dist
 
     images/<key>.npy + .json        uint8 (N,3,S,S), memory-mapped on read; names, skipped, grayscale
     files/<S>-v<version>/<h2>/<sha>.npy | .skip   one decoded file, keyed by its content (sha256 of the bytes)
-    files/memo/<root hash>.json     path -> size, mtime, inode, sha (unchanged files are not re-hashed)
+    files/memo/<root hash>.json     path -> size, mtime, ctime, inode, sha (unchanged files are not re-hashed)
     labels/<key>.json               names, class names, labels (-1 = unlabeled)
     weights/<key>.pt + .json        trained backbone state_dict (read with weights_only=True), training meta
     features/<key>.npy + .json      float32 (N,D), extraction meta

@@ -97,3 +97,25 @@ def test_cache_prune_frees_what_no_run_uses(photo_folder, tmp_path, capsys):
     assert "freed" in capsys.readouterr().out
     assert len(list((cache / "cells").glob("*.json"))) == n_cells - 1
     assert main(["report", str(runs / "a")]) == 0  # what run a uses is still there
+
+
+def test_adding_photos_decodes_only_the_new_ones_and_a_changed_photo_is_seen(photo_folder, tmp_path, cache):
+    from tests.conftest import make_photo
+    import numpy as np
+
+    spec = spec_for(photo_folder, backbones=("raw_pixels",), pretexts=("none",))
+    first = run_grid(spec, tmp_path / "a", cache, progress=False)
+    assert first.stats.decoded == 24
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        make_photo(0, rng, (40, 40)).save(photo_folder / "stripes" / f"new_{i}.png")
+    second = run_grid(spec, tmp_path / "b", cache, progress=False)
+    assert second.stats.decoded == 3 and second.images.n == 27
+    target = photo_folder / "checks" / "img_00.png"
+    st = target.stat()
+    make_photo(0, rng, (40, 40)).save(target)  # other pixels, then the old size and time put back
+    import os
+
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = run_grid(spec, tmp_path / "c", cache, progress=False)
+    assert third.stats.decoded == 1  # the inode memo sees the rewrite; the content key decodes it again

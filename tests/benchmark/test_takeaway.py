@@ -9,6 +9,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.recommend import diff_runs, pareto_front, recommend
+from registry.clusterers import CLUSTERERS
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def run_dir(tmp_path_factory):
     (folder / "broken.jpg").write_bytes(b"")
     out = base / "run"
     assert main(["run", "--preset", "quick", "--dataset", str(folder), "--backbones", "resnet18,raw_pixels",
-                 "--pretexts", "none,rotation", "--clusterers", "kmeans,faiss_kmeans,hdbscan,dbscan",
+                 "--pretexts", "none,rotation,relative_patch", "--clusterers", ",".join(CLUSTERERS.names()),
                  "--image-size", "32", "--max-steps", "3", "--batch-size", "8", "--probe-k", "4", "--out", str(out),
                  "--cache-dir", str(base / "cache"), "--no-progress"]) == 0
     return out, folder
@@ -102,7 +103,9 @@ def test_export_predict_kmeans_round_trip_is_exact(run_dir, tmp_path, capsys):
     assert pd.read_csv(pred.with_suffix(".skipped.csv")).path.tolist() == ["broken.jpg"]
 
 
-@pytest.mark.parametrize("cell", ["resnet18/none/hdbscan", "raw_pixels/none/dbscan", "raw_pixels/none/faiss_kmeans"])
+@pytest.mark.parametrize("cell", [f"resnet18/relative_patch/{c}" if c == "kmeans" else
+                                  f"{'resnet18' if i % 2 else 'raw_pixels'}/none/{c}"
+                                  for i, c in enumerate(CLUSTERERS.names())])
 def test_export_predict_other_clusterers(run_dir, tmp_path, cell):
     out, folder = run_dir
     row = pd.read_csv(out / "cells.csv").set_index(["backbone", "pretext", "clusterer"]).loc[tuple(cell.split("/"))]
