@@ -98,7 +98,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     for pretext, _field, flag, f in _pretext_flags():
         kind = type(f.default) if f.default is not None else str
         kind = _boolean if kind is bool else kind
-        p.add_argument(f"--{flag}", dest=f"opt__{pretext}__{f.name}", type=kind,
+        p.add_argument(f"--{flag}", dest=f"opt__{pretext}__{f.name}", type=kind, metavar=f.name.upper(),
                        help=f"{pretext}: {f.metadata.get('help', f.name)}")
     p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
@@ -410,6 +410,13 @@ def make_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=cmd_cache)
     lst = sub.add_parser("list", help="list registered backbones, pretexts, clusterers, data sets")
     lst.set_defaults(func=cmd_list)
+    _add_measurement_commands(sub)
+    _add_run_folder_commands(sub)
+    return parser
+
+
+def _add_measurement_commands(sub: Any) -> None:
+    """bench, compare, scale."""
     bench = sub.add_parser("bench", help="inference / training-step throughput, appended to a history")
     bench.add_argument("--backbones", default="resnet18")
     bench.add_argument("--pretexts", default="", help="training-step benchmarks for these pretexts")
@@ -439,6 +446,10 @@ def make_parser() -> argparse.ArgumentParser:
     sc.add_argument("--device", default="auto")
     sc.add_argument("--out", help="JSON file for the measurements")
     sc.set_defaults(func=cmd_scale)
+
+
+def _add_run_folder_commands(sub: Any) -> None:
+    """report, recommend, export, predict, diff: they read run folders."""
     rep = sub.add_parser("report", help="write report.html and report.md into a run folder")
     rep.add_argument("run")
     rep.add_argument("--best", type=int, default=3, help="best cells to project and montage")
@@ -449,7 +460,7 @@ def make_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_recommend)
     exp = sub.add_parser("export", help="export a cell (default: the recommended one) as a recipe folder")
     exp.add_argument("run")
-    exp.add_argument("--cell", help="backbone/pretext/clusterer")
+    exp.add_argument("--cell", help="backbone/pretext/clusterer[/seed] (default seed: the run's first)")
     exp.add_argument("--to", required=True)
     exp.set_defaults(func=cmd_export)
     pre = sub.add_parser("predict", help="assign new photos with an exported recipe")
@@ -464,7 +475,6 @@ def make_parser() -> argparse.ArgumentParser:
     dif.add_argument("b")
     dif.add_argument("--out", help="CSV of the differences")
     dif.set_defaults(func=cmd_diff)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

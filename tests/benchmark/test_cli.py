@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
     (["--color-loss", "huber"], "bad colorization loss 'huber'.*classification, l1, l2"),
     (["--jigsaw-permutations", "1"], "bad jigsaw permutations 1"),
     (["--ae-noise", "-1"], "bad autoencoder noise -1"),
+    (["--jigsaw-gap", "0.7"], "bad jigsaw gap 0.7"),
+    (["--patch-gap", "nan"], "bad patch gap nan"),
+    (["--lr", "inf"], "bad learning rate inf"),
+    (["--seeds", "0,x"], "bad --seeds '0,x'"),
+    (["--seeds", "1,1"], "duplicate seeds"),
+    (["--seed", "1", "--seeds", "2"], "give --seed or --seeds"),
+    (["--probe-draws", "0"], "bad probe draws 0"),
 ])
 def test_bad_values_exit_2_with_one_line(args, expect, capsys, tmp_path):
     assert main(["run", "--out", str(tmp_path / "r"), *args]) == 2
