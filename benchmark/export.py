@@ -58,7 +58,7 @@ def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
     if meta.get("train_key"):
         path = run.store.weights_file(meta["train_key"])
         if path is None:
-            raise ValueError(f"the trained weights of {cell_id(row)} are not in the store any more: re-run the grid")
+            raise ValueError(run.missing(f"trained weights of {cell_id(row)}"))
         return path.read_bytes()
     import io
 
@@ -81,7 +81,7 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
     seed, size = int(row["seed"]), int(cfg["image_size"])
     got = run.features(row["feature_key"])
     if got is None:
-        raise ValueError(f"the features of {cid} are not in the store {run.store.root} any more: re-run the grid")
+        raise ValueError(run.missing(f"features of {cid}"))
     feats = np.asarray(got[0])
     state = _backbone_state(run, row, seed, size)
     to.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ def build_sections(run: Run, n_best: int = 3) -> list[tuple[str, str, bytes | No
         got = run.features(cell.get("feature_key"))
         clusters = run.clusters_of(cell)
         if got is None or clusters is None:
-            secs.append((f"Best cell {cid}", "features or assignments are not in the cache any more", None))
+            secs.append((f"Best cell {cid}", run.missing("features and assignments"), None))
             continue
         feats, _meta = got
         labels = imgs[1] if imgs is not None else np.full(len(clusters), -1)

@@ -25,6 +25,18 @@ class Run:
         return ArtifactStore(self.info.get("cache_dir", ".cache"))
 
     @property
+    def older_layout(self) -> bool:
+        """Made before the artifact store (its cache cannot be read): scores only, no stored artifacts."""
+        return "labels_key" not in self.info
+
+    def missing(self, what: str) -> str:
+        """One line saying why ``what`` cannot be read from the store."""
+        if self.older_layout:
+            return (f"{self.path} was made by an older version of the harness (before the artifact store): its "
+                    f"{what} cannot be read; re-run the grid to get them")
+        return f"the {what} are not in the store {self.store.root} any more: re-run the grid"
+
+    @property
     def folder(self) -> RunFolder:
         return RunFolder(self.path)
 

@@ -142,3 +142,27 @@ def test_diff_reports_per_cell_changes(run_dir, tmp_path, capsys):
     assert d["d_nmi"].iloc[0] == pytest.approx(-0.25) and (d["in"] == "a only").sum() == 1
     assert main(["diff", str(out), str(other), "--out", str(tmp_path / "d.csv")]) == 0
     assert "d_nmi" in capsys.readouterr().out and (tmp_path / "d.csv").is_file()
+
+
+def test_run_folders_of_the_previous_layout_still_report_and_diff(run_dir, tmp_path, capsys):
+    """Before the artifact store: no labels_key in run.json, cell ids without the seed, no probe/cell keys."""
+    import json
+
+    out, _ = run_dir
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    info = json.loads((old / "run.json").read_text())
+    info.pop("labels_key")
+    info["config"] = {"seed": 0, **{k: v for k, v in info["config"].items() if k != "seeds"}}
+    (old / "run.json").write_text(json.dumps(info))
+    cells = pd.read_csv(old / "cells.csv").drop(columns=["probe_key", "cell_key", "seed"])
+    cells["feature_key"] = "0123456789abcdef"  # the old cache layout: nothing the store can find
+    cells.to_csv(old / "cells.csv", index=False)
+    a = pd.read_csv(old / "assignments.csv")
+    a.rename(columns=lambda c: c.rsplit("/", 1)[0] if c.count("/") == 3 else c).to_csv(old / "assignments.csv",
+                                                                                   index=False)
+    assert main(["report", str(old)]) == 0 and main(["diff", str(old), str(out)]) == 0
+    assert main(["recommend", str(old)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(old), "--to", str(tmp_path / "x")]) == 2
+    assert "made by an older version" in capsys.readouterr().err
