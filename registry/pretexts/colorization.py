@@ -106,7 +106,7 @@ class Colorization(Pretext):
         """Class-rebalancing weights from the empirical ab distribution of (up to 2,000 of) the images."""
         if self.regression or self.opts.rebalance >= 1.0:
             return
-        x = torch.from_numpy(images[: min(len(images), 2000)]).float() / 255
+        x = torch.from_numpy(np.array(images[: min(len(images), 2000)])).float() / 255  # a copy: the store is read-only
         counts = torch.zeros(self.bins.shape[0])
         for i in range(0, x.shape[0], 256):
             ab = self._coarse_ab(x[i:i + 256])
