@@ -18,6 +18,7 @@ from typing import Union
 
 from benchmark.interfaces import ClusterSpec, stable_hash
 from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.threads import STAGE_BLAS_THREADS
 
 TRAIN_VERSION = 1
 FEATURE_VERSION = 3  # 3: extraction its own stage, from the trained-weights artifact
@@ -265,7 +266,8 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digest: s
                     fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
                     batch, spec.weights if weights else None, runtime,
                     deps=(data.images_key,) + ((train_key,) if train_key else ())))
-                pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed])
+                pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
+                                    STAGE_BLAS_THREADS.get("probe")])
                 tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
                                                  deps=(fkey,)))
                 for cname in spec.clusterers:
@@ -275,7 +277,7 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digest: s
                     rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed])
                     tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
                     ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
-                                        spec.cluster, seed, runtime.device])
+                                        spec.cluster, seed, runtime.device, STAGE_BLAS_THREADS.get("cell")])
                     tasks.setdefault(ckey, CellTask(ckey, fkey, rkey, data.images_key, data.labels_key, cname, k,
                                                     spec.cluster, seed, runtime.device, deps=(rkey, fkey)))
                     slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes))

@@ -24,6 +24,7 @@ from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec
 from benchmark.stages import TaskResult
 from benchmark.store import ArtifactStore, RunFolder
+from benchmark.threads import describe as describe_threads
 from registry.datasets import resolve_dataset
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
@@ -281,7 +282,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
                             "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
                             "executor": runner.name, "images_key": plan_.data.images_key,
                             "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k,
-                            "threads": {"torch_intra_op": torch.get_num_threads()}}
+                            "threads": describe_threads()}
     folder.write_info(info)
     writer = Writer(plan_, store, folder, kept, kept_assign)
     bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)

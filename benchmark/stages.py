@@ -137,8 +137,11 @@ def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResu
         return TaskResult(task.key, task.kind, info=rec)
     feats = _features(store, task.features_key)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
+    from benchmark.threads import stage_threads
+
     t0 = time.perf_counter()
-    probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed)
+    with stage_threads("probe"):
+        probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed)
     secs = time.perf_counter() - t0
     rec = {"probe_acc": probe.mean, "probe_std": probe.std, "accuracies": list(probe.accuracies),
            "probe_c": list(probe.chosen_c), "probe_k": probe.k_per_class, "n_test": probe.n_test,
@@ -187,14 +190,17 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     Xc, red_meta = got
     _red, X, _ = fit_reduction(np.asarray(_features(store, task.features_key)), False, 0, task.seed)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
+    from benchmark.threads import stage_threads
+
     clusterer = build_clusterer(task.clusterer, task.k, task.cluster, task.seed, use_gpu=task.device == "cuda")
-    t0 = time.perf_counter()
-    assign = clusterer.fit(Xc)
-    cluster_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
-    outer = external_scores(labels, assign)
-    score_s = time.perf_counter() - t0
+    with stage_threads("cell"):
+        t0 = time.perf_counter()
+        assign = clusterer.fit(Xc)
+        cluster_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
+        outer = external_scores(labels, assign)
+        score_s = time.perf_counter() - t0
     params = dict(clusterer.params)
     if red_meta.get("pca"):
         params["pca_dims"] = int(Xc.shape[1])

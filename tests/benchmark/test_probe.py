@@ -37,3 +37,14 @@ def test_probe_with_too_few_labels_says_why():
     assert r.mean is None and "need at least 3" in r.reason
     r = linear_probe(X, np.zeros(10, int), ProbeSpec(), seed=0)
     assert r.mean is None and "fewer than 2 labeled classes" in r.reason
+
+
+def test_the_probe_stage_runs_with_one_blas_thread_and_run_json_says_so():
+    from threadpoolctl import threadpool_info
+
+    from benchmark.threads import describe, stage_threads
+
+    with stage_threads("probe"):
+        assert all(i["num_threads"] == 1 for i in threadpool_info())
+    d = describe()
+    assert d["stage_blas_threads"]["probe"] == 1 and d["torch_intra_op"] >= 1 and d["blas"]

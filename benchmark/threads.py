@@ -1,0 +1,61 @@
+"""Thread settings per stage, the same in every executor (CONVENTIONS 2), recorded in run.json and part of
+the keys of the stages they govern.
+
+BLAS libraries oversubscribe threads on small problems: the linear probe (logistic regression on 1,797 x
+3,072 raw-pixel features, 5 draws x 4 C values) took 27.2 s with OpenBLAS's default 2 threads and 2.3 s
+with one on this 2-core VM, with identical accuracies (``python -m benchmark.threads`` measures it). So
+the probe runs with one BLAS / OpenMP thread. Clustering and scoring one feature set (k-means, FAISS,
+DBSCAN, HDBSCAN and the scores on 1,797 x 512 features, 6 feature sets) took 8.4-9.7 s with the default
+and 6.1 s with one thread, so cells run with one too."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+STAGE_BLAS_THREADS: dict[str, int | None] = {"probe": 1, "cell": 1}  # None / absent: the library default
+
+
+@contextmanager
+def stage_threads(stage: str) -> Iterator[None]:
+    """Limit BLAS and OpenMP pools to the stage's setting for the duration of the block."""
+    limit = STAGE_BLAS_THREADS.get(stage)
+    if limit is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=limit):
+        yield
+
+
+def describe() -> dict[str, Any]:
+    """What run.json records: torch's intra-op threads, the BLAS/OpenMP libraries and the stage limits."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    libs = [{"api": i.get("internal_api"), "version": i.get("version"), "threads": i.get("num_threads")}
+            for i in threadpool_info()]
+    return {"torch_intra_op": torch.get_num_threads(), "blas": libs, "stage_blas_threads": STAGE_BLAS_THREADS}
+
+
+def _measure() -> None:
+    import time
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from benchmark.probe import linear_probe
+    from benchmark.specs import ProbeSpec
+
+    d = load_digits()
+    X = np.repeat(np.kron(d.images, np.ones((4, 4))).reshape(len(d.images), -1), 3, axis=1).astype(np.float32)
+    for limit in (None, 1):
+        STAGE_BLAS_THREADS["probe"] = limit
+        t0 = time.perf_counter()
+        with stage_threads("probe"):
+            r = linear_probe(X, d.target, ProbeSpec(), 0)
+        print(f"BLAS threads {limit or 'default'}: {time.perf_counter() - t0:.2f} s, accuracies {np.round(r.accuracies, 4)}")
+
+
+if __name__ == "__main__":
+    _measure()
