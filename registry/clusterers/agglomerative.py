@@ -1,8 +1,10 @@
 """Ward agglomerative clustering (scikit-learn), fit on a seeded sample, the rest by nearest centroid.
 
-Ward needs the full merge tree: on 2 CPU cores a 20,000 x 50 fit took 28.9 s and 3.1 GB of extra peak memory
-(``python -m registry.clusterers.agglomerative`` measures it), so it fits on at most FIT_MAX points; the
-others go to the nearest cluster centroid (the means of the sample's clusters), as ``predict`` does."""
+Ward needs all pairwise distances (scipy's condensed matrix, n(n-1)/2 float64, plus the merge work): on this
+2-core machine a 20,000 x 50 fit took 27.1 s and 3.07 GB of extra peak RSS (3.3 GB for the whole process;
+``python -m registry.clusterers.agglomerative`` measures it with ``resource.getrusage``). Both grow as n^2
+(50,000 points would need ~19 GB), so it fits on at most FIT_MAX points; the others go to the nearest
+cluster centroid (the means of the sample's clusters), as ``predict`` does."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,17 +12,19 @@ import numpy as np
 from registry.clusterers import CLUSTERERS, CentroidClusterer
 
 FIT_MAX = 20_000
+ASSIGN_BYTES = 64 << 20  # working memory per chunk when assigning the points outside the sample
 
 
 @CLUSTERERS.register("agglomerative")
 class WardAgglomerative(CentroidClusterer):
     """scikit-learn AgglomerativeClustering, Ward linkage, k clusters; on the PCA copy (density = True:
-    at most 50 dimensions); never labels noise."""
+    at most 50 dimensions); never labels noise. predict = nearest centroid (CentroidClusterer)."""
 
     name = "agglomerative"
     density = True
 
     def fit(self, X: np.ndarray) -> np.ndarray:
+        """X (N, D) -> labels (N,) int64 in [0, k)."""
         from sklearn.cluster import AgglomerativeClustering
 
         x = np.asarray(X, np.float32)
@@ -29,16 +33,36 @@ class WardAgglomerative(CentroidClusterer):
         if n > FIT_MAX:
             fit_idx = np.sort(np.random.default_rng(self.seed).permutation(n)[:FIT_MAX])
         k = min(self.k, fit_idx.size)
-        sample = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x[fit_idx]).astype(np.int64)
-        centroids = np.stack([x[fit_idx][sample == c].mean(0) for c in range(k)])
+        xs = x[fit_idx]
+        sample = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(xs).astype(np.int64)
+        centroids = _cluster_means(xs, sample, k)
         self.params = {"k": k, "linkage": "ward", "fit_on": int(fit_idx.size)}
         labels = np.empty(n, np.int64)
         labels[fit_idx] = sample
         if fit_idx.size < n:
             rest = np.setdiff1d(np.arange(n), fit_idx)
-            d2 = ((x[rest, None, :].astype(np.float64) - centroids[None].astype(np.float64)) ** 2).sum(-1)
-            labels[rest] = d2.argmin(1)
+            labels[rest] = _nearest(x[rest], centroids)
         return self._finish_fit(x, centroids, labels)
+
+
+def _cluster_means(xs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean (k, D) float32 of each cluster's rows of xs (n, D), rows kept in their original order."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    grouped = xs[order]
+    return np.stack([grouped[bounds[c]:bounds[c + 1]].mean(0) for c in range(k)])
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index (M,) of the nearest centroid (k, D) to each row of x (M, D), exact squared distances in float64,
+    in chunks of at most ASSIGN_BYTES of differences."""
+    c = centroids.astype(np.float64)
+    step = max(1, ASSIGN_BYTES // max(1, 8 * c.shape[0] * c.shape[1]))
+    out = np.empty(len(x), np.int64)
+    for s in range(0, len(x), step):
+        d2 = ((x[s:s + step, None, :].astype(np.float64) - c[None]) ** 2).sum(-1)
+        out[s:s + step] = d2.argmin(1)
+    return out
 
 
 def _measure(n: int = FIT_MAX, d: int = 50) -> tuple[float, float]:
@@ -48,11 +72,11 @@ def _measure(n: int = FIT_MAX, d: int = 50) -> tuple[float, float]:
 
     from sklearn.datasets import make_blobs
 
+    from benchmark.interfaces import ClusterSpec
+
     X, _ = make_blobs(n_samples=n, centers=10, n_features=d, random_state=0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    from benchmark.interfaces import ClusterSpec
-
     WardAgglomerative(10, ClusterSpec(), 0).fit(X.astype(np.float32))
     secs = time.perf_counter() - t0
     return secs, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
