@@ -188,7 +188,7 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
 
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     with user_errors():
-        plan_, _listing, _rec, rt = make_plan(spec, store)
+        plan_, _rec, rt = make_plan(spec, store)
     kinds = STAGE_ARTIFACT
     rows = []
     for kind, artifact in kinds.items():

@@ -41,13 +41,11 @@ def _pick_row(run: Run, cell: str | None) -> Any:
         return recommend(df).cell
     ids = [cell_id(r) for _, r in df.iterrows()]
     b, p, c, seed = parse_cell_id(cell)
-    want = f"{b}/{p}/{c}/{seed if seed is not None else 0}"
-    if seed is None:  # the first seed of the run
-        match = [i for i, x in enumerate(ids) if x.rsplit("/", 1)[0] == f"{b}/{p}/{c}"]
-        want = ids[match[0]] if match else want
-    if want not in ids:
-        raise ValueError(unknown_message("cell", cell, ids))
-    return df.iloc[ids.index(want)]
+    for i, x in enumerate(ids):  # without a seed: the run's first seed of that cell
+        xb, xp, xc, xs = parse_cell_id(x)
+        if (xb, xp, xc) == (b, p, c) and seed in (None, xs):
+            return df.iloc[i]
+    raise ValueError(unknown_message("cell", cell, ids))
 
 
 def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:

@@ -311,6 +311,14 @@ def labels_key(record: dict[str, object]) -> str:
     return stable_hash(["labels", record["names"], record["class_names"], record["labels"]])
 
 
+def align_labels(names: list[str], record: dict[str, object] | None) -> np.ndarray:
+    """Class indices (len(names),) of ``names`` from a labels record; -1 for unlabeled or unlisted names."""
+    if not record:
+        return np.full(len(names), -1, np.int64)
+    by_name = dict(zip(record["names"], record["labels"]))  # type: ignore[call-overload]
+    return np.array([by_name.get(n, -1) for n in names], np.int64)
+
+
 def open_image_set(store: ArtifactStore, images_key: str, labels_key: str | None) -> ImageSet:
     """The decoded store (memory-mapped) with labels aligned to its kept images."""
     got = store.get_images(images_key)
@@ -318,14 +326,9 @@ def open_image_set(store: ArtifactStore, images_key: str, labels_key: str | None
         raise RuntimeError(f"image store {images_key} is missing from {store.root}")
     arr, meta = got
     names = list(meta["names"])
-    labels = np.full(len(names), -1, np.int64)
-    classes: list[str] = []
     rec = store.get_labels(labels_key) if labels_key else None
-    if rec is not None:
-        by_name = dict(zip(rec["names"], rec["labels"]))
-        labels = np.array([by_name.get(n, -1) for n in names], np.int64)
-        classes = list(rec["class_names"])
-    return ImageSet(arr, labels, names, classes, bool(meta["grayscale"]), images_key,
+    classes = list(rec["class_names"]) if rec else []
+    return ImageSet(arr, align_labels(names, rec), names, classes, bool(meta["grayscale"]), images_key,
                     [tuple(s) for s in meta["skipped"]])
 
 

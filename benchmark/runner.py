@@ -15,8 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.executor import make_executor
-from benchmark.images import images_key, labels_key, labels_record, listing_fingerprint
-from benchmark.interfaces import Listing
+from benchmark.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
 from benchmark.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
 from benchmark.results import (COLUMNS, SORT_RULE, assignment_of, cell_id, environment, read_assignments, read_cells,
                                write_assignments, write_cells, write_skipped)
@@ -86,7 +85,7 @@ def runtime_info(rt: Runtime) -> RuntimeInfo:
     return RuntimeInfo(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads())
 
 
-def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, Listing, dict[str, Any], Runtime]:
+def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any], Runtime]:
     """List the data (hashing file contents, memoized), then plan. Nothing is decoded or trained."""
     from benchmark.plan import validate_names
 
@@ -98,7 +97,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, Listing, dict
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size), labels_key(rec),
                     len(listing.names), len(rec["class_names"]))  # type: ignore[arg-type]
     digest = file_digest(spec.weights) if spec.weights else None
-    return plan(spec, data, runtime_info(rt), digest), listing, rec, rt
+    return plan(spec, data, runtime_info(rt), digest), rec, rt
 
 
 def file_digest(path: str) -> str:
@@ -153,18 +152,20 @@ def kept_rows(plan_: Plan, folder: RunFolder) -> tuple[dict[str, dict[str, Any]]
 class Writer:
     """The driver's view of the run: collects task results, builds rows, writes the run files."""
 
-    def __init__(self, plan_: Plan, store: ArtifactStore, folder: RunFolder, kept: dict[str, dict[str, Any]],
-                 kept_assign: dict[str, np.ndarray]) -> None:
-        self.plan, self.store, self.folder = plan_, store, folder
+    def __init__(self, plan_: Plan, store: ArtifactStore, folder: RunFolder, labels_rec: dict[str, Any],
+                 kept: dict[str, dict[str, Any]], kept_assign: dict[str, np.ndarray]) -> None:
+        self.plan, self.store, self.folder, self.labels_rec = plan_, store, folder, labels_rec
         self.results: dict[str, TaskResult] = {}
         self.rows: dict[str, dict[str, Any]] = dict(kept)
         self.assign: dict[str, np.ndarray] = dict(kept_assign)
         self.stats = RunStats(resumed_cells=sum(1 for s in plan_.cells if s.id in kept))
-        self.waiting = {s.cell_key: [] for s in plan_.cells if s.id not in kept}  # type: dict[str, list[CellSlot]]
+        self.waiting: dict[str, list[CellSlot]] = {}  # cell key -> the grid cells whose rows it finishes
         for s in plan_.cells:
             if s.id not in kept:
-                self.waiting[s.cell_key].append(s)
-        self.images_meta: dict[str, Any] | None = None
+                self.waiting.setdefault(s.cell_key, []).append(s)
+        self.images_meta: dict[str, Any] = {}
+        self.names: list[str] = []
+        self.labels = np.zeros(0, np.int64)  # class index of each stored image, -1 = unlabeled
 
     def on_done(self, task: Task, result: TaskResult) -> None:
         self.results[task.key] = result
@@ -174,8 +175,10 @@ class Writer:
                 kind = ValueError if result.info.get("error_type") == "ValueError" else RuntimeError
                 raise kind(result.error)
             got = self.store.get_images(task.key)
-            self.images_meta = got[1] if got else None
-            write_skipped(self.folder.skipped, [tuple(s) for s in (self.images_meta or {}).get("skipped", [])])
+            self.images_meta = got[1] if got else {}
+            self.names = list(self.images_meta.get("names", []))
+            self.labels = align_labels(self.names, self.labels_rec)
+            write_skipped(self.folder.skipped, [tuple(s) for s in self.images_meta.get("skipped", [])])
         if task.kind == "cell":
             for slot in self.waiting.pop(task.key, []):
                 self._finish(slot)
@@ -195,27 +198,21 @@ class Writer:
 
     def write(self) -> None:
         """Assignments first: a row in cells.csv always has its clusters on disk."""
-        meta = self.images_meta or {}
-        names = list(meta.get("names", []))
-        if names:
-            rec = self.store.get_labels(self.plan.data.labels_key) or {"names": [], "labels": [], "class_names": []}
-            by_name = dict(zip(rec["names"], rec["labels"]))
-            lab = np.array([by_name.get(n, -1) for n in names], np.int64)
+        if self.names:
             order = [s.id for s in self.plan.cells if s.id in self.assign]
             order += [c for c in self.assign if c not in order]
-            write_assignments(self.folder.assignments, names, lab, list(rec["class_names"]),
+            write_assignments(self.folder.assignments, self.names, self.labels, list(self.labels_rec["class_names"]),
                               {c: self.assign[c] for c in order})
         write_cells(self.folder.cells, self.ordered_rows())
 
     def make_row(self, slot: CellSlot) -> dict[str, Any]:
         from registry.pretexts import build_pretext
 
-        spec, meta = self.plan.spec, self.images_meta or {}
+        spec, meta = self.plan.spec, self.images_meta
         row: dict[str, Any] = {c: None for c in COLUMNS}
-        n = len(meta.get("names", []))
-        labels = self._labels()
         row.update(dataset=spec.dataset, backbone=slot.backbone, pretext=slot.pretext, clusterer=slot.clusterer,
-                   seed=slot.seed, image_size=spec.image_size, n_images=n, n_labeled=int((labels >= 0).sum()),
+                   seed=slot.seed, image_size=spec.image_size, n_images=len(self.names),
+                   n_labeled=int((self.labels >= 0).sum()),
                    status="ok", error="", feature_key=slot.features_key, probe_key=slot.probe_key,
                    cell_key=slot.cell_key, notes=slot.notes)
         reason = build_pretext(slot.pretext, spec.options_for(slot.pretext)).not_applicable(bool(meta.get("grayscale")))
@@ -235,12 +232,6 @@ class Writer:
                    notes="; ".join(x for x in (slot.notes, probe.get("probe_reason", "")) if x))
         row.update(cell.info)  # type: ignore[union-attr]
         return row
-
-    def _labels(self) -> np.ndarray:
-        meta = self.images_meta or {}
-        rec = self.store.get_labels(self.plan.data.labels_key) or {"names": [], "labels": []}
-        by_name = dict(zip(rec["names"], rec["labels"]))
-        return np.array([by_name.get(n, -1) for n in meta.get("names", [])], np.int64)
 
     def _weights(self, slot: CellSlot) -> str:
         """The weights description of a backbone whose features were not made (skipped or failed)."""
@@ -266,58 +257,46 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
     """Run every cell of ``spec``; write the run files under ``out``; artifacts go to the store ``cache_dir``."""
     t_start = time.perf_counter()
     store = ArtifactStore(cache_dir)
-    plan_, _listing, rec, rt = make_plan(spec, store)
+    plan_, rec, rt = make_plan(spec, store)
     runner = make_executor(executor)
     folder = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
     kept, kept_assign = kept_rows(plan_, folder) if resume else ({}, {})
     store.put_labels(plan_.data.labels_key, rec)
     todo = [s for s in plan_.cells if s.id not in kept]
-    tasks = plan_.needed_for(todo)
-    if todo and not any(t.kind == "decode" for t in tasks):
-        tasks = [plan_.tasks[0]] + tasks
-    if not todo:
-        tasks = [plan_.tasks[0]]  # the decode (read from the store when cached) names the images
+    # every cell depends on the decode; with nothing to do, the decode alone (read from the store when
+    # cached) names the images for assignments.csv
+    tasks = plan_.needed_for(todo) or [plan_.tasks[0]]
     info: dict[str, Any] = {"config": _config(spec), "environment": environment(describe_device(rt)),
                             "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
                             "executor": runner.name, "images_key": plan_.data.images_key,
                             "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k,
                             "threads": describe_threads()}
     folder.write_info(info)
-    writer = Writer(plan_, store, folder, kept, kept_assign)
+    writer = Writer(plan_, store, folder, rec, kept, kept_assign)
     bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
 
     def on_done(task: Task, result: TaskResult) -> None:
         writer.on_done(task, result)
-        if task.kind == "decode" and writer.images_meta is not None:
-            labels = writer._labels()
-            _warn_small_classes(labels, list(rec["class_names"]), spec.probe.k_per_class)
+        if task.kind == "decode":
+            _warn_small_classes(writer.labels, list(rec["class_names"]), spec.probe.k_per_class)
         bar.set_description(f"grid: {task.kind} {getattr(task, 'backbone', '') or getattr(task, 'clusterer', '')}")
         bar.update(1)
 
-    if not todo and decode_cached(store, plan_):
-        writer.images_meta = store.get_images(plan_.data.images_key)[1]  # type: ignore[index]
-        bar.update(1)
-    else:
-        runner.run(tasks, cache_dir, on_done, progress)
+    runner.run(tasks, cache_dir, on_done, progress)
     bar.close()
     writer.write()
     wall = time.perf_counter() - t_start
     stats = writer.stats
     stage_sum = sum(stats.stage_s.values())
-    labels = writer._labels()
-    meta = writer.images_meta or {}
+    labels, meta = writer.labels, writer.images_meta
     pids = sorted({r.pid for r in writer.results.values() if r.pid})
     info.update(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
                 overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
                 computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids,
-                n_images=len(meta.get("names", [])), n_labeled=int((labels >= 0).sum()),
+                n_images=len(writer.names), n_labeled=int((labels >= 0).sum()),
                 n_skipped=len(meta.get("skipped", [])), runtime=rt.describe())
     folder.write_info(info)
-    images = ImagesSummary(len(meta.get("names", [])), int((labels >= 0).sum()),
+    images = ImagesSummary(len(writer.names), int((labels >= 0).sum()),
                            [tuple(s) for s in meta.get("skipped", [])])
     return RunResult(out, writer.ordered_rows(), stats, images, wall, plan_)
-
-
-def decode_cached(store: ArtifactStore, plan_: Plan) -> bool:
-    return store.get_images(plan_.data.images_key) is not None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,9 +49,8 @@ class ArtifactStore:
         return self.root / kind / f"{key}{suffix}"
 
     def has(self, kind: str, key: str) -> bool:
-        """Whether a finished artifact exists (its metadata file is written last)."""
-        suffix = {"labels": ".json", "probes": ".json", "cells": ".json"}.get(kind, ".json")
-        return self._p(kind, key, suffix).is_file()
+        """Whether a finished artifact exists (its JSON metadata or record is written last)."""
+        return self._p(kind, key, ".json").is_file()
 
     # images: the decoded store of a data set at one size
     @contextmanager
@@ -196,9 +194,6 @@ class ArtifactStore:
                     if not dry_run:
                         p.unlink(missing_ok=True)
         return n, size
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass(frozen=True)
