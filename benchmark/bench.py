@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -21,6 +22,7 @@ from benchmark.runtime import Runtime, cpu_model
 from benchmark.train import extract_features, train_step
 from registry.backbones import build_backbone
 from registry.pretexts import build_pretext
+from benchmark.interfaces import BadInput
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -42,12 +44,17 @@ class BenchSpec:
     def __post_init__(self) -> None:
         for p in self.precisions:
             if p not in PRECISIONS:
-                raise ValueError(f"bad precision {p!r}: allowed: {', '.join(PRECISIONS)}")
-        for name, v in (("batch size", self.batch_size), ("iters", self.iters), ("repeats", self.repeats)):
-            if v < 1:
-                raise ValueError(f"bad {name} {v!r}: need an integer >= 1")
-        if self.warmup < 0:
-            raise ValueError(f"bad warmup {self.warmup!r}: need an integer >= 0")
+                raise BadInput(f"bad precision {p!r}: allowed: {', '.join(PRECISIONS)}")
+        for name, v, lo in (("--batch-size", self.batch_size, 1), ("--iters", self.iters, 1),
+                            ("--repeats", self.repeats, 1), ("--warmup", self.warmup, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise BadInput(f"bad {name} {v!r}: need an integer >= {lo}")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
+            raise BadInput(f"bad --image-size {self.image_size!r}: allowed 8..1024")
+        if not self.backbones:
+            raise BadInput("bad --backbones '': name at least one backbone")
+        if not self.precisions or not self.channels_last:
+            raise BadInput("bad --precision '': name at least one of fp32, bf16, fp16")
 
 
 def fingerprint(device: str) -> dict[str, Any]:
@@ -296,15 +303,38 @@ def run_bench(spec: BenchSpec, rt: Runtime, out: Path | None, progress: Callable
 
 
 def load_history(path: Path) -> list[dict[str, Any]]:
+    """The entries of a bench history (JSON lines). BadInput for a missing or empty file, a line that is not
+    a JSON object, or an entry without ``key`` / ``fingerprint.id`` or with an impossible throughput."""
     if not path.is_file():
-        raise ValueError(f"bad history file {str(path)!r}: no such file")
+        raise BadInput(f"bad history file {str(path)!r}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"bad history file {str(path)!r}: unreadable ({type(exc).__name__})") from None
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                raise ValueError(f"bad history file {str(path)!r}: line {i} is not JSON") from None
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise BadInput(f"bad history file {str(path)!r}: line {i} is not JSON") from None
+        if not isinstance(rec, dict):
+            raise BadInput(f"bad history file {str(path)!r}: line {i} is {type(rec).__name__}, need a JSON object "
+                           "as `bench --out` writes")
+        fp = rec.get("fingerprint")
+        if not isinstance(rec.get("key"), str) or not isinstance(fp, dict) or "id" not in fp:
+            missing = "key" if not isinstance(rec.get("key"), str) else "fingerprint.id"
+            raise BadInput(f"bad history file {str(path)!r}: line {i} has no {missing!r}; need entries as "
+                           "`bench --out` writes them")
+        ips = rec.get("img_per_s")
+        if ips is not None and (isinstance(ips, bool) or not isinstance(ips, (int, float))
+                                or not math.isfinite(ips) or ips <= 0):
+            raise BadInput(f"bad history file {str(path)!r}: line {i} ({rec['key']}) has img_per_s {ips!r}; need a "
+                           "finite number > 0")
+        out.append(rec)
+    if not out:
+        raise BadInput(f"bad history file {str(path)!r}: no entries in it")
     return out
 
 

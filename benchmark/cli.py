@@ -1,20 +1,37 @@
-"""Command line: ``python -m benchmark run|list`` (``run_all.py`` is ``run``). Bad values: one line, exit 2."""
+"""Command line: ``python -m benchmark run|list|...`` (``run_all.py`` is ``run``).
+
+Exit codes (CONVENTIONS 6): 0 success; 1 a regression (``compare``) or an internal error (a bug: one line,
+the traceback in run.log or with SSLBENCH_DEBUG=1); 2 a usage error, one line naming the value and what is
+allowed, before any compute; 3 the run finished but at least one cell failed; 130 interrupted (Ctrl-C) and
+143 terminated (SIGTERM), each with one line saying what is kept and how to resume."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
+from benchmark.interfaces import BadInput
 from benchmark.presets import load_preset, preset_names, spec_from_config
 from benchmark.specs import GridSpec
+from benchmark.results import cell_id
 from benchmark.store import DEFAULT_CACHE, STAGE_ARTIFACT, RunFolder
-from registry.base import UnknownNameError
+from benchmark.interfaces import BadInput
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
+EXIT_OK, EXIT_REGRESSION, EXIT_INTERNAL, EXIT_USAGE, EXIT_CELLS_FAILED = 0, 1, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+_current_out: list[Path] = []  # the run folder being written, for the interruption message
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
 
 
 class UsageError(Exception):
@@ -23,10 +40,11 @@ class UsageError(Exception):
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """ValueErrors raised by the library for bad user input become one-line usage errors (exit 2)."""
+    """BadInput raised by the library for what the user passed becomes a one-line usage error (exit 2); any
+    other exception is a bug and stays one (exit 1)."""
     try:
         yield
-    except (UnknownNameError, ValueError) as exc:
+    except BadInput as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -159,6 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --out {str(out)!r}: it already holds a run; add --resume to finish it or choose "
                          "another --out")
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
+    _current_out[:] = [out]
     with user_errors():
         result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress,
                           executor=args.executor)
@@ -176,7 +195,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         html_path, _ = write_report(out)
         print(f"report: {html_path}")
-    return 0
+    failed = [r for r in result.rows if r["status"] == "failed"]
+    if failed:
+        first = failed[0]
+        print(f"error: {len(failed)} of {len(result.rows)} cells failed, e.g. {cell_id(first)}: {first['error']} "
+              f"(tracebacks in {out / 'run.log'}; fix and rerun with --resume --out {out})", file=sys.stderr)
+        return EXIT_CELLS_FAILED
+    return EXIT_OK
 
 
 def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
@@ -256,7 +281,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from benchmark.bench import BenchSpec, run_bench
     from benchmark.runtime import detect_runtime
-    from registry.backbones import check_backbone
+    from registry.backbones import check_backbone, check_image_size
     from registry.pretexts import PRETEXTS, pretext_class
 
     cl = {"off": (False,), "on": (True,), "both": (False, True)}
@@ -270,10 +295,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          pipeline=args.pipeline)
         for b in spec.backbones:
             check_backbone(b)
+            check_image_size(b, spec.image_size)
         for p in spec.pretexts:
             PRETEXTS.get(p)
             if not pretext_class(p).trains:
-                raise ValueError(f"bad --pretexts {p!r}: it has no training step; name a training pretext")
+                raise BadInput(f"bad --pretexts {p!r}: it has no training step; name a training pretext")
         rt = detect_runtime(args.device)
     records = run_bench(spec, rt, Path(args.out) if args.out else None)
     rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
@@ -290,14 +316,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from benchmark.bench import compare, load_history
 
-    if args.max_regression < 0:
-        raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage >= 0")
+    if not math.isfinite(args.max_regression) or not 0 <= args.max_regression < 100:
+        raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage, 0 <= value < 100")
     with user_errors():
         rows, notes, failed = compare(load_history(Path(args.baseline)), load_history(Path(args.new)),
                                       args.max_regression)
-    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f") if rows else "no comparable entries")
     for n in notes:
         print(n)
+    if not rows:
+        raise UsageError(f"nothing to compare: no entry of {args.new!r} has the key and machine fingerprint of one "
+                         f"in {args.baseline!r} (bench the same keys on the same machine)")
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f"))
     print(f"{sum(r['verdict'] == 'REGRESSED' for r in rows)} of {len(rows)} regressed by more than "
           f"{args.max_regression:g}%")
     return 1 if failed else 0
@@ -477,10 +506,53 @@ def _add_run_folder_commands(sub: Any) -> None:
     dif.set_defaults(func=cmd_diff)
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every outcome is an exit code with at most one line of explanation on stderr."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    _current_out.clear()
     try:
         args = make_parser().parse_args(argv)
         return int(args.func(args))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (KeyboardInterrupt, Terminated) as exc:
+        code = EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_TERMINATED
+        what = "interrupted" if code == EXIT_INTERRUPTED else "terminated"
+        if _current_out:
+            print(f"{what}; finished cells are kept, resume with --resume --out {_current_out[0]}", file=sys.stderr)
+        else:
+            print(what, file=sys.stderr)
+        return code
+    except Exception as exc:  # noqa: BLE001  a bug: one line, the traceback where it can be read
+        where = _save_traceback()
+        print(f"internal error (a bug, not a bad input): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f"{where}", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _save_traceback() -> str:
+    """Append the current traceback to the run's run.log (or print it with SSLBENCH_DEBUG=1)."""
+    text = traceback.format_exc()
+    if os.environ.get("SSLBENCH_DEBUG"):
+        print(text, file=sys.stderr)
+        return ""
+    if _current_out and _current_out[0].is_dir():
+        log = _current_out[0] / "run.log"
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} internal error\n{text}")
+        return f" (traceback in {log})"
+    return " (rerun with SSLBENCH_DEBUG=1 for the traceback)"

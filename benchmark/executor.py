@@ -10,6 +10,7 @@ from typing import Callable, Protocol, Sequence
 
 from benchmark.plan import Task
 from benchmark.stages import TaskResult, execute
+from benchmark.interfaces import BadInput
 
 OnDone = Callable[[Task, TaskResult], None]
 
@@ -52,5 +53,5 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {"serial": SerialExecutor}
 
 def make_executor(name: str) -> Executor:
     if name not in EXECUTORS:
-        raise ValueError(f"bad --executor {name!r}: allowed: {', '.join(EXECUTORS)}")
+        raise BadInput(f"bad --executor {name!r}: allowed: {', '.join(EXECUTORS)}")
     return EXECUTORS[name]()

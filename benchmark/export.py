@@ -5,7 +5,6 @@ An export folder holds: manifest.json (what, versions, scores), backbone.pt (a s
 clusterer's own ``save`` (clusterer.npz arrays + clusterer.json). Nothing in it is a pickle."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from benchmark.reduce import Reduction, fit_reduction
 from benchmark.results import environment
 from benchmark.runs import Run, load_run
 from benchmark.runtime import detect_runtime
-from benchmark.interfaces import ClusterSpec
-from benchmark.storage import atomic_write_bytes, write_json
+from benchmark.interfaces import BadInput, ClusterSpec
+from benchmark.storage import INTEGRITY, atomic_write_bytes, check_record, read_json, save_arrays, write_record
 from benchmark.train import extract_features
 from registry.backbones import WeightsRequest, backbone_info, build_backbone
 from registry.base import unknown_message
@@ -45,7 +44,7 @@ def _pick_row(run: Run, cell: str | None) -> Any:
         xb, xp, xc, xs = parse_cell_id(x)
         if (xb, xp, xc) == (b, p, c) and seed in (None, xs):
             return df.iloc[i]
-    raise ValueError(unknown_message("cell", cell, ids))
+    raise BadInput(unknown_message("cell", cell, ids))
 
 
 def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
@@ -56,7 +55,7 @@ def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
     if meta.get("train_key"):
         path = run.store.weights_file(meta["train_key"])
         if path is None:
-            raise ValueError(run.missing(f"trained weights of {cell_id(row)}"))
+            raise BadInput(run.missing(f"trained weights of {cell_id(row)}"))
         return path.read_bytes()
     import io
 
@@ -74,24 +73,27 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
     row = _pick_row(run, cell)
     cid = cell_id(row)
     if row["status"] not in ("ok", "degenerate"):
-        raise ValueError(f"bad cell {cid!r}: its status is {row['status']} ({row['error']}); export a finished cell")
+        raise BadInput(f"bad cell {cid!r}: its status is {row['status']} ({row['error']}); export a finished cell")
     cfg = run.info["config"]
     seed, size = int(row["seed"]), int(cfg["image_size"])
     got = run.features(row["feature_key"])
     if got is None:
-        raise ValueError(run.missing(f"features of {cid}"))
+        raise BadInput(run.missing(f"features of {cid}"))
     feats = np.asarray(got[0])
     state = _backbone_state(run, row, seed, size)
     to.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     if state is not None:
         atomic_write_bytes(to / BACKBONE, state)
+        written.append(to / BACKBONE)
     cspec = ClusterSpec(**cfg["cluster"])
     k = int(run.info.get("k") or cspec.k or 2)
     clusterer = build_clusterer(row["clusterer"], k, cspec, seed)
     red, _X, Xc = fit_reduction(feats, clusterer.density, cspec.density_dims, seed)
-    np.savez(to / PREPROCESS, **red.arrays())
+    save_arrays(to / PREPROCESS, **red.arrays())
     labels = clusterer.fit(Xc)
     files = clusterer.save(to)
+    written += [to / PREPROCESS, *files]
     ran = run.clusters_of(row)
     same = bool(ran is not None and np.array_equal(ran, labels))
     manifest = {
@@ -107,7 +109,30 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
         "pretext_options": (cfg.get("pretext_options") or {}).get(row["pretext"], {}),
         "n_training_images": int(feats.shape[0]),
     }
-    write_json(to / MANIFEST, manifest)
+    write_record(to / MANIFEST, manifest, {p.name: p for p in written})  # with the sha256 of every file
+    return manifest
+
+
+def verify_export(folder: Path) -> dict[str, Any]:
+    """The manifest of an export folder after every file it lists matched its sha256 (nothing is loaded
+    before). BadInput names the damaged or tampered file; nothing in an export is ever unpickled anyway."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BadInput(f"bad export folder {str(folder)!r}: no {MANIFEST} in it")
+    raw = read_json(path)
+    listed = ((raw or {}).get(INTEGRITY) or {}).get("files") if isinstance(raw, dict) else None
+    if not isinstance(listed, dict):
+        raise BadInput(f"bad export folder {str(folder)!r}: {MANIFEST} has no checksums (damaged, or written by "
+                       "an older version: export the cell again)")
+    manifest, problem = check_record(path, {name: folder / Path(name).name for name in listed})
+    if manifest is None:
+        raise BadInput(f"bad export folder {str(folder)!r}: {problem} (damaged or tampered); export the cell again")
+    needed = {PREPROCESS, *manifest.get("clusterer_files", [])}
+    if backbone_info(manifest["backbone"]).trainable:
+        needed.add(BACKBONE)
+    if needed - set(listed):
+        raise BadInput(f"bad export folder {str(folder)!r}: {MANIFEST} lists no checksum for "
+                       f"{', '.join(sorted(needed - set(listed)))}; export the cell again")
     return manifest
 
 
@@ -120,20 +145,18 @@ def _pretext_of(manifest: dict[str, Any]):  # noqa: ANN202
 
 def predict(folder: Path, images: Path, out: Path, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Assign every image under ``images`` (a folder or one file) to the exported clusters; write ``out``."""
-    if not (folder / MANIFEST).is_file():
-        raise ValueError(f"bad export folder {str(folder)!r}: no {MANIFEST} in it")
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = verify_export(folder)
     if images.is_dir():
         root, paths = images, list_images(images)
     elif images.is_file() and images.suffix.lower() in IMAGE_EXTENSIONS:
         root, paths = images.parent, [images]
     else:
-        raise ValueError(f"bad images {str(images)!r}: give a folder or an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        raise BadInput(f"bad images {str(images)!r}: give a folder or an image file ({', '.join(IMAGE_EXTENSIONS)})")
     t0 = time.perf_counter()
     size = int(manifest["image_size"])
     arr, kept, skipped, _gray = decode_many(paths, size, root, progress=progress)
     if not kept:
-        raise ValueError(f"bad images {str(images)!r}: no decodable image among {len(paths)} files")
+        raise BadInput(f"bad images {str(images)!r}: no decodable image among {len(paths)} files")
     rt = detect_runtime(device)
     torch.manual_seed(int(manifest["seed"]))
     backbone = build_backbone(manifest["backbone"], size, WeightsRequest(use_cache=False))

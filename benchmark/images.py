@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 from tqdm.auto import tqdm
 
-from benchmark.interfaces import Listing, stable_hash
+from benchmark.interfaces import BadInput, Listing, stable_hash
 from benchmark.store import ArtifactStore
 
 POOL_MIN = 256  # fewer files decode in this process: starting worker processes costs about a second
@@ -268,7 +268,7 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
     kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped = [(listing.names[i], str(r)) for i, r in enumerate(results) if isinstance(r, str)]
     if not kept:
-        raise ValueError(f"bad dataset {str(listing.root or listing.names[:1])!r}: no decodable image among "
+        raise BadInput(f"bad dataset {str(listing.root or listing.names[:1])!r}: no decodable image among "
                          f"{len(results)} files")
     gray = True
     with store.image_writer(key, (len(kept), 3, size, size)) as arr:
@@ -292,10 +292,36 @@ def decode_paths(paths: Sequence[Path], size: int, workers: int | None = None,
         out = list(tqdm(map(_decode_one, jobs), **bar_kw))
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's thread pools
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(os.getpid(),))
+        try:
             chunk = max(1, min(64, len(jobs) // (workers * 8)))
             out = list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar_kw))
+        except BaseException:  # Ctrl-C, SIGTERM, an error: stop the workers now, never wait for the queue
+            procs = list(getattr(pool, "_processes", {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.kill()
+            raise
+        pool.shutdown()
     return [arr if arr is not None else reason for arr, _gray, reason in out]
+
+
+def _worker_init(parent: int) -> None:
+    """A decode worker dies with its parent, even a parent killed with SIGKILL (Linux: PR_SET_PDEATHSIG),
+    and leaves Ctrl-C to the parent (which stops the pool)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown still stops idle workers
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def labels_record(listing: Listing) -> dict[str, object]:

@@ -16,25 +16,30 @@ from typing import Any, Callable
 import numpy as np
 
 
+class BadInput(ValueError):
+    """A value the user passed (flag, file, folder, data) that cannot be used. The message is one line naming
+    the value and what is allowed; the command line prints it and exits 2. Any other exception is a bug."""
+
+
 def check_positive(name: str, value: int | float, allow_zero: bool = False) -> None:
     """ValueError unless ``value`` is a finite number > 0 (>= 0 with ``allow_zero``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"bad {name} {value!r}: must be a finite number {bound}")
+        raise BadInput(f"bad {name} {value!r}: must be a finite number {bound}")
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"bad {name} {value!r}: allowed: {', '.join(allowed)}")
+        raise BadInput(f"bad {name} {value!r}: allowed: {', '.join(allowed)}")
 
 
 def check_range(name: str, value: float, lo: float, hi: float, hi_open: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and lo <= value and (value < hi if hi_open else value <= hi)
     if not ok:
-        raise ValueError(f"bad {name} {value!r}: allowed {lo:g} <= value {'<' if hi_open else '<='} {hi:g}")
+        raise BadInput(f"bad {name} {value!r}: allowed {lo:g} <= value {'<' if hi_open else '<='} {hi:g}")
 
 
 def stable_hash(obj: object, n: int = 16) -> str:
@@ -87,11 +92,11 @@ class ClusterSpec:
 
     def __post_init__(self) -> None:
         if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2):
-            raise ValueError(f"bad k {self.k!r}: need an integer >= 2")
+            raise BadInput(f"bad k {self.k!r}: need an integer >= 2")
         if self.eps is not None:
             check_positive("eps", self.eps)
         if self.min_samples < 2:
-            raise ValueError(f"bad min samples {self.min_samples!r}: need >= 2")
+            raise BadInput(f"bad min samples {self.min_samples!r}: need >= 2")
         check_positive("density dims", self.density_dims, allow_zero=True)
         check_positive("silhouette max n", self.silhouette_max_n)
 

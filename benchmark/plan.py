@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from benchmark.interfaces import ClusterSpec, stable_hash
+from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
 from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.threads import STAGE_BLAS_THREADS
 
@@ -196,7 +196,7 @@ def parse_cell_id(text: str) -> tuple[str, str, str, int | None]:
         return parts[0], parts[1], parts[2], int(parts[3])
     if len(parts) == 3:
         return parts[0], parts[1], parts[2], None
-    raise ValueError(f"bad cell {text!r}: write backbone/pretext/clusterer[/seed]")
+    raise BadInput(f"bad cell {text!r}: write backbone/pretext/clusterer[/seed]")
 
 
 def validate_names(spec: GridSpec) -> None:
@@ -217,9 +217,10 @@ def validate_names(spec: GridSpec) -> None:
     for name, _opts in spec.pretext_options:
         PRETEXTS.get(name)
     if spec.labels and not os.path.isfile(spec.labels):
-        raise ValueError(f"bad --labels {spec.labels!r}: no such file")
-    if spec.weights and not os.path.isfile(spec.weights):
-        raise ValueError(f"bad --weights {spec.weights!r}: no such file")
+        raise BadInput(f"bad --labels {spec.labels!r}: no such file")
+    for bname, path in spec.weights_paths().items():
+        if not os.path.isfile(path):
+            raise BadInput(f"bad --weights {bname}={path!r}: no such file")
 
 
 def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
@@ -227,11 +228,13 @@ def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
         return spec.cluster.k
     if data.n_classes >= 2:
         return data.n_classes
-    raise ValueError("no labels to take the number of clusters from: pass --k")
+    raise BadInput("no labels to take the number of clusters from: pass --k")
 
 
-def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digest: str | None = None) -> Plan:
-    """The task graph of ``spec`` (see the module docstring). ``weights_digest``: content hash of --weights."""
+def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: dict[str, str] | None = None
+         ) -> Plan:
+    """The task graph of ``spec`` (see the module docstring). ``weights_digests``: {backbone: content hash of
+    its --weights checkpoint}."""
     from registry.backbones import backbone_info
     from registry.clusterers import clusterer_class
     from registry.pretexts import build_pretext
@@ -245,7 +248,8 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digest: s
     for seed in spec.seeds:
         for bname in spec.backbones:
             info = backbone_info(bname)
-            weights = (spec.weights, weights_digest) if spec.weights and info.uses_weights else None
+            wpath = spec.weights_paths().get(bname) if info.uses_weights else None
+            weights = (wpath, (weights_digests or {}).get(bname)) if wpath else None
             for pname in spec.pretexts:
                 pretext = build_pretext(pname, spec.options_for(pname))
                 notes = ""
@@ -258,13 +262,13 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digest: s
                                              spec.train, seed, spec.image_size, runtime])
                     tasks.setdefault(train_key, TrainTask(
                         train_key, data.images_key, bname, pretext.name, pretext.opts, spec.train, seed,
-                        spec.image_size, spec.weights if weights else None, runtime, deps=(data.images_key,)))
+                        spec.image_size, wpath, runtime, deps=(data.images_key,)))
                 batch = max(spec.train.batch_size, 128)
                 fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
                                     pretext.name, seed, spec.image_size, batch, runtime])
                 tasks.setdefault(fkey, ExtractTask(
                     fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
-                    batch, spec.weights if weights else None, runtime,
+                    batch, wpath, runtime,
                     deps=(data.images_key,) + ((train_key,) if train_key else ())))
                 pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
                                     STAGE_BLAS_THREADS.get("probe")])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from benchmark.interfaces import BadInput
 
 RULE = ("among cells with status ok whose feature extraction reaches the throughput floor, take the feature "
         "set (backbone x pretext) with the best linear-probe accuracy; within it, the clusterer with the best "
@@ -37,12 +38,12 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
     for c in ("linear_probe_acc", "images_per_s", "nmi", "silhouette"):
         ok[c] = pd.to_numeric(ok[c], errors="coerce")
     if ok.empty:
-        raise ValueError("no cell with status ok to recommend")
+        raise BadInput("no cell with status ok to recommend")
     fs = ok.drop_duplicates(["backbone", "pretext"])[["backbone", "pretext", "weights", "linear_probe_acc",
                                                       "images_per_s"]]
     fast = fs[fs["images_per_s"].fillna(0) >= min_throughput]
     if fast.empty:
-        raise ValueError(f"no feature set reaches {min_throughput:g} images/s; the fastest does "
+        raise BadInput(f"no feature set reaches {min_throughput:g} images/s; the fastest does "
                          f"{fs['images_per_s'].max():.1f}")
     fast = fast.sort_values(["linear_probe_acc", "images_per_s"], ascending=[False, False], na_position="last")
     top = fast.iloc[0]

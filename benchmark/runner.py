@@ -4,9 +4,11 @@ cells.csv and assignments.csv are rewritten atomically after every finished cell
 loses nothing already computed; ``--resume`` keeps finished rows whose keys the new plan still has."""
 from __future__ import annotations
 
+import os
+import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,16 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.executor import make_executor
+from benchmark.interfaces import BadInput
 from benchmark.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
 from benchmark.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
 from benchmark.results import (COLUMNS, SORT_RULE, assignment_of, cell_id, environment, read_assignments, read_cells,
                                write_assignments, write_cells, write_skipped)
+from benchmark.runlog import RunLog
 from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec
 from benchmark.stages import TaskResult
-from benchmark.store import ArtifactStore, RunFolder
+from benchmark.store import RUN_INFO, ArtifactStore, RunFolder
 from benchmark.threads import describe as describe_threads
 from registry.datasets import resolve_dataset
 
@@ -86,25 +90,71 @@ def runtime_info(rt: Runtime) -> RuntimeInfo:
 
 
 def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any], Runtime]:
-    """List the data (hashing file contents, memoized), then plan. Nothing is decoded or trained."""
+    """Validate, list the data (hashing file contents, memoized), then plan. Nothing is decoded or trained.
+    Every check on what the user passed happens here, before any compute (BadInput, exit 2)."""
     from benchmark.plan import validate_names
 
     validate_names(spec)  # before the data is listed or hashed
     rt = detect_runtime(spec.device)
+    digests = check_weights(spec)
     listing = resolve_dataset(spec.dataset, spec.labels).list()
+    n = len(listing.names)
+    if spec.cluster.k is not None and spec.cluster.k > n:
+        raise BadInput(f"bad --k {spec.cluster.k}: at most the number of images ({n} in {spec.dataset})")
     fingerprint, _ = listing_fingerprint(listing, store)
     rec = labels_record(listing)
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size), labels_key(rec),
-                    len(listing.names), len(rec["class_names"]))  # type: ignore[arg-type]
-    digest = file_digest(spec.weights) if spec.weights else None
-    return plan(spec, data, runtime_info(rt), digest), rec, rt
+                    n, len(rec["class_names"]))  # type: ignore[arg-type]
+    if not store.has("images", data.images_key):
+        check_free_space(store.root, n, spec.image_size)
+    return plan(spec, data, runtime_info(rt), digests), rec, rt
 
 
-def file_digest(path: str) -> str:
-    """Content hash of a checkpoint, so two files with one name never share a cache entry."""
+def check_weights(spec: GridSpec) -> dict[str, str]:
+    """Load every --weights checkpoint (weights only) into the backbone it is given for; a mismatch is a
+    BadInput. Returns {backbone: content hash of its checkpoint}, so two files of one name never share a key."""
     from benchmark.images import file_sha
+    from registry.backbones import WeightsRequest, build_backbone
 
-    return file_sha(Path(path))[:16]
+    paths = spec.weights_paths()
+    if spec.weights and not paths:
+        warnings.warn(f"--weights {spec.weights!r} is not used: no backbone of the grid takes weights "
+                      f"({', '.join(spec.backbones)})")
+    for bname, path in paths.items():
+        try:
+            build_backbone(bname, spec.image_size, WeightsRequest(path=path))
+        except BadInput as exc:
+            raise BadInput(f"bad --weights {bname}={path!r}: {str(exc).split(': ', 1)[-1]}") from None
+    return {b: file_sha(Path(p))[:16] for b, p in paths.items()}
+
+
+def check_free_space(root: Path, n: int, size: int) -> None:
+    """The decode writes each image twice (its per-file entry and the data set's store): refuse to start
+    when the disk under the store cannot hold that."""
+    need = 2 * n * 3 * size * size + (64 << 20)
+    free = shutil.disk_usage(_existing(root)).free
+    if free < need:
+        raise BadInput(f"bad --cache-dir {str(root)!r}: decoding {n} images at {size} px needs about "
+                       f"{need / 1e6:.0f} MB and {free / 1e6:.0f} MB are free there; free space or choose another "
+                       "--cache-dir")
+
+
+def _existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_writable_dir(path: Path, flag: str) -> None:
+    """``path`` must be a directory (or creatable as one) that this process may write in."""
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"bad {flag} {str(path)!r}: it is a file; need a directory")
+    parent = _existing(path)
+    if not parent.is_dir():
+        raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is a file; need a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is not writable")
 
 
 def _config(spec: GridSpec) -> dict[str, Any]:
@@ -126,22 +176,24 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def kept_rows(plan_: Plan, folder: RunFolder) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Finished rows of a previous run in ``folder`` that the plan can keep as they are (CONVENTIONS 7).
-    Raises ValueError when a planned cell was computed from other features (another configuration)."""
+    """Finished rows of a previous run in ``folder`` that the plan keeps as they are (CONVENTIONS 7): same
+    cell, probe and cell keys, and their clusters in assignments.csv. Every earlier row is a cell of the plan
+    (``adopt_previous`` adds the earlier axes). BadInput when a row was computed from other features."""
     rows = read_cells(folder.cells)
     assign = read_assignments(folder.assignments)
     planned = {s.id: s for s in plan_.cells}
     keep: dict[str, dict[str, Any]] = {}
     for r in rows:
-        slot = planned.get(cell_id(r))
-        if slot is None:
-            keep[cell_id(r)] = r  # not in this plan: kept as it is
-            continue
+        slot = planned[cell_id(r)]
         if r["status"] != "failed" and r.get("feature_key") != slot.features_key:
-            old = (folder.read_info() or {}).get("config", {})
-            diff = _differences(old, _config(plan_.spec)) or ["the harness version (cache keys changed)"]
-            raise ValueError(f"bad --resume: {folder.path} holds {cell_id(r)} computed with another configuration "
-                             f"({'; '.join(diff[:3])}); use a new --out")
+            old = folder.read_info()
+            if old is None:
+                diff = [f"{RUN_INFO} is missing, so the setting cannot be named; its feature key differs"]
+            else:
+                diff = _differences(old.get("config", {}), _config(plan_.spec))
+                diff = diff or ["the harness version or the runtime (device, precision, threads)"]
+            raise BadInput(f"bad --resume: {folder.path} holds {cell_id(r)} computed with another configuration "
+                           f"({'; '.join(diff[:3])}); use the run's settings or a new --out")
         same = r.get("cell_key") == slot.cell_key and r.get("probe_key") == slot.probe_key
         if same and (r["status"] == "skipped" or (r["status"] in ("ok", "degenerate")
                                                   and assignment_of(assign, r) is not None)):
@@ -149,12 +201,54 @@ def kept_rows(plan_: Plan, folder: RunFolder) -> tuple[dict[str, dict[str, Any]]
     return keep, {cid: a for cid, r in keep.items() if (a := assignment_of(assign, r)) is not None}
 
 
+def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
+    """The spec a resumed run plans: its axes extended by the cells already in ``folder`` (so every earlier
+    row is checked against this configuration, never kept blindly), and torch's thread count set to the
+    earlier run's, so cache keys and results stay equal (with a warning naming the difference)."""
+    from registry.backbones import check_backbone
+    from registry.clusterers import CLUSTERERS
+    from registry.pretexts import PRETEXTS
+
+    rows = read_cells(folder.cells)
+    axes: dict[str, list[Any]] = {"backbones": list(spec.backbones), "pretexts": list(spec.pretexts),
+                                  "clusterers": list(spec.clusterers), "seeds": list(spec.seeds)}
+    for r in rows:
+        for axis, col in (("backbones", "backbone"), ("pretexts", "pretext"), ("clusterers", "clusterer"),
+                          ("seeds", "seed")):
+            value = int(r[col]) if col == "seed" else str(r[col])
+            if value not in axes[axis]:
+                axes[axis].append(value)
+    try:
+        for b in axes["backbones"]:
+            check_backbone(b)
+        for p in axes["pretexts"]:
+            PRETEXTS.get(p)
+        for c in axes["clusterers"]:
+            CLUSTERERS.get(c)
+    except BadInput as exc:
+        raise BadInput(f"bad --resume: {folder.path} holds cells this harness cannot run ({exc})") from None
+    info = folder.read_info() or {}
+    threads = info.get("threads") or {}
+    now = describe_threads()
+    before = threads.get("torch_intra_op")
+    if isinstance(before, int) and before != now["torch_intra_op"]:
+        warnings.warn(f"--resume: the run used {before} torch threads and this process has "
+                      f"{now['torch_intra_op']}; using {before} so features and cache keys stay equal")
+        torch.set_num_threads(before)
+    libs = [(x.get("api"), x.get("version")) for x in threads.get("blas") or []]
+    if libs and libs != [(x.get("api"), x.get("version")) for x in now["blas"]]:
+        warnings.warn(f"--resume: the BLAS/OpenMP libraries differ from the run's ({libs}); new cells may differ "
+                      "from the old ones at float rounding")
+    return replace(spec, backbones=tuple(axes["backbones"]), pretexts=tuple(axes["pretexts"]),
+                   clusterers=tuple(axes["clusterers"]), seeds=tuple(axes["seeds"]))
+
+
 class Writer:
     """The driver's view of the run: collects task results, builds rows, writes the run files."""
 
     def __init__(self, plan_: Plan, store: ArtifactStore, folder: RunFolder, labels_rec: dict[str, Any],
-                 kept: dict[str, dict[str, Any]], kept_assign: dict[str, np.ndarray]) -> None:
-        self.plan, self.store, self.folder, self.labels_rec = plan_, store, folder, labels_rec
+                 kept: dict[str, dict[str, Any]], kept_assign: dict[str, np.ndarray], log: RunLog) -> None:
+        self.plan, self.store, self.folder, self.labels_rec, self.log = plan_, store, folder, labels_rec, log
         self.results: dict[str, TaskResult] = {}
         self.rows: dict[str, dict[str, Any]] = dict(kept)
         self.assign: dict[str, np.ndarray] = dict(kept_assign)
@@ -170,15 +264,26 @@ class Writer:
     def on_done(self, task: Task, result: TaskResult) -> None:
         self.results[task.key] = result
         self.stats.add(result)
+        what = task_label(task)
+        for w in result.info.get("warnings", []):
+            warnings.warn(f"{what}: {w}", stacklevel=2)
+        if result.status == "failed" and "traceback" in result.info:
+            self.log.write(f"{what} failed: {result.error}\n{result.info['traceback']}")
         if task.kind == "decode":
             if result.status != "ok":
-                kind = ValueError if result.info.get("error_type") == "ValueError" else RuntimeError
-                raise kind(result.error)
+                if result.info.get("bad_input"):
+                    raise BadInput(result.error.split(": ", 1)[-1])
+                raise RuntimeError(f"decode failed: {result.error}")
             got = self.store.get_images(task.key)
-            self.images_meta = got[1] if got else {}
+            if got is None:
+                raise RuntimeError(f"the image store {task.key} was not readable right after its decode")
+            self.images_meta = got[1]
             self.names = list(self.images_meta.get("names", []))
             self.labels = align_labels(self.names, self.labels_rec)
             write_skipped(self.folder.skipped, [tuple(s) for s in self.images_meta.get("skipped", [])])
+            if self.plan.k > len(self.names):
+                raise BadInput(f"bad --k {self.plan.k}: at most the number of images, and {len(self.names)} of "
+                               f"{self.plan.data.n_listed} decoded (see {self.folder.skipped})")
         if task.kind == "cell":
             for slot in self.waiting.pop(task.key, []):
                 self._finish(slot)
@@ -252,51 +357,76 @@ def _warn_small_classes(labels: np.ndarray, class_names: list[str], k: int) -> N
                       f"the probe uses k = {max(int(counts.min()) - 1, 0)} per class")
 
 
+def task_label(task: Task) -> str:
+    """A short name of a task for messages: its stage and what it works on."""
+    parts = [str(getattr(task, a)) for a in ("backbone", "pretext", "clusterer", "seed") if hasattr(task, a)]
+    return f"{task.kind} {'/'.join(parts)}".strip()
+
+
 def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, progress: bool = True,
              executor: str = "serial") -> RunResult:
-    """Run every cell of ``spec``; write the run files under ``out``; artifacts go to the store ``cache_dir``."""
+    """Run every cell of ``spec``; write the run files under ``out``; artifacts go to the store ``cache_dir``.
+
+    Everything the user passed is checked before any compute (BadInput). The run folder is locked while the
+    run writes it; run.json says "running", "finished" or "interrupted"."""
     t_start = time.perf_counter()
-    store = ArtifactStore(cache_dir)
-    plan_, rec, rt = make_plan(spec, store)
+    check_writable_dir(out, "--out")
+    check_writable_dir(cache_dir, "--cache-dir")
     runner = make_executor(executor)
     folder = RunFolder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    kept, kept_assign = kept_rows(plan_, folder) if resume else ({}, {})
-    store.put_labels(plan_.data.labels_key, rec)
-    todo = [s for s in plan_.cells if s.id not in kept]
-    # every cell depends on the decode; with nothing to do, the decode alone (read from the store when
-    # cached) names the images for assignments.csv
-    tasks = plan_.needed_for(todo) or [plan_.tasks[0]]
-    info: dict[str, Any] = {"config": _config(spec), "environment": environment(describe_device(rt)),
-                            "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
-                            "executor": runner.name, "images_key": plan_.data.images_key,
-                            "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k,
-                            "threads": describe_threads()}
-    folder.write_info(info)
-    writer = Writer(plan_, store, folder, rec, kept, kept_assign)
-    bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
+    if resume and folder.holds_run():
+        spec = adopt_previous(spec, folder)
+    store = ArtifactStore(cache_dir)
+    plan_, rec, rt = make_plan(spec, store)
+    with folder.lock(), RunLog(folder.log) as log:
+        kept, kept_assign = kept_rows(plan_, folder) if resume and folder.holds_run() else ({}, {})
+        log.write(f"{'resume' if resume else 'run'}: {len(plan_.cells)} cells, {len(kept)} kept; pid {os.getpid()}")
+        store.put_labels(plan_.data.labels_key, rec)
+        todo = [s for s in plan_.cells if s.id not in kept]
+        # every cell depends on the decode; with nothing to do, the decode alone (read from the store when
+        # cached) names the images for assignments.csv
+        tasks = plan_.needed_for(todo) or [plan_.tasks[0]]
+        info: dict[str, Any] = {"config": _config(spec), "environment": environment(describe_device(rt)),
+                                "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
+                                "executor": runner.name, "images_key": plan_.data.images_key,
+                                "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k,
+                                "threads": describe_threads(), "pid": os.getpid()}
+        folder.write_info(info)
+        writer = Writer(plan_, store, folder, rec, kept, kept_assign, log)
+        bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
 
-    def on_done(task: Task, result: TaskResult) -> None:
-        writer.on_done(task, result)
-        if task.kind == "decode":
-            _warn_small_classes(writer.labels, list(rec["class_names"]), spec.probe.k_per_class)
-        bar.set_description(f"grid: {task.kind} {getattr(task, 'backbone', '') or getattr(task, 'clusterer', '')}")
-        bar.update(1)
+        def on_done(task: Task, result: TaskResult) -> None:
+            writer.on_done(task, result)
+            if task.kind == "decode":
+                _warn_small_classes(writer.labels, list(rec["class_names"]), spec.probe.k_per_class)
+            bar.set_description(f"grid: {task_label(task)}")
+            bar.update(1)
 
-    runner.run(tasks, cache_dir, on_done, progress)
-    bar.close()
-    writer.write()
-    wall = time.perf_counter() - t_start
-    stats = writer.stats
-    stage_sum = sum(stats.stage_s.values())
-    labels, meta = writer.labels, writer.images_meta
-    pids = sorted({r.pid for r in writer.results.values() if r.pid})
-    info.update(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
-                overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
-                computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids,
-                n_images=len(writer.names), n_labeled=int((labels >= 0).sum()),
-                n_skipped=len(meta.get("skipped", [])), runtime=rt.describe())
-    folder.write_info(info)
+        try:
+            runner.run(tasks, cache_dir, on_done, progress)
+        except BaseException as exc:
+            bar.close()
+            status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+            info.update(status=status, error=f"{type(exc).__name__}: {exc}"[:300])
+            folder.write_info(info)
+            log.write(f"{status}: {type(exc).__name__}: {exc}; finished cells are kept")
+            raise
+        bar.close()
+        writer.write()
+        wall = time.perf_counter() - t_start
+        stats = writer.stats
+        stage_sum = sum(stats.stage_s.values())
+        labels, meta = writer.labels, writer.images_meta
+        pids = sorted({r.pid for r in writer.results.values() if r.pid})
+        rows = writer.ordered_rows()
+        failed = [cell_id(r) for r in rows if r["status"] == "failed"]
+        info.update(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
+                    overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
+                    computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids,
+                    n_images=len(writer.names), n_labeled=int((labels >= 0).sum()), failed_cells=len(failed),
+                    n_skipped=len(meta.get("skipped", [])), runtime=rt.describe(), warnings=log.n_warnings)
+        folder.write_info(info)
+        log.write(f"finished: {len(rows)} cells, {len(failed)} failed, {wall:.1f} s")
     images = ImagesSummary(len(writer.names), int((labels >= 0).sum()),
                            [tuple(s) for s in meta.get("skipped", [])])
-    return RunResult(out, writer.ordered_rows(), stats, images, wall, plan_)
+    return RunResult(out, rows, stats, images, wall, plan_)

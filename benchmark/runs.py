@@ -11,6 +11,7 @@ import pandas as pd
 
 from benchmark.results import COLUMNS, assignment_of, read_assignments, read_cells
 from benchmark.store import ArtifactStore, RunFolder
+from benchmark.interfaces import BadInput
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Run:
 def load_run(path: Path) -> Run:
     folder = RunFolder(path)
     if not folder.holds_run():
-        raise ValueError(f"bad run folder {str(path)!r}: no cells.csv in it")
+        raise BadInput(f"bad run folder {str(path)!r}: no cells.csv in it")
     info = folder.read_info() or {}
     skipped = pd.read_csv(folder.skipped) if folder.skipped.is_file() else pd.DataFrame(columns=["path", "reason"])
     cells = pd.DataFrame(read_cells(folder.cells)).reindex(columns=COLUMNS)  # older runs lack columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from benchmark.interfaces import BadInput
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ def select_runtime(requested: str, cuda_available: bool, bf16_supported: bool) -
     only (measured on 2 cores at 32 px, batch 64: inference 1.4x resnet18, 1.4x resnet34, 1.6x vgg16,
     3.7x mobilenetv3; training steps 0.83x-1.34x depending on the pretext, so training stays NCHW)."""
     if requested not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"bad device {requested!r}: allowed: auto, cpu, cuda")
+        raise BadInput(f"bad device {requested!r}: allowed: auto, cpu, cuda")
     if requested == "cuda" and not cuda_available:
-        raise ValueError("bad device 'cuda': no CUDA GPU is visible; allowed here: auto, cpu")
+        raise BadInput("bad device 'cuda': no CUDA GPU is visible; allowed here: auto, cpu")
     use_cuda = requested == "cuda" or (requested == "auto" and cuda_available)
     if not use_cuda:
         return Runtime("cpu", None, False, False, False, channels_last_infer=True)

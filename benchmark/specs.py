@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmark.interfaces import (ClusterSpec, Options, check_choice, check_positive,  # noqa: F401  re-exported
-                                  stable_hash)
+from benchmark.interfaces import (BadInput, ClusterSpec, Options, check_choice,  # noqa: F401  re-exported
+                                  check_positive, stable_hash)
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -13,7 +13,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def _int(name: str, value: Any, lo: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"bad {name} {value!r}: need an integer >= {lo}")
+        raise BadInput(f"bad {name} {value!r}: need an integer >= {lo}")
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class ProbeSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.k_per_class, bool) or not isinstance(self.k_per_class, int) or self.k_per_class < 2:
-            raise ValueError(f"bad probe k {self.k_per_class!r}: need >= 2 labeled images per class")
+            raise BadInput(f"bad probe k {self.k_per_class!r}: need >= 2 labeled images per class")
         _int("probe draws", self.draws, 1)
         if not self.c_grid:
-            raise ValueError(f"bad probe C grid {self.c_grid!r}: need positive values")
+            raise BadInput(f"bad probe C grid {self.c_grid!r}: need positive values")
         for c in self.c_grid:
             check_positive("probe C", c)
 
@@ -71,7 +71,7 @@ class GridSpec:
     seeds: tuple[int, ...] = (0,)
     device: str = "auto"
     labels: str | None = None
-    weights: str | None = None  # a local checkpoint path for every deep backbone
+    weights: str | None = None  # "backbone=PATH,..." (a bare PATH when the grid has one deep backbone)
     train: TrainSpec = field(default_factory=TrainSpec)
     pretext_options: tuple[tuple[str, Options], ...] = ()
     probe: ProbeSpec = field(default_factory=ProbeSpec)
@@ -81,12 +81,12 @@ class GridSpec:
         for kind, names in (("backbones", self.backbones), ("pretexts", self.pretexts),
                             ("clusterers", self.clusterers), ("seeds", self.seeds)):
             if not names:
-                raise ValueError(f"no {kind} given: name at least one")
+                raise BadInput(f"no {kind} given: name at least one")
             if len(set(names)) != len(names):
-                raise ValueError(f"duplicate {kind} in {','.join(map(str, names))}")
+                raise BadInput(f"duplicate {kind} in {','.join(map(str, names))}")
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
                 or not 8 <= self.image_size <= 1024:
-            raise ValueError(f"bad image size {self.image_size!r}: allowed 8..1024")
+            raise BadInput(f"bad image size {self.image_size!r}: allowed 8..1024")
         check_choice("device", self.device, DEVICES)
         for s in self.seeds:
             _int("seed", s, 0)
@@ -95,6 +95,34 @@ class GridSpec:
     def seed(self) -> int:
         """The first seed (runs with one seed)."""
         return self.seeds[0]
+
+    def weights_paths(self) -> dict[str, str]:
+        """{deep backbone: checkpoint path} from ``weights`` (file existence and content are checked later)."""
+        from registry.backbones import backbone_info
+
+        if not self.weights:
+            return {}
+        deep = [b for b in self.backbones if backbone_info(b).uses_weights]
+        items = [x.strip() for x in self.weights.split(",") if x.strip()]
+        if len(items) == 1 and "=" not in items[0]:
+            if len(deep) > 1:
+                raise BadInput(f"bad --weights {self.weights!r}: the grid has {len(deep)} deep backbones "
+                               f"({', '.join(deep)}); give one path per backbone: "
+                               f"--weights {deep[0]}=PATH,{deep[1]}=PATH2")
+            return {deep[0]: items[0]} if deep else {}
+        out: dict[str, str] = {}
+        for item in items:
+            name, sep, path = item.partition("=")
+            name, path = name.strip(), path.strip()
+            if not sep or not path:
+                raise BadInput(f"bad --weights item {item!r}: write backbone=PATH")
+            if name not in deep:
+                raise BadInput(f"bad --weights backbone {name!r}: allowed: the grid's deep backbones "
+                               f"({', '.join(deep) or 'none'})")
+            if name in out:
+                raise BadInput(f"bad --weights: backbone {name!r} is given twice")
+            out[name] = path
+        return out
 
     def options_for(self, pretext: str) -> Options | None:
         """The options given for ``pretext`` (None: its defaults)."""

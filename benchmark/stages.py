@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -181,9 +182,9 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     from benchmark.reduce import fit_reduction
     from registry.clusterers import build_clusterer
 
-    rec = store.get_record("cells", task.key)
-    if rec is not None and store.get_cell_labels(task.key) is not None:
-        return TaskResult(task.key, task.kind, info=rec)
+    cached = store.get_cell(task.key)
+    if cached is not None:
+        return TaskResult(task.key, task.kind, info=cached[0])
     got = store.get_array("reductions", task.reduce_key)
     if got is None:
         raise RuntimeError(f"reduction {task.reduce_key} is missing from {store.root}")
@@ -222,13 +223,23 @@ RUNNERS: dict[type, Callable[[Any, ArtifactStore, bool], TaskResult]] = {
 
 
 def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskResult:
-    """Run one task against the store at ``store_root``; an exception becomes a failed result."""
+    """Run one task against the store at ``store_root``; an exception becomes a failed result. The
+    warnings the task raised travel back in ``info["warnings"]`` (the driver shows and logs them)."""
+    from benchmark.interfaces import BadInput
+
     store = ArtifactStore(store_root)
-    try:
-        result = RUNNERS[type(task)](task, store, progress)
-    except Exception as exc:  # noqa: BLE001  a failing task fails its dependents only
-        result = TaskResult(task.key, task.kind, status="failed",
-                            error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
-                            info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            result = RUNNERS[type(task)](task, store, progress)
+        except Exception as exc:  # noqa: BLE001  a failing task fails its dependents only
+            result = TaskResult(task.key, task.kind, status="failed",
+                                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                                info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__,
+                                      "bad_input": isinstance(exc, BadInput)})
+    seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    if seen:
+        result.info = {**result.info, "warnings": seen}
     result.pid = os.getpid()
     return result

@@ -3,7 +3,8 @@
 Cache (``ArtifactStore``, one root shared by runs, and by every worker of a distributed run)::
 
     images/<key>.npy + .json        uint8 (N,3,S,S), memory-mapped on read; names, skipped, grayscale
-    files/<S>-v<version>/<h2>/<sha>.npy | .skip   one decoded file, keyed by its content (sha256 of the bytes)
+    files/<S>-v<version>/<h2>/<sha>.px | .skip.json   one decoded file (raw (3,S,S) uint8 + its sha256) or its
+                                    skip reason, keyed by the file's content (sha256 of its bytes)
     files/memo/<root hash>.json     path -> size, mtime, ctime, inode, sha (unchanged files are not re-hashed)
     labels/<key>.json               names, class names, labels (-1 = unlabeled)
     weights/<key>.pt + .json        trained backbone state_dict (read with weights_only=True), training meta
@@ -12,8 +13,10 @@ Cache (``ArtifactStore``, one root shared by runs, and by every worker of a dist
     reductions/<key>.npy + .json    the space a clusterer is fed, and what the reduction used
     cells/<key>.json + .labels.npy  cluster scores and the cluster of every image
 
-Every write is atomic (temporary name, then rename); a missing or unreadable artifact reads as None (it is
-recomputed). Keys are versioned by the stage that builds them (``benchmark.plan``)."""
+Every write is atomic (temporary name, then rename). Every JSON holds the sha256 of its content and of the
+data files beside it (``storage.write_record``), verified on read: a missing, damaged or unreadable
+artifact reads as None and is recomputed (one warning when it was damaged). Keys are versioned by the
+stage that builds them (``benchmark.plan``)."""
 from __future__ import annotations
 
 import io
@@ -26,8 +29,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from benchmark.storage import (atomic_path, atomic_write_bytes, atomic_write_text, load_npy, read_json, save_npy,
-                               write_json)
+from benchmark.interfaces import BadInput
+from benchmark.storage import (atomic_path, atomic_write_bytes, load_checked_bytes, load_npy, read_json, read_record,
+                               save_checked_bytes, save_npy, write_json, write_record)
 
 DEFAULT_CACHE = Path(os.environ.get("SSLBENCH_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 KINDS = ("images", "labels", "weights", "features", "probes", "reductions", "cells", "files")
@@ -63,11 +67,11 @@ class ArtifactStore:
             del arr
 
     def put_images_meta(self, key: str, meta: dict[str, Any]) -> None:
-        write_json(self._p("images", key, ".json"), meta)
+        write_record(self._p("images", key, ".json"), meta, {"npy": self._p("images", key, ".npy")})
 
     def get_images(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         """(memory-mapped uint8 (N,3,S,S), meta) or None."""
-        meta = read_json(self._p("images", key, ".json"))
+        meta = read_record(self._p("images", key, ".json"), {"npy": self._p("images", key, ".npy")})
         arr = load_npy(self._p("images", key, ".npy"), mmap=True) if meta is not None else None
         if meta is None or arr is None or arr.shape[0] != len(meta["names"]):
             return None
@@ -79,30 +83,32 @@ class ArtifactStore:
 
     def get_file(self, sha: str, size: int, version: int) -> np.ndarray | str | None:
         """The decoded (3,S,S) uint8 of a file's content, its skip reason (str), or None when not cached."""
-        arr = load_npy(self._file(sha, size, version, ".npy"))
-        if arr is not None and arr.shape == (3, size, size):
-            return arr
-        reason = self._file(sha, size, version, ".skip")
-        return reason.read_text(encoding="utf-8") if reason.is_file() else None
+        px = self._file(sha, size, version, ".px")
+        data = load_checked_bytes(px) if px.is_file() else None
+        if data is not None and len(data) == 3 * size * size:
+            return np.frombuffer(data, np.uint8).reshape(3, size, size)
+        skip = read_record(self._file(sha, size, version, ".skip.json"))
+        return str(skip["reason"]) if skip else None
 
     def put_file(self, sha: str, size: int, version: int, result: np.ndarray | str) -> None:
         if isinstance(result, str):
-            atomic_write_text(self._file(sha, size, version, ".skip"), result)
+            write_record(self._file(sha, size, version, ".skip.json"), {"reason": result})
         else:
-            save_npy(self._file(sha, size, version, ".npy"), result)
+            save_checked_bytes(self._file(sha, size, version, ".px"), np.ascontiguousarray(result, np.uint8).tobytes())
 
     def get_memo(self, root_id: str) -> dict[str, list[Any]]:
-        return read_json(self.root / "files" / "memo" / f"{root_id}.json") or {}
+        got = read_record(self.root / "files" / "memo" / f"{root_id}.json")
+        return dict(got["files"]) if got else {}
 
     def put_memo(self, root_id: str, memo: dict[str, list[Any]]) -> None:
-        write_json(self.root / "files" / "memo" / f"{root_id}.json", memo)
+        write_record(self.root / "files" / "memo" / f"{root_id}.json", {"files": memo})
 
     # labels
     def put_labels(self, key: str, record: dict[str, Any]) -> None:
-        write_json(self._p("labels", key, ".json"), record)
+        write_record(self._p("labels", key, ".json"), record)
 
     def get_labels(self, key: str) -> dict[str, Any] | None:
-        return read_json(self._p("labels", key, ".json"))
+        return read_record(self._p("labels", key, ".json"))
 
     # trained weights
     def put_weights(self, key: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -111,19 +117,21 @@ class ArtifactStore:
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
         atomic_write_bytes(self._p("weights", key, ".pt"), buf.getvalue())
-        write_json(self._p("weights", key, ".json"), meta)
+        write_record(self._p("weights", key, ".json"), meta, {"pt": self._p("weights", key, ".pt")})
 
     def weights_file(self, key: str) -> Path | None:
-        p = self._p("weights", key, ".pt")
-        return p if p.is_file() and self.has("weights", key) else None
+        """The verified ``.pt`` of trained weights (None: missing or damaged)."""
+        ok = read_record(self._p("weights", key, ".json"), {"pt": self._p("weights", key, ".pt")})
+        return self._p("weights", key, ".pt") if ok is not None else None
 
     def get_weights(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """(state_dict, meta) or None; the state is read with ``weights_only=True`` (no code runs)."""
+        """(state_dict, meta) or None; the file is verified against its checksum, then read with
+        ``weights_only=True`` (no code runs; ``torch.load`` itself does not check the zip's CRCs)."""
         import torch
 
-        meta = read_json(self._p("weights", key, ".json"))
         path = self._p("weights", key, ".pt")
-        if meta is None or not path.is_file():
+        meta = read_record(self._p("weights", key, ".json"), {"pt": path})
+        if meta is None:
             return None
         try:
             return torch.load(path, map_location="cpu", weights_only=True), meta
@@ -131,35 +139,44 @@ class ArtifactStore:
             return None
 
     def get_weights_meta(self, key: str) -> dict[str, Any] | None:
-        return read_json(self._p("weights", key, ".json"))
+        return read_record(self._p("weights", key, ".json"))
 
     # arrays with JSON metadata: features and reductions
     def put_array(self, kind: str, key: str, array: np.ndarray, meta: dict[str, Any]) -> None:
         save_npy(self._p(kind, key, ".npy"), array)
-        write_json(self._p(kind, key, ".json"), meta)
+        write_record(self._p(kind, key, ".json"), meta, {"npy": self._p(kind, key, ".npy")})
 
     def get_array(self, kind: str, key: str, mmap: bool = False) -> tuple[np.ndarray, dict[str, Any]] | None:
-        meta = read_json(self._p(kind, key, ".json"))
+        meta = read_record(self._p(kind, key, ".json"), {"npy": self._p(kind, key, ".npy")})
         arr = load_npy(self._p(kind, key, ".npy"), mmap=mmap) if meta is not None else None
         return (arr, meta) if arr is not None and meta is not None else None
 
     def get_meta(self, kind: str, key: str) -> dict[str, Any] | None:
-        return read_json(self._p(kind, key, ".json"))
+        """An artifact's metadata (its own checksum verified; the data file is verified when read)."""
+        return read_record(self._p(kind, key, ".json"))
 
     # probes and cells: JSON records (cells also hold their labels)
     def put_record(self, kind: str, key: str, record: dict[str, Any]) -> None:
-        write_json(self._p(kind, key, ".json"), record)
+        write_record(self._p(kind, key, ".json"), record)
 
     def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
-        return read_json(self._p(kind, key, ".json"))
+        return read_record(self._p(kind, key, ".json"))
 
-    def put_cell(self, key: str, record: dict[str, Any], labels: np.ndarray | None) -> None:
-        if labels is not None:
-            save_npy(self._p("cells", key, ".labels.npy"), np.asarray(labels, np.int64))
-        write_json(self._p("cells", key, ".json"), record)
+    def put_cell(self, key: str, record: dict[str, Any], labels: np.ndarray) -> None:
+        path = self._p("cells", key, ".labels.npy")
+        save_npy(path, np.asarray(labels, np.int64))
+        write_record(self._p("cells", key, ".json"), record, {"labels": path})
+
+    def get_cell(self, key: str) -> tuple[dict[str, Any], np.ndarray] | None:
+        """(scores record, cluster of every image) when both are intact."""
+        path = self._p("cells", key, ".labels.npy")
+        rec = read_record(self._p("cells", key, ".json"), {"labels": path})
+        labels = load_npy(path) if rec is not None else None
+        return (rec, labels) if rec is not None and labels is not None else None
 
     def get_cell_labels(self, key: str) -> np.ndarray | None:
-        return load_npy(self._p("cells", key, ".labels.npy"))
+        got = self.get_cell(key)
+        return got[1] if got else None
 
     # housekeeping
     def usage(self) -> dict[str, tuple[int, int]]:
@@ -238,6 +255,33 @@ class RunFolder:
 
     def holds_run(self) -> bool:
         return self.cells.is_file()
+
+    @property
+    def log(self) -> Path:
+        return self.path / "run.log"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive right to write this folder (an advisory lock the OS drops when the process dies)."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path / ".lock", "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                raise BadInput(f"bad --out {str(self.path)!r}: another run (pid {holder}) is writing it; wait for "
+                               "it to finish or choose another --out") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.close()
 
     @staticmethod
     def find(root: Path) -> list["RunFolder"]:

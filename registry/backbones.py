@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from registry.base import Registry, UnknownNameError, unknown_message
+from benchmark.interfaces import BadInput
 
 TIMM_PREFIX = "timm:"
 
@@ -92,18 +93,31 @@ def min_image_size(name: str) -> int:
 
 
 def _load_checkpoint(model: nn.Module, path: str) -> str:
-    """Load a local state_dict (weights_only). Returns the weights description."""
+    """Load a local state_dict (``weights_only``: no code in the file runs) that matches the model exactly.
+    Returns the weights description; BadInput names the file and what is wrong with it."""
     if not os.path.isfile(path):
-        raise ValueError(f"bad weights path {path!r}: no such file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise BadInput(f"bad weights path {path!r}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  pickles with code, text, truncated zips: many types
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"bad weights file {path!r}: not a weights-only state_dict ({why})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not set(state) & set(model.state_dict()):
-        raise ValueError(f"bad weights file {path!r}: no tensor matches the model's parameter names")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"bad weights file {path!r}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadInput(f"bad weights file {path!r}: need a state_dict (parameter name -> tensor), "
+                       f"got {type(state).__name__}")
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shape = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or extra or shape:
+        what = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
+                f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else
+                f"{len(shape)} of another shape (e.g. {shape[0]}: {tuple(state[shape[0]].shape)} vs "
+                f"{tuple(want[shape[0]].shape)})")
+        raise BadInput(f"bad weights file {path!r}: it does not match {type(model).__name__}: {what} tensors")
+    model.load_state_dict(state, strict=True)
     return f"checkpoint:{Path(path).name}"
 
 
@@ -224,7 +238,7 @@ def check_image_size(name: str, image_size: int) -> None:
     """Raise ValueError when ``image_size`` is too small for backbone ``name``."""
     need = min_image_size(name)
     if image_size < need:
-        raise ValueError(f"bad image size {image_size} for backbone {name!r}: it needs at least {need}")
+        raise BadInput(f"bad image size {image_size} for backbone {name!r}: it needs at least {need}")
 
 
 def backbone_names() -> list[str]:

@@ -9,10 +9,12 @@ import importlib
 import pkgutil
 from typing import Callable, Generic, Iterable, TypeVar
 
+from benchmark.interfaces import BadInput
+
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(BadInput):
     """Raised for a name no registry member has; the message lists the known names."""
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from benchmark.interfaces import Listing
+from benchmark.interfaces import BadInput, Listing
 from registry.base import Registry, unknown_message
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -94,7 +94,7 @@ def list_images(root: Path) -> list[Path]:
 def read_labels_csv(path: Path) -> dict[str, str]:
     """``filename,label`` rows (header optional) -> {filename: label}. Problems are warned, not fatal."""
     if not path.is_file():
-        raise ValueError(f"bad labels file {str(path)!r}: no such file")
+        raise BadInput(f"bad labels file {str(path)!r}: no such file")
     mapping: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
@@ -102,7 +102,7 @@ def read_labels_csv(path: Path) -> dict[str, str]:
         rows = rows[1:]
     bad = [i for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
     if bad and len(bad) == len(rows):
-        raise ValueError(f"bad labels file {str(path)!r}: need two columns filename,label")
+        raise BadInput(f"bad labels file {str(path)!r}: need two columns filename,label")
     if bad:
         warnings.warn(f"labels file {path}: {len(bad)} rows without filename,label ignored")
     bad_rows = set(bad)
@@ -158,7 +158,7 @@ class FolderSource:
     def list(self) -> Listing:
         paths = list_images(self.root)
         if not paths:
-            raise ValueError(f"bad dataset folder {str(self.root)!r}: no image files in it (allowed formats: "
+            raise BadInput(f"bad dataset folder {str(self.root)!r}: no image files in it (allowed formats: "
                              f"{', '.join(IMAGE_EXTENSIONS)})")
         rels = [p.relative_to(self.root).as_posix() for p in paths]
         labels, how = self._labels_for(rels)
@@ -169,9 +169,9 @@ def resolve_dataset(name: str, labels_csv: str | None = None) -> DatasetSource:
     """A registered data set by name, or a folder path. Raises ValueError listing what is allowed."""
     if name in DATASETS:
         if labels_csv:
-            raise ValueError(f"bad --labels for built-in data set {name!r}: labels apply to a folder only")
+            raise BadInput(f"bad --labels for built-in data set {name!r}: labels apply to a folder only")
         return DATASETS.get(name)()
     if os.path.isdir(name):
         return FolderSource(Path(name), Path(labels_csv) if labels_csv else None)
-    raise ValueError(unknown_message("dataset", name, DATASETS.names() + ["<folder path>"],
+    raise BadInput(unknown_message("dataset", name, DATASETS.names() + ["<folder path>"],
                                      pool=DATASETS.names()))

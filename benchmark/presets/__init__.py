@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from benchmark.interfaces import ClusterSpec
+from benchmark.interfaces import BadInput, ClusterSpec
 from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
 
 FOLDER = Path(__file__).resolve().parent
@@ -26,7 +26,7 @@ def load_preset(name: str) -> dict[str, Any]:
 
     path = FOLDER / f"{name}.toml"
     if not path.is_file():
-        raise ValueError(unknown_message("preset", name, preset_names()))
+        raise BadInput(unknown_message("preset", name, preset_names()))
     with open(path, "rb") as fh:
         return tomllib.load(fh)
 
@@ -35,7 +35,7 @@ def _fields_of(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
     allowed = [f.name for f in fields(cls)]
     for key in table:
         if key not in allowed:
-            raise ValueError(f"bad setting {where}.{key}: allowed: {', '.join(allowed)}")
+            raise BadInput(f"bad setting {where}.{key}: allowed: {', '.join(allowed)}")
     return dict(table)
 
 
@@ -48,7 +48,7 @@ def spec_from_config(cfg: dict[str, Any]) -> GridSpec:
         if key in SECTIONS or key == "pretext_options":
             continue
         if key not in TOP:
-            raise ValueError(f"bad setting {key!r}: allowed: {', '.join(sorted(TOP | set(SECTIONS)))}, pretext_options")
+            raise BadInput(f"bad setting {key!r}: allowed: {', '.join(sorted(TOP | set(SECTIONS)))}, pretext_options")
         top[key] = tuple(value) if isinstance(value, list) else value
     sections = {name: cls(**_fields_of(cls, cfg.get(name, {}), name)) for name, cls in SECTIONS.items()}
     options = []

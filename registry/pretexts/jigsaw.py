@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.interfaces import Options, check_range
+from benchmark.interfaces import BadInput, Options, check_range
 from registry.backbones import Backbone, min_image_size
 from registry.pretexts import PRETEXTS, Pretext
 
@@ -104,7 +104,7 @@ class JigsawOptions(Options):
     def __post_init__(self) -> None:
         if isinstance(self.permutations, bool) or not isinstance(self.permutations, int) \
                 or not 2 <= self.permutations <= 1000:
-            raise ValueError(f"bad jigsaw permutations {self.permutations!r}: allowed 2..1000")
+            raise BadInput(f"bad jigsaw permutations {self.permutations!r}: allowed 2..1000")
         check_range("jigsaw gap", self.gap, 0.0, 0.5, hi_open=True)
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.interfaces import Options, check_range
+from benchmark.interfaces import BadInput, Options, check_range
 from registry.backbones import Backbone
 from registry.pretexts import PRETEXTS, Pretext
 from registry.pretexts.jigsaw import GRID, tile_input_size, tile_normalize
@@ -44,7 +44,7 @@ def patch_geometry(image_size: int, gap: float) -> tuple[int, int]:
     (jigsaw's rounding)."""
     cell = image_size // GRID
     if cell < 1:
-        raise ValueError(f"bad image size {image_size} for relative_patch: it needs at least {GRID}")
+        raise BadInput(f"bad image size {image_size} for relative_patch: it needs at least {GRID}")
     return cell, max(1, int(round(cell * (1.0 - gap))))
 
 

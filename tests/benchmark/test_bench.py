@@ -91,6 +91,6 @@ def test_history_errors(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         load_history(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("{}\nnot json\n")
+    bad.write_text('{"key": "a", "fingerprint": {"id": "x"}}\nnot json\n')
     with pytest.raises(ValueError, match="line 2 is not JSON"):
         load_history(bad)

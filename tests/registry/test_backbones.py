@@ -50,7 +50,7 @@ def test_local_checkpoint_is_loaded_and_recorded(tmp_path):
 def test_checkpoint_that_matches_nothing_is_an_error(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"foo.weight": torch.zeros(3)}, path)
-    with pytest.raises(ValueError, match="no tensor matches"):
+    with pytest.raises(ValueError, match="does not match ResNet: 122 missing"):
         build_backbone("resnet18", 32, WeightsRequest(path=str(path)))
 
 
