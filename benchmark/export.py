@@ -122,8 +122,8 @@ def verify_export(folder: Path) -> dict[str, Any]:
     raw = read_json(path)
     listed = ((raw or {}).get(INTEGRITY) or {}).get("files") if isinstance(raw, dict) else None
     if not isinstance(listed, dict):
-        raise BadInput(f"bad export folder {str(folder)!r}: {MANIFEST} has no checksums (damaged, or written by "
-                       "an older version: export the cell again)")
+        raise BadInput(f"bad export folder {str(folder)!r}: {MANIFEST} is unreadable or has no checksums (damaged "
+                       "or tampered, or written by an older version); export the cell again")
     manifest, problem = check_record(path, {name: folder / Path(name).name for name in listed})
     if manifest is None:
         raise BadInput(f"bad export folder {str(folder)!r}: {problem} (damaged or tampered); export the cell again")
@@ -134,6 +134,24 @@ def verify_export(folder: Path) -> dict[str, Any]:
         raise BadInput(f"bad export folder {str(folder)!r}: {MANIFEST} lists no checksum for "
                        f"{', '.join(sorted(needed - set(listed)))}; export the cell again")
     return manifest
+
+
+def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction, Clusterer]:
+    """Backbone (its state_dict read weights-only), preprocessing and clusterer of a verified export. A file
+    that passed its checksum but still cannot be loaded (hand-made, other version) is a BadInput."""
+    try:
+        torch.manual_seed(int(manifest["seed"]))
+        backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(use_cache=False))
+        if (folder / BACKBONE).is_file():
+            backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))
+        with np.load(folder / PREPROCESS, allow_pickle=False) as pre:
+            red = Reduction.from_arrays(dict(pre))
+        return backbone, red, Clusterer.load(folder)
+    except BadInput:
+        raise
+    except Exception as exc:  # noqa: BLE001  whatever a damaged or foreign file raises
+        raise BadInput(f"bad export folder {str(folder)!r}: cannot load it ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); export the cell again") from None
 
 
 def _pretext_of(manifest: dict[str, Any]):  # noqa: ANN202
@@ -154,18 +172,12 @@ def predict(folder: Path, images: Path, out: Path, device: str = "auto", progres
         raise BadInput(f"bad images {str(images)!r}: give a folder or an image file ({', '.join(IMAGE_EXTENSIONS)})")
     t0 = time.perf_counter()
     size = int(manifest["image_size"])
+    backbone, red, clusterer = _load_recipe(folder, manifest)
     arr, kept, skipped, _gray = decode_many(paths, size, root, progress=progress)
     if not kept:
         raise BadInput(f"bad images {str(images)!r}: no decodable image among {len(paths)} files")
     rt = detect_runtime(device)
-    torch.manual_seed(int(manifest["seed"]))
-    backbone = build_backbone(manifest["backbone"], size, WeightsRequest(use_cache=False))
-    if (folder / BACKBONE).is_file():
-        backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))
     feats, _ = extract_features(backbone, arr, rt, batch_size=128, progress=progress, pretext=_pretext_of(manifest))
-    with np.load(folder / PREPROCESS, allow_pickle=False) as pre:
-        red = Reduction.from_arrays(dict(pre))
-    clusterer = Clusterer.load(folder)
     labels, score = clusterer.predict(red.cluster_space(red.standardize(feats)))
     secs = time.perf_counter() - t0
     import pandas as pd

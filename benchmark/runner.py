@@ -26,6 +26,7 @@ from benchmark.runlog import RunLog
 from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec
 from benchmark.stages import TaskResult
+from benchmark.storage import CorruptArtifact
 from benchmark.store import RUN_INFO, ArtifactStore, RunFolder
 from benchmark.threads import describe as describe_threads
 from registry.datasets import resolve_dataset
@@ -265,8 +266,9 @@ class Writer:
         self.results[task.key] = result
         self.stats.add(result)
         what = task_label(task)
-        for w in result.info.get("warnings", []):
-            warnings.warn(f"{what}: {w}", stacklevel=2)
+        for category, message in result.warnings:
+            kind = CorruptArtifact if category == CorruptArtifact.__name__ else UserWarning
+            warnings.warn(f"{what}: {message}" if kind is UserWarning else message, kind, stacklevel=2)
         if result.status == "failed" and "traceback" in result.info:
             self.log.write(f"{what} failed: {result.error}\n{result.info['traceback']}")
         if task.kind == "decode":
@@ -406,7 +408,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
             runner.run(tasks, cache_dir, on_done, progress)
         except BaseException as exc:
             bar.close()
-            status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+            status = "failed" if isinstance(exc, Exception) else "interrupted"
             info.update(status=status, error=f"{type(exc).__name__}: {exc}"[:300])
             folder.write_info(info)
             log.write(f"{status}: {type(exc).__name__}: {exc}; finished cells are kept")

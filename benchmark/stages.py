@@ -33,6 +33,7 @@ class TaskResult:
     seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     pid: int = 0
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (category name, message) the task raised
 
 
 def _backbone(task: TrainTask | ExtractTask):  # noqa: ANN202
@@ -238,8 +239,6 @@ def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskR
                                 error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
                                 info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__,
                                       "bad_input": isinstance(exc, BadInput)})
-    seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-    if seen:
-        result.info = {**result.info, "warnings": seen}
+    result.warnings = list(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
     result.pid = os.getpid()
     return result

@@ -132,12 +132,12 @@ def check_record(path: Path, files: dict[str, Path] | None = None) -> tuple[dict
 
 def read_record(path: Path, files: dict[str, Path] | None = None) -> dict[str, Any] | None:
     """The record at ``path`` when it and each of ``files`` match their checksums, else None, with one
-    warning when something exists but is damaged (a missing or older-layout artifact is just missing)."""
+    warning when it exists but is damaged (or from an older layout without checksums)."""
     if not path.is_file():
         return None
     got, problem = check_record(path, files)
-    if got is None and not problem.endswith("has no checksums"):
-        corrupt(path.parent / path.name, f"is damaged ({problem})")
+    if got is None:
+        corrupt(path, f"is damaged ({problem})")
     return got
 
 

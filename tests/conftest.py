@@ -24,6 +24,18 @@ def make_photo(kind: int, rng: np.random.Generator, size: tuple[int, int] = (48,
     return Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
 
 
+def write_photo_folder(root: Path, n_per_class: int = 12, size: tuple[int, int] | None = None,
+                       names: str = "img_{i:02d}.png") -> Path:
+    """Two class folders (stripes, checks) of synthetic photos; random sizes 32..79 unless ``size`` is given."""
+    rng = np.random.default_rng(0)
+    for kind, cls in enumerate(("stripes", "checks")):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            wh = size or (int(rng.integers(32, 80)), int(rng.integers(32, 80)))
+            make_photo(kind, rng, wh).save(root / cls / names.format(i=i))
+    return root
+
+
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
     """ImageFolder-style folder: 2 classes x 12 PNG images of varying sizes."""

@@ -14,15 +14,10 @@ from registry.clusterers import CLUSTERERS
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from tests.conftest import make_photo
+    from tests.conftest import write_photo_folder
 
     base = tmp_path_factory.mktemp("takeaway")
-    rng = np.random.default_rng(0)
-    folder = base / "photos"
-    for kind, cls in enumerate(("stripes", "checks")):
-        (folder / cls).mkdir(parents=True)
-        for i in range(12):
-            make_photo(kind, rng, (int(rng.integers(32, 80)), int(rng.integers(32, 80)))).save(folder / cls / f"{i}.png")
+    folder = write_photo_folder(base / "photos", names="{i}.png")
     (folder / "broken.jpg").write_bytes(b"")
     out = base / "run"
     assert main(["run", "--preset", "quick", "--dataset", str(folder), "--backbones", "resnet18,raw_pixels",

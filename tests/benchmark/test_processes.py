@@ -1,0 +1,96 @@
+"""Processes: decode workers die with the run (even a kill -9 of it); Ctrl-C and SIGTERM end a run with one
+line and exit codes 130 and 143, keeping what is finished."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _marked(marker: str) -> list[int]:
+    """PIDs of live processes whose environment holds ``marker`` (the run and every process it started)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (d / "environ").read_bytes():
+                state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    pids.append(int(d.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory) -> Path:
+    """400 photos: more than the decode's POOL_MIN, so worker processes decode them."""
+    root = tmp_path_factory.mktemp("many") / "photos"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(200):
+            Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def _start(folder: Path, tmp_path: Path, marker: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "benchmark", "run", "--dataset", str(folder), "--backbones", "raw_pixels",
+           "--pretexts", "none", "--clusterers", "kmeans", "--image-size", "16", "--out", str(tmp_path / "out"),
+           "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    env = {**os.environ, "SSLBENCH_TEST_MARKER": marker}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_workers(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[int]:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        children = [p for p in _marked(marker) if p != proc.pid]
+        if len(children) >= 2:
+            return children
+        time.sleep(0.02)
+    raise AssertionError("the decode workers never started")
+
+
+def test_kill_9_during_the_parallel_decode_leaves_no_process_behind(many_photos, tmp_path):
+    marker = uuid.uuid4().hex
+    proc = _start(many_photos, tmp_path, marker)
+    _wait_for_workers(proc, marker)
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and _marked(marker):
+        time.sleep(0.1)
+    assert _marked(marker) == [], "processes of the killed run are still alive"
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_end_with_one_line_and_their_exit_code(sig, code, word, many_photos, tmp_path):
+    marker = uuid.uuid4().hex
+    proc = _start(many_photos, tmp_path, marker)
+    _wait_for_workers(proc, marker)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last == f"{word}; finished cells are kept, resume with --resume --out {tmp_path / 'out'}", err
+    deadline = time.time() + 20
+    while time.time() < deadline and _marked(marker):
+        time.sleep(0.1)
+    assert _marked(marker) == []
+    import json
+
+    info = json.loads((tmp_path / "out" / "run.json").read_text()) if (tmp_path / "out" / "run.json").exists() else None
+    assert info is None or info["status"] == "interrupted"
