@@ -528,6 +528,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(what, file=sys.stderr)
         return code
+    except OSError as exc:  # the machine, not the input nor a bug: a full disk, a vanished mount
+        where = _save_traceback()
+        resume = f"; finished cells are kept, resume with --resume --out {_current_out[0]}" if _current_out else ""
+        print(f"error: {exc.strerror or exc} ({exc.filename or 'a file'}){resume}{where}", file=sys.stderr)
+        return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001  a bug: one line, the traceback where it can be read
         where = _save_traceback()
         print(f"internal error (a bug, not a bad input): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

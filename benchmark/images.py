@@ -9,7 +9,7 @@ import hashlib
 import os
 import warnings
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -192,30 +192,35 @@ def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
     assert listing.files is not None and listing.root is not None
     root_id = stable_hash(str(Path(listing.root).resolve()))
     memo = store.get_memo(root_id)
-    out: list[str | None] = []
-    changed = False
-    for name, path in zip(listing.names, listing.files):
+    out: list[str | None] = [None] * len(listing.names)
+    todo: list[tuple[int, list[int]]] = []
+    for i, (name, path) in enumerate(zip(listing.names, listing.files)):
         try:
             st = path.stat()
         except OSError:
-            out.append(None)
             continue
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = memo.get(name)
         if hit and hit[:4] == stamp:
-            out.append(hit[4])
-            continue
-        try:
-            sha = file_sha(path)
-        except OSError:
-            out.append(None)
-            continue
-        memo[name] = stamp + [sha]
-        changed = True
-        out.append(sha)
-    if changed:
+            out[i] = hit[4]
+        else:
+            todo.append((i, stamp))
+    if todo:  # hashlib releases the GIL: threads hash files on every core
+        with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+            shas = list(pool.map(_sha_or_none, [listing.files[i] for i, _ in todo]))
+        for (i, stamp), sha in zip(todo, shas):
+            out[i] = sha
+            if sha is not None:
+                memo[listing.names[i]] = stamp + [sha]
         store.put_memo(root_id, memo)
     return out
+
+
+def _sha_or_none(path: Path) -> str | None:
+    try:
+        return file_sha(path)
+    except OSError:
+        return None
 
 
 def listing_fingerprint(listing: Listing, store: ArtifactStore) -> tuple[str, list[str | None] | None]:

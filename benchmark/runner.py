@@ -275,6 +275,8 @@ class Writer:
             if result.status != "ok":
                 if result.info.get("bad_input"):
                     raise BadInput(result.error.split(": ", 1)[-1])
+                if result.info.get("error_type") in ("OSError", "PermissionError"):
+                    raise OSError(f"the decode could not write the store: {result.error}")
                 raise RuntimeError(f"decode failed: {result.error}")
             got = self.store.get_images(task.key)
             if got is None:
