@@ -65,7 +65,7 @@ RUN_FLAGS: dict[str, tuple[str | None, str]] = {
     "epochs": ("train", "epochs"), "max_steps": ("train", "max_steps"), "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"),
     "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
-    "probe_draws": ("probe", "draws"),
+    "probe_draws": ("probe", "draws"), "reduce": (None, "reduce"),
 }
 LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
 
@@ -77,6 +77,15 @@ def _boolean(text: str) -> bool:
     if low in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: true, false")
+
+
+def _k_value(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: an integer >= 2, or auto") from None
 
 
 def _pretext_flags() -> list[tuple[str, str, str, Any]]:
@@ -108,8 +117,12 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", help="comma list of seeds, e.g. 0,1,2 (every cell runs once per seed)")
     p.add_argument("--seed", type=int, help="shorthand for --seeds N")
     p.add_argument("--device", help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
-    p.add_argument("--k", type=int, help="clusters for k-means types when the data has no labels")
+    p.add_argument("--k", type=_k_value, help="clusters for k-means types (default: the number of classes); "
+                                             "auto: chosen per cell by silhouette and stability")
     p.add_argument("--eps", type=float, help="DBSCAN eps (default: k-distance knee)")
+    p.add_argument("--reduce", help="step before clustering: none, standardize, l2, pca[:D], umap[:D], for all or "
+                                    "per clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for "
+                                    "density clusterers, standardize for the rest")
     p.add_argument("--probe-k", type=int, help="labeled images per class for the linear probe (default 10)")
     p.add_argument("--probe-draws", type=int, help="seeded draws of the probe's labeled subset (default 5)")
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
@@ -169,8 +182,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     if args.dry_run:
         return print_plan(spec, args)
-    from benchmark.results import leaderboard
+    import pandas as pd
+
+    from benchmark.results import COLUMNS
     from benchmark.runner import run_grid
+    from benchmark.summary import leaderboard_text
 
     out = Path(args.out) if args.out else RESULTS / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if RunFolder(out).holds_run() and not args.resume:
@@ -181,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with user_errors():
         result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress,
                           executor=args.executor)
-    print(leaderboard(result.rows))
+    print(leaderboard_text(pd.DataFrame(result.rows, columns=COLUMNS)))
     s = result.stats
     print(f"\n{len(result.rows)} cells, {result.images.n} images ({result.images.n_labeled} labeled, "
           f"{len(result.images.skipped)} skipped) in {result.wall_s:.1f} s; computed: {s.trained} trainings, "
@@ -189,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{s.resumed_cells} cells resumed")
     if result.images.skipped:
         print(f"skipped files listed in {out / 'skipped.csv'}")
-    print(f"results: {out / 'cells.csv'} (and run.json, assignments.csv)")
+    print(f"results: {out / 'cells.csv'} (and summary.csv, run.json, assignments.csv, run.log)")
     if args.report:
         from benchmark.report import write_report
 

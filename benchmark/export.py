@@ -5,6 +5,7 @@ An export folder holds: manifest.json (what, versions, scores), backbone.pt (a s
 clusterer's own ``save`` (clusterer.npz arrays + clusterer.json). Nothing in it is a pickle."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from benchmark.images import decode_many
 from benchmark.plan import parse_cell_id
 from benchmark.results import cell_id
 from benchmark.recommend import recommend
-from benchmark.reduce import Reduction, fit_reduction
+from benchmark.reduce import Reduction, fit_reduction, parse_reduce
+from benchmark.specs import default_reduction
 from benchmark.results import environment
 from benchmark.runs import Run, load_run
 from benchmark.runtime import detect_runtime
@@ -87,9 +89,12 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
         atomic_write_bytes(to / BACKBONE, state)
         written.append(to / BACKBONE)
     cspec = ClusterSpec(**cfg["cluster"])
-    k = int(run.info.get("k") or cspec.k or 2)
+    chosen = json.loads(row["cluster_params"]).get("k") if isinstance(row.get("cluster_params"), str) else None
+    k = int(chosen or (run.info.get("k") if run.info.get("k") != "auto" else 0) or 2)
     clusterer = build_clusterer(row["clusterer"], k, cspec, seed)
-    red, _X, Xc = fit_reduction(feats, clusterer.density, cspec.density_dims, seed)
+    method, dims = parse_reduce(str(cfg.get("reduce") or ""), tuple(cfg["clusterers"])).get(row["clusterer"]) \
+        or default_reduction(row["clusterer"])
+    red, _X, Xc, _params = fit_reduction(feats, method, dims, seed)
     save_arrays(to / PREPROCESS, **red.arrays())
     labels = clusterer.fit(Xc)
     files = clusterer.save(to)
@@ -102,7 +107,7 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
         "cluster_params": clusterer.params, "clusterer_files": [f.name for f in files],
         "preprocess": {"resize": "whole image, bilinear, no crop", "exif_orientation": True,
                        "input": "what pretext " + str(row["pretext"]) + " showed the backbone",
-                       "standardize": True, "pca_dims": None if red.pca_components is None else int(Xc.shape[1])},
+                       "reduce": method, "reduce_dims": int(Xc.shape[1])},
         "scores": {s: (None if row[s] is None or (isinstance(row[s], float) and np.isnan(row[s])) else row[s])
                    for s in ("nmi", "ari", "silhouette", "davies_bouldin", "linear_probe_acc", "images_per_s")},
         "labels_match_run": same, "source_run": str(run_dir), "environment": environment("cpu"),
@@ -178,7 +183,7 @@ def predict(folder: Path, images: Path, out: Path, device: str = "auto", progres
         raise BadInput(f"bad images {str(images)!r}: no decodable image among {len(paths)} files")
     rt = detect_runtime(device)
     feats, _ = extract_features(backbone, arr, rt, batch_size=128, progress=progress, pretext=_pretext_of(manifest))
-    labels, score = clusterer.predict(red.cluster_space(red.standardize(feats)))
+    labels, score = clusterer.predict(red.transform(feats))
     secs = time.perf_counter() - t0
     import pandas as pd
 

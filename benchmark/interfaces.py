@@ -84,15 +84,16 @@ class NoOptions(Options):
 class ClusterSpec:
     """Clusterer options: k for k-means types (None: number of classes), DBSCAN eps (None: k-distance knee)."""
 
-    k: int | None = None
+    k: int | str | None = None  # "auto": chosen per cell by internal criteria (benchmark.stages.choose_k)
     eps: float | None = None
     min_samples: int = 5
     density_dims: int = 50  # PCA copy for density clusterers (0 = no reduction)
     silhouette_max_n: int = 20000  # above this, silhouette is computed on a seeded sample
 
     def __post_init__(self) -> None:
-        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2):
-            raise BadInput(f"bad k {self.k!r}: need an integer >= 2")
+        if self.k is not None and self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int)
+                                                         or self.k < 2):
+            raise BadInput(f"bad k {self.k!r}: need an integer >= 2, or auto")
         if self.eps is not None:
             check_positive("eps", self.eps)
         if self.min_samples < 2:

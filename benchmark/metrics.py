@@ -84,3 +84,54 @@ def external_scores(y_true: np.ndarray, y_pred: np.ndarray) -> ExternalScores | 
     t, p = y_true[m], y_pred[m]
     return ExternalScores(float(skm.normalized_mutual_info_score(t, p)), float(skm.adjusted_rand_score(t, p)),
                           cluster_accuracy(t, p), int(m.sum()))
+
+
+# rankability (unlabeled ranking guard): internal scores describe a clustering only when it keeps most
+# points and splits them; thresholds set by what the scores mean, never tuned on labels (CONVENTIONS 10)
+MAX_NOISE = 0.5  # above: the scores describe a minority of the data
+MIN_EFFECTIVE_CLUSTERS = 1.5  # below: one cluster holds nearly everything (e.g. 1764 + 4 of 1797 images: 1.02)
+
+
+def effective_clusters(labels: np.ndarray) -> float:
+    """exp(entropy) of the cluster sizes, noise left out: k for k equal clusters, near 1 for one giant cluster."""
+    lab = np.asarray(labels)
+    _, counts = np.unique(lab[lab >= 0], return_counts=True)
+    if counts.size == 0:
+        return 0.0
+    p = counts / counts.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def rankability(labels: np.ndarray, status: str) -> tuple[bool, str]:
+    """(rankable, why not): a cell is ranked by internal scores only when it is ok, at most MAX_NOISE of its
+    points are noise and it has at least MIN_EFFECTIVE_CLUSTERS effective clusters."""
+    if status != "ok":
+        return False, f"status {status}"
+    lab = np.asarray(labels)
+    noise = float((lab < 0).mean()) if lab.size else 0.0
+    if noise > MAX_NOISE:
+        return False, f"{noise:.0%} of the points are noise (over {MAX_NOISE:.0%})"
+    eff = effective_clusters(lab)
+    if eff < MIN_EFFECTIVE_CLUSTERS:
+        return False, (f"one cluster holds nearly everything: {eff:.2f} effective clusters "
+                       f"(under {MIN_EFFECTIVE_CLUSTERS:g})")
+    return True, ""
+
+
+def silhouette_with_noise(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed: int = 0,
+                          device: str = "cpu") -> float | None:
+    """Silhouette with the noise points counted as one more cluster (a cell cannot hide its noise)."""
+    lab = np.asarray(labels).copy()
+    if (lab < 0).any():
+        lab[lab < 0] = lab.max() + 1
+    k = np.unique(lab).size
+    if k < 2 or k >= lab.size:
+        return None
+    sample = max_n if lab.size > max_n else None
+    return silhouette_torch(X, lab, device=device, sample_size=sample, seed=seed)
+
+
+def stability(label_sets: list[np.ndarray]) -> tuple[float, float]:
+    """Mean and std of the pairwise ARI between clusterings of the same points (1.0: identical partitions)."""
+    aris = [skm.adjusted_rand_score(a, b) for i, a in enumerate(label_sets) for b in label_sets[i + 1:]]
+    return (float(np.mean(aris)), float(np.std(aris))) if aris else (1.0, 0.0)

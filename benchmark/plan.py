@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
+from benchmark.reduce import UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.threads import STAGE_BLAS_THREADS
 
 TRAIN_VERSION = 1
 FEATURE_VERSION = 3  # 3: extraction its own stage, from the trained-weights artifact
 PROBE_VERSION = 1
-REDUCE_VERSION = 1
-CELL_VERSION = 4  # 4: clustering fed by the reduce stage
+REDUCE_VERSION = 2  # 2: --reduce methods (none, standardize, l2, pca, umap)
+CELL_VERSION = 5  # 5: stability, silhouette in the clusterer's space and with noise, rankable
 COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
 
 
@@ -110,7 +111,7 @@ class ProbeTask:
 class ReduceTask:
     key: str
     features_key: str
-    method: str  # "standardize" or "pca"
+    method: str  # see benchmark.reduce.METHODS
     dims: int
     seed: int
     deps: tuple[str, ...] = ()
@@ -216,6 +217,8 @@ def validate_names(spec: GridSpec) -> None:
         CLUSTERERS.get(c)
     for name, _opts in spec.pretext_options:
         PRETEXTS.get(name)
+    for c in spec.clusterers:
+        spec.reduction_for(c)
     if spec.labels and not os.path.isfile(spec.labels):
         raise BadInput(f"bad --labels {spec.labels!r}: no such file")
     for bname, path in spec.weights_paths().items():
@@ -224,8 +227,10 @@ def validate_names(spec: GridSpec) -> None:
 
 
 def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
+    if spec.cluster.k == "auto":
+        return 0  # chosen per cell
     if spec.cluster.k is not None:
-        return spec.cluster.k
+        return int(spec.cluster.k)
     if data.n_classes >= 2:
         return data.n_classes
     raise BadInput("no labels to take the number of clusters from: pass --k")
@@ -276,9 +281,9 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
                                                  deps=(fkey,)))
                 for cname in spec.clusterers:
                     cls = clusterer_class(cname)
-                    method = "pca" if cls.density and spec.cluster.density_dims else "standardize"
-                    dims = spec.cluster.density_dims if method == "pca" else 0
-                    rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed])
+                    method, dims = spec.reduction_for(cname)
+                    rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed,
+                                        [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA] if method == "umap" else None])
                     tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
                     ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
                                         spec.cluster, seed, runtime.device, STAGE_BLAS_THREADS.get("cell")])

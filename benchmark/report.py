@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.results import SORT_RULE, cell_id, leaderboard, sort_cells
+from benchmark.results import cell_id
 from benchmark.runs import Run, load_run
 from benchmark.storage import atomic_write_text
 
@@ -19,8 +19,60 @@ SCORES = [("nmi", "NMI (higher is better)"), ("silhouette", "silhouette (higher 
 
 
 def best_cells(df: pd.DataFrame, n: int = 3) -> pd.DataFrame:
-    ok = df[df["status"].isin(["ok", "degenerate"])]
-    return sort_cells(ok).head(n)
+    """The best ``n`` cells of distinct feature sets (backbone x pretext), rankable ones first, each at its
+    first seed: the projections and montages never show one feature set twice."""
+    from benchmark.summary import summarize
+
+    summary = summarize(df)
+    if summary.empty:
+        return df.head(0)
+    picked, seen = [], set()
+    for _, r in summary.iterrows():
+        if (r["backbone"], r["pretext"]) in seen:
+            continue
+        seen.add((r["backbone"], r["pretext"]))
+        rows = df[(df["backbone"] == r["backbone"]) & (df["pretext"] == r["pretext"])
+                  & (df["clusterer"] == r["clusterer"])].sort_values("seed")
+        picked.append(rows.index[0])
+        if len(picked) == n:
+            break
+    return df.loc[picked]
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as a table: one row per cell over seeds, mean [95% interval], ties, stability."""
+    from benchmark.summary import summarize
+
+    s = summarize(df)
+    if s.empty:
+        return s
+    primary = s.attrs["primary"]
+    out = pd.DataFrame({"#": range(1, len(s) + 1), "backbone": s["backbone"], "pretext": s["pretext"],
+                        "clusterer": s["clusterer"], "seeds": s["seeds"]})
+    for col in dict.fromkeys([primary, "nmi", "ari", "silhouette", "silhouette_noise", "davies_bouldin"]):
+        if s[f"{col}_mean"].notna().any():
+            out[col] = s[f"{col}_mean"].round(4)
+            if s["seeds"].max() > 1:
+                out[f"{col} 95%"] = [f"[{lo:.3f}, {hi:.3f}]" if not pd.isna(lo) else "-"
+                                     for lo, hi in zip(s[f"{col}_lo"], s[f"{col}_hi"])]
+    out["probe"] = s["probe_pooled_mean"].round(4)
+    out["clusters"] = s["n_clusters_mean"].round(1)
+    out["noise"] = s["noise_fraction_mean"].round(3)
+    out["stability"] = s["stability_mean"].round(3)
+    out["images/s"] = s["images_per_s"].round(0)
+    out["rankable"] = ["yes" if r else f"no: {why}" for r, why in zip(s["rankable"], s["rank_reason"])]
+    out["vs leader"] = s["tied_with_leader"].map({"leader": "leader", "tied": "tied", "no": ""}).fillna("")
+    return out
+
+
+def confusion_table(clusters: np.ndarray, labels: np.ndarray, class_names: list[str]) -> pd.DataFrame | None:
+    """Cluster x class counts of the labeled images (None without labels); -1 is noise."""
+    m = labels >= 0
+    if not m.any():
+        return None
+    names = [class_names[i] if i < len(class_names) else str(i) for i in labels[m]]
+    t = pd.crosstab(pd.Series(clusters[m], name="cluster"), pd.Series(names, name="label"))
+    return t.reset_index()
 
 
 def _png(fig: Any) -> bytes:
@@ -113,6 +165,33 @@ def montage_fig(images: np.ndarray, clusters: np.ndarray, title: str, per_cluste
     return _png(fig)
 
 
+def k_curve_fig(df: pd.DataFrame, limit: int = 8) -> bytes | None:
+    """Silhouette and stability against k for the cells that chose k (``--k auto``)."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    curves = []
+    for _, r in df.iterrows():
+        try:
+            params = json.loads(r["cluster_params"]) if isinstance(r["cluster_params"], str) else {}
+        except ValueError:
+            continue
+        if params.get("k_curve"):
+            curves.append((cell_id(r), params["k_curve"], params.get("k")))
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (cid, curve, k), color in zip(curves[:limit], plt.cm.tab10.colors):
+        c = np.asarray(curve, float)
+        ax.plot(c[:, 0], c[:, 1], "-o", color=color, ms=3, label=f"{cid} (k={k})")
+        ax.plot(c[:, 0], c[:, 2], "--", color=color, alpha=0.6)
+    ax.set_xlabel("k")
+    ax.set_ylabel("silhouette / stability")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
 def curves_fig(curves: dict[str, list[float]]) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -146,48 +225,81 @@ def throughput_fig(df: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-def build_sections(run: Run, n_best: int = 3) -> list[tuple[str, str, bytes | None]]:
-    """(title, text, png or None) sections shared by the HTML and Markdown reports."""
+Section = tuple[str, str, "bytes | None", "pd.DataFrame | None"]
+
+
+def build_sections(run: Run, n_best: int = 3) -> list[Section]:
+    """(title, text, png or None, table or None) sections shared by the HTML and Markdown reports."""
+    from benchmark.summary import leaderboard_text
+
     df = run.cells
-    secs: list[tuple[str, str, bytes | None]] = []
+    secs: list[Section] = []
     cfg = run.info.get("config", {})
     env = run.info.get("environment", {})
     secs.append(("Run", f"data set {cfg.get('dataset')}, {run.info.get('n_images', '?')} images "
                  f"({run.info.get('n_labeled', '?')} labeled, {len(run.skipped)} skipped), image size "
                  f"{cfg.get('image_size')}, seeds {cfg.get('seeds', [cfg.get('seed')])}, device {env.get('device')} "
                  f"({run.info.get('runtime', '')}), wall {run.info.get('wall_s', 0):.0f} s, torch {env.get('torch')}, "
-                 f"commit {str(env.get('git_commit'))[:10]}", None))
-    secs.append(("Leaderboard", f"Sorted by: {SORT_RULE}.\n\n" + leaderboard(df.to_dict("records")), None))
+                 f"commit {str(env.get('git_commit'))[:10]}", None, None))
+    head = leaderboard_text(df).split("\n", 1)[0]
+    secs.append(("Leaderboard", f"{head} Rankable cells first, then by the mean {'NMI' if df['nmi'].notna().any() else 'silhouette'}; "
+                 "click a column header to sort.", None, summary_table(df)))
     for title, png in heatmap_figs(df):
-        secs.append((title, "", png))
+        secs.append((title, "", png, None))
     imgs = run.images()
     for _, cell in best_cells(df, n_best).iterrows():
         cid = cell_id(cell)
         got = run.features(cell.get("feature_key"))
         clusters = run.clusters_of(cell)
         if got is None or clusters is None:
-            secs.append((f"Best cell {cid}", run.missing("features and assignments"), None))
+            secs.append((f"Best cell {cid}", run.missing("features and assignments"), None, None))
             continue
         feats, _meta = got
         labels = imgs[1] if imgs is not None else np.full(len(clusters), -1)
-        secs.append((f"Projection: {cid}", "", projection_fig(feats, clusters, labels, cid)))
+        secs.append((f"Projection: {cid}", "", projection_fig(feats, clusters, labels, cid), None))
         if imgs is not None:
-            secs.append((f"Montage: {cid}", "", montage_fig(imgs[0], clusters, cid)))
+            secs.append((f"Montage: {cid}", "", montage_fig(imgs[0], clusters, cid), None))
+        table = confusion_table(clusters, labels, run.class_names()) if imgs is not None else None
+        if table is not None:
+            secs.append((f"Clusters x labels: {cid}", "Images per cluster (rows; -1 = noise) and label.", None,
+                         table))
+    kfig = k_curve_fig(df)
+    if kfig is not None:
+        secs.append(("Choosing k (--k auto)", "Silhouette (solid) and stability (dashed) per k for each cell that "
+                     "chose its k; the chosen k is the best silhouette among k with stability >= 0.8.", kfig, None))
     curves = {}
     for key, grp in df.groupby("feature_key", sort=False):
         meta = run.feature_meta(key)
         if meta and meta.get("step_losses"):
             curves[f"{grp.iloc[0]['backbone']}/{grp.iloc[0]['pretext']}"] = meta["step_losses"]
     if curves:
-        secs.append(("Pretext training curves", "", curves_fig(curves)))
-    secs.append(("Throughput", "", throughput_fig(df)))
+        secs.append(("Pretext training curves", "", curves_fig(curves), None))
+    secs.append(("Throughput", "", throughput_fig(df), None))
     if len(run.skipped):
         counts = run.skipped["reason"].str.split(":").str[0].value_counts()
         text = "\n".join(f"- {n} × {r}" for r, n in counts.items()) + "\n\nEvery file is listed in skipped.csv."
     else:
         text = "No file was skipped."
-    secs.append(("Skipped files", text, None))
+    secs.append(("Skipped files", text, None, None))
     return secs
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """A sortable table (click a header), sticky header, numbers right-aligned; leader and ties marked."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        mark = str(r.get("vs leader", ""))
+        cls = "leader" if mark == "leader" else "tied" if mark == "tied" else ""
+        if str(r.get("rankable", "yes")).startswith("no"):
+            cls = "unrankable"
+        cells = []
+        for v in r:
+            num = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            text = "-" if num and pd.isna(v) else str(v)
+            cells.append(f'<td class="num" data-v="{text}">{text}</td>' if num else f"<td>{html.escape(text)}</td>")
+        rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
+    return f'<div class="tbl"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
@@ -198,12 +310,17 @@ def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
     files.mkdir(exist_ok=True)
     md = [f"# Report: {run_dir.name}\n"]
     body = []
-    for i, (title, text, png) in enumerate(secs):
+    for i, (title, text, png, table) in enumerate(secs):
         md.append(f"## {title}\n")
         body.append(f"<h2>{html.escape(title)}</h2>")
         if text:
             md.append(text + "\n")
             body.append(f"<pre>{html.escape(text)}</pre>")
+        if table is not None:
+            from tabulate import tabulate
+
+            md.append(tabulate(table, headers="keys", tablefmt="github", showindex=False) + "\n")
+            body.append(html_table(table))
         if png is not None:
             name = f"fig{i:02d}.png"
             (files / name).write_bytes(png)
@@ -212,10 +329,18 @@ def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
             body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Report {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}pre{{font-size:12px;overflow-x:auto}}
-img{{max-width:100%;display:block;margin:1em 0}}</style></head>
+img{{max-width:100%;display:block;margin:1em 0}}
+.tbl{{max-height:70vh;overflow:auto;margin:1em 0}}table{{border-collapse:collapse;font-size:12px}}
+th,td{{border-bottom:1px solid #ddd;padding:3px 8px;white-space:nowrap}}
+th{{position:sticky;top:0;background:#f4f4f4;cursor:pointer}}td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+tr.tied td{{background:#fff7d6}}tr.leader td{{background:#e3f4e3;font-weight:bold}}tr.unrankable td{{color:#999}}</style></head>
 <body><h1>Report: {html.escape(run_dir.name)}</h1>
 {''.join(body)}
-<script>window.addEventListener('load',()=>{{const i=[...document.images];
+<script>document.querySelectorAll('table.sortable th').forEach((th,col)=>th.addEventListener('click',()=>{{
+const body=th.closest('table').tBodies[0];const up=th.dataset.dir!=='asc';th.dataset.dir=up?'asc':'desc';
+const key=r=>{{const t=r.cells[col].dataset.v??r.cells[col].textContent;const n=parseFloat(t);return isNaN(n)?t:n;}};
+[...body.rows].sort((a,b)=>{{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(up?1:-1);}}).forEach(r=>body.appendChild(r));}}));
+window.addEventListener('load',()=>{{const i=[...document.images];
 document.body.dataset.imagesTotal=i.length;
 document.body.dataset.imagesOk=i.filter(x=>x.complete&&x.naturalWidth>0).length;}});</script>
 </body></html>"""

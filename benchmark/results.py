@@ -16,10 +16,11 @@ from benchmark.storage import atomic_write_text
 
 COLUMNS = [
     "dataset", "backbone", "weights", "pretext", "clusterer", "seed", "image_size", "n_images", "n_labeled",
-    "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz", "silhouette_sample",
-    "nmi", "ari", "cluster_acc", "linear_probe_acc", "linear_probe_std", "pretext_loss", "pretext_acc",
-    "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim", "cluster_params", "status", "error",
-    "notes", "feature_key", "probe_key", "cell_key",
+    "reduce", "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz",
+    "silhouette_sample", "silhouette_own", "silhouette_noise", "nmi", "ari", "cluster_acc", "stability",
+    "stability_std", "rankable", "rank_reason", "linear_probe_acc", "linear_probe_std", "probe_accuracies",
+    "pretext_loss", "pretext_acc", "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim",
+    "cluster_params", "status", "error", "notes", "feature_key", "probe_key", "cell_key",
 ]
 TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 STATUSES = ("ok", "degenerate", "failed", "skipped")
@@ -54,6 +55,16 @@ def read_cells(path: Path) -> list[dict[str, Any]]:
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in df.to_dict("records")]
+
+
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    """summary.csv: the cells aggregated over seeds (benchmark.summary), atomically."""
+    from benchmark.summary import summarize
+
+    df = summarize(pd.DataFrame(rows, columns=COLUMNS))
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6g")
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:

@@ -21,7 +21,8 @@ from benchmark.interfaces import BadInput
 from benchmark.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
 from benchmark.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
 from benchmark.results import (COLUMNS, SORT_RULE, assignment_of, cell_id, environment, read_assignments, read_cells,
-                               write_assignments, write_cells, write_skipped)
+                               write_assignments, write_cells, write_skipped,
+                               write_summary)
 from benchmark.runlog import RunLog
 from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec
@@ -100,7 +101,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any
     digests = check_weights(spec)
     listing = resolve_dataset(spec.dataset, spec.labels).list()
     n = len(listing.names)
-    if spec.cluster.k is not None and spec.cluster.k > n:
+    if isinstance(spec.cluster.k, int) and spec.cluster.k > n:
         raise BadInput(f"bad --k {spec.cluster.k}: at most the number of images ({n} in {spec.dataset})")
     fingerprint, _ = listing_fingerprint(listing, store)
     rec = labels_record(listing)
@@ -312,7 +313,9 @@ class Writer:
             order += [c for c in self.assign if c not in order]
             write_assignments(self.folder.assignments, self.names, self.labels, list(self.labels_rec["class_names"]),
                               {c: self.assign[c] for c in order})
-        write_cells(self.folder.cells, self.ordered_rows())
+        rows = self.ordered_rows()
+        write_cells(self.folder.cells, rows)
+        write_summary(self.folder.summary, rows)
 
     def make_row(self, slot: CellSlot) -> dict[str, Any]:
         from registry.pretexts import build_pretext
@@ -331,10 +334,13 @@ class Writer:
         row["weights"] = fmeta.get("weights") or self._weights(slot)
         if status != "ok":
             err = reason or (cell.error if cell else "not run")
-            row.update(status=status, error=err, notes=err if status == "skipped" else slot.notes)
+            row.update(status=status, error=err, notes=err if status == "skipped" else slot.notes, rankable=False,
+                       rank_reason=f"status {status}")
             return row
         probe = self.store.get_record("probes", slot.probe_key) or {}
+        accs = probe.get("accuracies") or []
         row.update(linear_probe_acc=probe.get("probe_acc"), linear_probe_std=probe.get("probe_std"),
+                   probe_accuracies=";".join(f"{a:.6g}" for a in accs),
                    pretext_loss=fmeta.get("pretext_loss"), pretext_acc=fmeta.get("pretext_acc"),
                    train_s=fmeta.get("train_s"), extract_s=fmeta.get("extract_s"),
                    images_per_s=fmeta.get("images_per_s"), feature_dim=fmeta.get("feature_dim"),
@@ -393,7 +399,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
         info: dict[str, Any] = {"config": _config(spec), "environment": environment(describe_device(rt)),
                                 "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
                                 "executor": runner.name, "images_key": plan_.data.images_key,
-                                "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k,
+                                "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
                                 "threads": describe_threads(), "pid": os.getpid()}
         folder.write_info(info)
         writer = Writer(plan_, store, folder, rec, kept, kept_assign, log)

@@ -66,6 +66,10 @@ class Run:
         s = open_image_set(self.store, key, str(self.info.get("labels_key", "")))
         return s.images, s.labels
 
+    def class_names(self) -> list[str]:
+        rec = self.store.get_labels(str(self.info.get("labels_key", "")))
+        return list(rec["class_names"]) if rec else []
+
     def assignments(self) -> dict[str, np.ndarray]:
         return read_assignments(self.folder.assignments)
 

@@ -44,7 +44,7 @@ class ProbeSpec:
     """Linear probe protocol: k labeled images per class, C chosen on a validation split of them."""
 
     k_per_class: int = 10
-    draws: int = 5
+    draws: int = 20
     c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 
     def __post_init__(self) -> None:
@@ -72,6 +72,7 @@ class GridSpec:
     device: str = "auto"
     labels: str | None = None
     weights: str | None = None  # "backbone=PATH,..." (a bare PATH when the grid has one deep backbone)
+    reduce: str = ""  # --reduce: "umap" for all, or "kmeans=standardize,hdbscan=umap:10"; "" = the defaults
     train: TrainSpec = field(default_factory=TrainSpec)
     pretext_options: tuple[tuple[str, Options], ...] = ()
     probe: ProbeSpec = field(default_factory=ProbeSpec)
@@ -124,6 +125,22 @@ class GridSpec:
             out[name] = path
         return out
 
+    def reduction_for(self, clusterer: str) -> tuple[str, int]:
+        """(method, dims) of the step before ``clusterer``: --reduce, else the default for its kind."""
+        from benchmark.reduce import parse_reduce
+
+        given = parse_reduce(self.reduce, self.clusterers).get(clusterer)
+        return given or default_reduction(clusterer)
+
     def options_for(self, pretext: str) -> Options | None:
         """The options given for ``pretext`` (None: its defaults)."""
         return dict(self.pretext_options).get(pretext)
+
+
+def default_reduction(clusterer: str) -> tuple[str, int]:
+    """The clusterer's own ``default_reduce``: UMAP to 10 dimensions for DBSCAN and HDBSCAN (measured on the
+    default preset, see the README), PCA-50 for Ward, the standardized features for the rest."""
+    from benchmark.reduce import parse_method
+    from registry.clusterers import clusterer_class
+
+    return parse_method(clusterer_class(clusterer).default_reduce)

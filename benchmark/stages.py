@@ -161,25 +161,62 @@ def _features(store: ArtifactStore, key: str) -> np.ndarray:
 
 def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskResult:
     from benchmark.reduce import fit_reduction
+    from benchmark.threads import stage_threads
 
     meta = store.get_meta("reductions", task.key)
     if meta is not None and store.get_array("reductions", task.key, mmap=True) is not None:
         return TaskResult(task.key, task.kind, info=meta)
     t0 = time.perf_counter()
-    red, _X, Xc = fit_reduction(np.asarray(_features(store, task.features_key)), task.method == "pca", task.dims,
-                                task.seed)
+    with stage_threads("cell"):
+        _red, _X, Xc, params = fit_reduction(np.asarray(_features(store, task.features_key)), task.method,
+                                             task.dims, task.seed)
     secs = time.perf_counter() - t0
-    meta = {"method": task.method, "dims": int(Xc.shape[1]), "pca": red.pca_components is not None,
-            "reduce_s": secs}
+    meta = {"method": task.method, "dims": int(Xc.shape[1]), "params": params, "reduce_s": secs}
     store.put_array("reductions", task.key, Xc, meta)
     return TaskResult(task.key, task.kind, computed=True, seconds={"reduce": secs}, info=meta)
+
+
+K_AUTO_MAX = 15
+K_AUTO_STABLE = 0.8
+K_AUTO_SAMPLE = 3000
+
+
+def choose_k(task: CellTask, Xc: np.ndarray) -> tuple[int, list[list[float]]]:
+    """``--k auto`` for clusterers that take k: for k = 2..min(15, N/10), the silhouette (in the clusterer's
+    space, on a seeded sample of 3,000) and the stability (mean pairwise ARI of 3 seeds; 1 for unseeded
+    clusterers); pick the best silhouette among k with stability >= 0.8 (all k when none is). No labels used.
+    Returns (k, [[k, silhouette, stability], ...])."""
+    from benchmark.metrics import stability
+    from benchmark.silhouette import silhouette_torch
+    from registry.clusterers import build_clusterer, clusterer_class
+
+    if not clusterer_class(task.clusterer).uses_k:
+        return 2, []
+    n = len(Xc)
+    rng = np.random.default_rng(task.seed)
+    sample = np.sort(rng.permutation(n)[:K_AUTO_SAMPLE])
+    curve: list[list[float]] = []
+    for k in range(2, max(2, min(K_AUTO_MAX, n // 10)) + 1):
+        runs = []
+        for i in range(STABILITY_REPEATS if clusterer_class(task.clusterer).seeded else 1):
+            runs.append(build_clusterer(task.clusterer, k, task.cluster, task.seed + 1000 * i).fit(Xc))
+        lab = runs[0][sample]
+        sil = silhouette_torch(Xc[sample], lab) if len(np.unique(lab[lab >= 0])) >= 2 else float("nan")
+        curve.append([k, round(float(sil), 6), round(stability(runs)[0], 6)])
+    stable = [c for c in curve if c[2] >= K_AUTO_STABLE and np.isfinite(c[1])] or \
+        [c for c in curve if np.isfinite(c[1])] or curve
+    return int(max(stable, key=lambda c: c[1])[0]), curve
+
+
+STABILITY_REPEATS = 3  # fits of a seeded clusterer on the same features (seeds s, s+1000, s+2000)
 
 
 def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult:
     import json
 
     from benchmark.images import open_image_set
-    from benchmark.metrics import external_scores, internal_scores
+    from benchmark.metrics import (external_scores, internal_scores, rankability, silhouette_with_noise,
+                                   stability)
     from benchmark.reduce import fit_reduction
     from registry.clusterers import build_clusterer
 
@@ -190,27 +227,44 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     if got is None:
         raise RuntimeError(f"reduction {task.reduce_key} is missing from {store.root}")
     Xc, red_meta = got
-    _red, X, _ = fit_reduction(np.asarray(_features(store, task.features_key)), False, 0, task.seed)
+    Xc = np.asarray(Xc)
+    _red, X, _, _ = fit_reduction(np.asarray(_features(store, task.features_key)), "standardize", 0, task.seed)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
     from benchmark.threads import stage_threads
 
-    clusterer = build_clusterer(task.clusterer, task.k, task.cluster, task.seed, use_gpu=task.device == "cuda")
+    k, k_curve = task.k, None
+    with stage_threads("cell"):
+        if k == 0:
+            k, k_curve = choose_k(task, Xc)
+    clusterer = build_clusterer(task.clusterer, k, task.cluster, task.seed, use_gpu=task.device == "cuda")
     with stage_threads("cell"):
         t0 = time.perf_counter()
         assign = clusterer.fit(Xc)
         cluster_s = time.perf_counter() - t0
+        repeats = [assign]
+        if clusterer.seeded:  # the notebook's test: repeat it, do you get the same pattern?
+            for i in range(1, STABILITY_REPEATS):
+                again = build_clusterer(task.clusterer, k, task.cluster, task.seed + 1000 * i,
+                                        use_gpu=task.device == "cuda")
+                repeats.append(again.fit(Xc))
+        stab, stab_std = stability(repeats)
         t0 = time.perf_counter()
         inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
+        own = internal_scores(Xc, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
+        sil_noise = silhouette_with_noise(X, assign, task.cluster.silhouette_max_n, task.seed, task.device)
         outer = external_scores(labels, assign)
         score_s = time.perf_counter() - t0
-    params = dict(clusterer.params)
-    if red_meta.get("pca"):
-        params["pca_dims"] = int(Xc.shape[1])
+    params = {**clusterer.params, **(red_meta.get("params") or {})}
+    if k_curve is not None:
+        params.update(k=k, k_from="auto: the best silhouette among k with stability >= 0.8", k_curve=k_curve)
+    status = "ok" if not inner.reason else "degenerate"
+    rankable, why = rankability(assign, status)
     rec = dict(n_clusters=inner.n_clusters, noise_fraction=inner.noise_fraction, silhouette=inner.silhouette,
                davies_bouldin=inner.davies_bouldin, calinski_harabasz=inner.calinski_harabasz,
-               silhouette_sample=inner.silhouette_sample, cluster_s=cluster_s,
-               cluster_params=json.dumps(params, sort_keys=True),
-               status="ok" if not inner.reason else "degenerate", error=inner.reason)
+               silhouette_sample=inner.silhouette_sample, silhouette_own=own.silhouette,
+               silhouette_noise=sil_noise, stability=stab, stability_std=stab_std, rankable=rankable,
+               rank_reason=why, reduce=red_meta.get("method"), cluster_s=cluster_s,
+               cluster_params=json.dumps(params, sort_keys=True), status=status, error=inner.reason)
     if outer is not None:
         rec.update(nmi=outer.nmi, ari=outer.ari, cluster_acc=outer.cluster_acc)
     store.put_cell(task.key, rec, assign)

@@ -228,6 +228,10 @@ class RunFolder:
         return self.path / RUN_INFO
 
     @property
+    def summary(self) -> Path:
+        return self.path / "summary.csv"
+
+    @property
     def assignments(self) -> Path:
         return self.path / "assignments.csv"
 

@@ -21,6 +21,7 @@ class WardAgglomerative(CentroidClusterer):
     at most 50 dimensions); never labels noise. predict = nearest centroid (CentroidClusterer)."""
 
     name = "agglomerative"
+    default_reduce = "pca:50"
     density = True
 
     def fit(self, X: np.ndarray) -> np.ndarray:

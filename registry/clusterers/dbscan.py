@@ -29,6 +29,7 @@ class SkDBSCAN(Clusterer):
     border points, up to ties between clusters)."""
 
     name = "dbscan"
+    default_reduce = "umap:10"
     density = True
 
     def fit(self, X: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ class FaissKMeans(CentroidClusterer):
     256 points per centroid when k >= 100 (FAISS's default), on every point below."""
 
     name = "faiss_kmeans"
+    seeded = True
 
     def fit(self, X: np.ndarray) -> np.ndarray:
         import faiss

@@ -32,6 +32,7 @@ class HDBSCANClusterer(Clusterer):
     grows faster than linearly: 100,000 x 50 dims took 264 s on 2 cores)."""
 
     name = "hdbscan"
+    default_reduce = "umap:10"
     density = True
     score_name = "confidence"
 

@@ -11,6 +11,7 @@ class SkKMeans(CentroidClusterer):
     """scikit-learn KMeans, k-means++ init, best of 4 restarts."""
 
     name = "kmeans"
+    seeded = True
 
     def fit(self, X: np.ndarray) -> np.ndarray:
         from sklearn.cluster import KMeans

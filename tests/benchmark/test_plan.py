@@ -46,7 +46,7 @@ def test_the_task_graph_of_a_grid():
     raw = [s for s in p.cells if s.backbone == "raw_pixels" and s.clusterer == "kmeans"]
     assert len({s.features_key for s in raw}) == 1 and "features = pretext none" in raw[1].notes
     dense = p.by_key[[s for s in p.cells if s.clusterer == "dbscan"][0].cell_key]
-    assert p.by_key[dense.reduce_key].method == "pca"
+    assert p.by_key[dense.reduce_key].method == "umap"
 
 
 def test_keys_hold_only_their_own_inputs():
