@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
-from benchmark.reduce import UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
+from benchmark.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.threads import STAGE_BLAS_THREADS
 
@@ -283,7 +283,7 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
                     cls = clusterer_class(cname)
                     method, dims = spec.reduction_for(cname)
                     rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed,
-                                        [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA] if method == "umap" else None])
+                                        [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA, UMAP_EPOCHS] if method == "umap" else None])
                     tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
                     ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
                                         spec.cluster, seed, runtime.device, STAGE_BLAS_THREADS.get("cell")])
