@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import warnings
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -301,12 +302,20 @@ def decode_paths(paths: Sequence[Path], size: int, workers: int | None = None,
                                    initargs=(os.getpid(),))
         try:
             chunk = max(1, min(64, len(jobs) // (workers * 8)))
-            out = list(tqdm(pool.map(_decode_one, jobs, chunksize=chunk), **bar_kw))
-        except BaseException:  # Ctrl-C, SIGTERM, an error: stop the workers now, never wait for the queue
-            procs = list(getattr(pool, "_processes", {}).values())
+            # the workers are spawned while the jobs are submitted: hold Ctrl-C / SIGTERM until they have all
+            # received their start-up data (a signal mid-spawn leaves a child printing EOFError); they inherit
+            # the blocked mask and leave both signals to this process
+            stop = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+            try:
+                results = pool.map(_decode_one, jobs, chunksize=chunk)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)
+            out = list(tqdm(results, **bar_kw))
+        except BaseException:  # Ctrl-C, SIGTERM, an error: drop the queue, never wait for it. The workers finish
+            # the chunk in hand and exit (and die with this process anyway: PR_SET_PDEATHSIG). Killing them here
+            # would make the pool's manager thread fail already-cancelled futures (InvalidStateError, 3.11).
             pool.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:
-                proc.kill()
             raise
         pool.shutdown()
     return [arr if arr is not None else reason for arr, _gray, reason in out]

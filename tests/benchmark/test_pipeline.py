@@ -74,7 +74,7 @@ def test_resume_extends_a_run_with_more_clusterers_and_seeds(photo_folder, tmp_p
 def test_plan_command_and_dry_run_print_the_graph_without_computing(photo_folder, tmp_path, capsys):
     cache = tmp_path / "c"
     args = ["--dataset", str(photo_folder), "--backbones", "raw_pixels", "--pretexts", "none", "--clusterers",
-            "kmeans", "--probe-k", "4", "--cache-dir", str(cache)]
+            "kmeans", "--probe-k", "4", "--cache-dir", str(cache), "--seed", "0"]
     assert main(["plan", *args]) == 0
     text = capsys.readouterr().out
     assert "| decode  |       1 |        0 |            1 |" in text and "1 cells" in text
@@ -89,7 +89,7 @@ def test_plan_command_and_dry_run_print_the_graph_without_computing(photo_folder
 def test_cache_prune_frees_what_no_run_uses(photo_folder, tmp_path, capsys):
     cache, runs = tmp_path / "c", tmp_path / "runs"
     args = ["--dataset", str(photo_folder), "--backbones", "raw_pixels", "--pretexts", "none", "--probe-k", "4",
-            "--cache-dir", str(cache), "--no-progress"]
+            "--cache-dir", str(cache), "--no-progress", "--seed", "0"]
     assert main(["run", "--clusterers", "kmeans", "--out", str(runs / "a"), *args]) == 0
     assert main(["run", "--clusterers", "faiss_kmeans", "--out", str(tmp_path / "elsewhere"), *args]) == 0
     n_cells = len(list((cache / "cells").glob("*.json")))
