@@ -120,3 +120,25 @@ def test_umap_reduction_is_exported_as_arrays_and_places_training_points_on_thei
     assert Xc.shape == (300, 5) and params["umap_n_neighbors"] == 15 and params["umap_pre_pca"] == 50
     again = Reduction.from_arrays({k: np.asarray(v) for k, v in red.arrays().items()})
     np.testing.assert_allclose(again.transform(X.astype(np.float32)), Xc, atol=1e-3)
+
+
+def test_k_auto_chooses_k_by_silhouette_and_stability_and_the_report_plots_it(photo_folder, tmp_path):
+    import json
+
+    from benchmark.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", str(photo_folder), "--backbones", "raw_pixels", "--pretexts", "none",
+                 "--clusterers", "kmeans,hdbscan", "--k", "auto", "--probe-k", "4", "--seed", "0", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "c"), "--no-progress", "--report"]) == 0
+    df = pd.read_csv(out / "cells.csv").set_index("clusterer")
+    params = json.loads(df.loc["kmeans", "cluster_params"])
+    assert params["k"] == 2 and params["k_from"].startswith("auto")  # two well-separated classes
+    ks = [c[0] for c in params["k_curve"]]
+    assert ks[0] == 2 and len(ks) >= 1
+    assert json.loads((out / "run.json").read_text())["k"] == "auto"
+    page = (out / "report.html").read_text()
+    assert "Choosing k (--k auto)" in page and 'class="sortable"' in page and "position:sticky" in page
+    assert "Clusters x labels" in page
+    text = (out / "report.md").read_text()
+    assert "1 seed: no intervals" in text
