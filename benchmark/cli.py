@@ -7,24 +7,22 @@ allowed, before any compute; 3 the run finished but at least one cell failed; 13
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from benchmark.interfaces import BadInput
+from benchmark.cli_common import RESULTS, UsageError, _Parser, _split, user_errors
+from benchmark.cli_folders import add_run_folder_commands
+from benchmark.cli_measure import add_measurement_commands
 from benchmark.presets import load_preset, preset_names, spec_from_config
 from benchmark.specs import GridSpec
 from benchmark.results import cell_id
 from benchmark.store import DEFAULT_CACHE, STAGE_ARTIFACT, RunFolder
-from benchmark.interfaces import BadInput
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 EXIT_OK, EXIT_REGRESSION, EXIT_INTERNAL, EXIT_USAGE, EXIT_CELLS_FAILED = 0, 1, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 _current_out: list[Path] = []  # the run folder being written, for the interruption message
@@ -32,29 +30,6 @@ _current_out: list[Path] = []  # the run folder being written, for the interrupt
 
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
-
-
-class UsageError(Exception):
-    """A user-facing problem with the command line; printed as one line, exit code 2."""
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """BadInput raised by the library for what the user passed becomes a one-line usage error (exit 2); any
-    other exception is a bug and stays one (exit 1)."""
-    try:
-        yield
-    except BadInput as exc:
-        raise UsageError(str(exc)) from None
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
-        raise UsageError(message)
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 # flag -> (section of the configuration, field); sections as in the preset files
@@ -292,150 +267,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from benchmark.bench import BenchSpec, run_bench
-    from benchmark.runtime import detect_runtime
-    from registry.backbones import check_backbone, check_image_size
-    from registry.pretexts import PRETEXTS, pretext_class
-
-    cl = {"off": (False,), "on": (True,), "both": (False, True)}
-    if args.channels_last not in cl:
-        raise UsageError(f"bad --channels-last {args.channels_last!r}: allowed: off, on, both")
-    with user_errors():
-        spec = BenchSpec(backbones=_split(args.backbones), pretexts=_split(args.pretexts or ""),
-                         batch_size=args.batch_size, image_size=args.image_size,
-                         precisions=_split(args.precision), channels_last=cl[args.channels_last],
-                         compile=args.compile, warmup=args.warmup, iters=args.iters, repeats=args.repeats,
-                         pipeline=args.pipeline)
-        for b in spec.backbones:
-            check_backbone(b)
-            check_image_size(b, spec.image_size)
-        for p in spec.pretexts:
-            PRETEXTS.get(p)
-            if not pretext_class(p).trains:
-                raise BadInput(f"bad --pretexts {p!r}: it has no training step; name a training pretext")
-        rt = detect_runtime(args.device)
-    records = run_bench(spec, rt, Path(args.out) if args.out else None)
-    rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
-             "GFLOP/img": r["flops_per_image"] / 1e9 if "flops_per_image" in r else None,
-             "of peak": r.get("fraction_of_peak"), "pipeline/synthetic": r.get("ratio")} for r in records]
-    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f", missingval="-"))
-    if args.out:
-        print(f"appended {len(records)} entries to {args.out}")
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from benchmark.bench import compare, load_history
-
-    if not math.isfinite(args.max_regression) or not 0 <= args.max_regression < 100:
-        raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage, 0 <= value < 100")
-    with user_errors():
-        rows, notes, failed = compare(load_history(Path(args.baseline)), load_history(Path(args.new)),
-                                      args.max_regression)
-    for n in notes:
-        print(n)
-    if not rows:
-        raise UsageError(f"nothing to compare: no entry of {args.new!r} has the key and machine fingerprint of one "
-                         f"in {args.baseline!r} (bench the same keys on the same machine)")
-    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f"))
-    print(f"{sum(r['verdict'] == 'REGRESSED' for r in rows)} of {len(rows)} regressed by more than "
-          f"{args.max_regression:g}%")
-    return 1 if failed else 0
-
-
-def cmd_scale(args: argparse.Namespace) -> int:
-    import json
-
-    from tabulate import tabulate
-
-    from benchmark import scale
-    from benchmark.runtime import detect_runtime
-
-    with user_errors():
-        rt = detect_runtime(args.device)
-    ks = tuple(int(k) for k in _split(args.ks))
-    rows: list[dict[str, Any]] = []
-    if "silhouette" in args.only:
-        rows.append(scale.silhouette_vs_sklearn(args.silhouette_n, args.dims, device=rt.device))
-        print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if "kmeans" in args.only:
-        rows += scale.kmeans_vs_sklearn(args.n, args.dims, ks)
-        print(tabulate(rows[-len(ks):], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if "decode" in args.only:
-        rows += scale.decode_speed()
-        print(tabulate(rows[-2:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if "hdbscan" in args.only:
-        rows.append(scale.hdbscan_at_scale(args.n, args.dims))
-        print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import write_report
-
-    with user_errors():
-        html_path, md_path = write_report(Path(args.run), n_best=args.best)
-    print(f"wrote {html_path} and {md_path}")
-    return 0
-
-
-def cmd_recommend(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from benchmark.recommend import RULE, recommend
-    from benchmark.runs import load_run
-
-    with user_errors():
-        rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
-    c = rec.cell
-    print(f"recommended: {c['backbone']}/{c['pretext']}/{c['clusterer']} (weights {c['weights']})")
-    print(f"rule: {RULE}")
-    print(f"why: {rec.why}")
-    print("\nquality vs. throughput Pareto front (feature sets):")
-    print(tabulate(rec.pareto, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f"))
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from benchmark.export import export_cell
-
-    with user_errors():
-        m = export_cell(Path(args.run), Path(args.to), args.cell)
-    print(f"exported {m['cell']} to {args.to} (labels reproduce the run: {m['labels_match_run']})")
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from benchmark.export import predict
-
-    with user_errors():
-        r = predict(Path(args.export), Path(args.images), Path(args.out), args.device, not args.no_progress)
-    print(f"{r['n']} images assigned ({r['clusters']} clusters, {r['outliers']} outliers = -1), {r['skipped']} "
-          f"skipped, {r['images_per_s']:.1f} images/s end to end; wrote {args.out}")
-    return 0
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from benchmark.recommend import diff_runs
-    from benchmark.runs import load_run
-
-    with user_errors():
-        d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
-    print(tabulate(d, headers="keys", tablefmt="github", showindex=False, floatfmt="+.3f", missingval="-"))
-    if args.out:
-        d.to_csv(args.out, index=False)
-    return 0
-
-
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m benchmark", description="Backbone x pretext x clusterer benchmark harness.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -455,71 +286,9 @@ def make_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=cmd_cache)
     lst = sub.add_parser("list", help="list registered backbones, pretexts, clusterers, data sets")
     lst.set_defaults(func=cmd_list)
-    _add_measurement_commands(sub)
-    _add_run_folder_commands(sub)
+    add_measurement_commands(sub)
+    add_run_folder_commands(sub)
     return parser
-
-
-def _add_measurement_commands(sub: Any) -> None:
-    """bench, compare, scale."""
-    bench = sub.add_parser("bench", help="inference / training-step throughput, appended to a history")
-    bench.add_argument("--backbones", default="resnet18")
-    bench.add_argument("--pretexts", default="", help="training-step benchmarks for these pretexts")
-    bench.add_argument("--batch-size", type=int, default=32)
-    bench.add_argument("--image-size", type=int, default=64)
-    bench.add_argument("--precision", default="fp32", help="comma list of fp32, bf16, fp16 (autocast)")
-    bench.add_argument("--channels-last", default="off", help="off, on or both")
-    bench.add_argument("--compile", action="store_true", help="torch.compile the model")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--iters", type=int, default=5, help="steps per timed repeat")
-    bench.add_argument("--repeats", type=int, default=5)
-    bench.add_argument("--pipeline", action="store_true", help="also extraction-from-store vs synthetic ratio")
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--out", help="history file (JSON lines) to append to")
-    bench.set_defaults(func=cmd_bench)
-    cmp = sub.add_parser("compare", help="new/old throughput ratios of two histories; exit 1 on regression")
-    cmp.add_argument("baseline")
-    cmp.add_argument("new")
-    cmp.add_argument("--max-regression", type=float, default=10.0, help="percent")
-    cmp.set_defaults(func=cmd_compare)
-    sc = sub.add_parser("scale", help="silhouette / k-means / HDBSCAN at scale vs scikit-learn (minutes)")
-    sc.add_argument("--only", default="silhouette,kmeans,decode,hdbscan")
-    sc.add_argument("--n", type=int, default=100_000)
-    sc.add_argument("--silhouette-n", type=int, default=20_000)
-    sc.add_argument("--dims", type=int, default=512)
-    sc.add_argument("--ks", default="10,100,1000")
-    sc.add_argument("--device", default="auto")
-    sc.add_argument("--out", help="JSON file for the measurements")
-    sc.set_defaults(func=cmd_scale)
-
-
-def _add_run_folder_commands(sub: Any) -> None:
-    """report, recommend, export, predict, diff: they read run folders."""
-    rep = sub.add_parser("report", help="write report.html and report.md into a run folder")
-    rep.add_argument("run")
-    rep.add_argument("--best", type=int, default=3, help="best cells to project and montage")
-    rep.set_defaults(func=cmd_report)
-    rec = sub.add_parser("recommend", help="the production recipe by a stated rule, and the Pareto front")
-    rec.add_argument("run")
-    rec.add_argument("--min-throughput", type=float, default=0.0, help="images/s floor for feature extraction")
-    rec.set_defaults(func=cmd_recommend)
-    exp = sub.add_parser("export", help="export a cell (default: the recommended one) as a recipe folder")
-    exp.add_argument("run")
-    exp.add_argument("--cell", help="backbone/pretext/clusterer[/seed] (default seed: the run's first)")
-    exp.add_argument("--to", required=True)
-    exp.set_defaults(func=cmd_export)
-    pre = sub.add_parser("predict", help="assign new photos with an exported recipe")
-    pre.add_argument("export")
-    pre.add_argument("images")
-    pre.add_argument("--out", required=True)
-    pre.add_argument("--device", default="auto")
-    pre.add_argument("--no-progress", action="store_true")
-    pre.set_defaults(func=cmd_predict)
-    dif = sub.add_parser("diff", help="per-cell score changes between two runs (b - a)")
-    dif.add_argument("a")
-    dif.add_argument("b")
-    dif.add_argument("--out", help="CSV of the differences")
-    dif.set_defaults(func=cmd_diff)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

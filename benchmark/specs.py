@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.interfaces import (BadInput, ClusterSpec, Options, check_choice,  # noqa: F401  re-exported
-                                  check_positive, stable_hash)
+                                  check_positive, stable_hash)  # noqa: F401
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")

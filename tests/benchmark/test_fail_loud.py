@@ -277,10 +277,10 @@ def test_two_runs_cannot_write_one_folder(folder, tmp_path, capsys):
 def test_disk_space_is_checked_before_the_decode(folder, tmp_path, capsys, monkeypatch):
     import shutil
 
-    import benchmark.runner
+    import benchmark.validate
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(benchmark.runner.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    monkeypatch.setattr(benchmark.validate.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     assert main(_tiny(folder, tmp_path, "--out", str(tmp_path / "o"))) == 2
     err = capsys.readouterr().err
     assert "bad --cache-dir" in err and "MB are free" in err
