@@ -5,7 +5,6 @@ re-hashing unchanged files) and decoded one file at a time into the store, so ad
 decodes only the new ones; the image store of a data set is a memory-mapped (N,3,S,S) array."""
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import warnings
@@ -20,6 +19,7 @@ from PIL import Image, ImageFile, ImageOps
 from tqdm.auto import tqdm
 
 from benchmark.interfaces import BadInput, Listing, stable_hash
+from benchmark.storage import sha256_file
 from benchmark.store import ArtifactStore
 
 POOL_MIN = 256  # fewer files decode in this process: starting worker processes costs about a second
@@ -179,14 +179,6 @@ def is_gray(arr: np.ndarray) -> bool:
     return bool((arr[0] == arr[1]).all() and (arr[1] == arr[2]).all())
 
 
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
     """sha256 of every listed file (None: unreadable). A memo keyed by path, size, mtime, ctime and inode
     spares re-reading unchanged files (ctime changes on every write and cannot be set back, unlike mtime)."""
@@ -219,7 +211,7 @@ def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
 
 def _sha_or_none(path: Path) -> str | None:
     try:
-        return file_sha(path)
+        return sha256_file(path)
     except OSError:
         return None
 

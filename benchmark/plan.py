@@ -200,21 +200,30 @@ def parse_cell_id(text: str) -> tuple[str, str, str, int | None]:
     raise BadInput(f"bad cell {text!r}: write backbone/pretext/clusterer[/seed]")
 
 
+def check_member_names(backbones: tuple[str, ...], pretexts: tuple[str, ...], clusterers: tuple[str, ...]) -> None:
+    """Every name must exist in its registry (timm names against timm's list)."""
+    from registry.backbones import check_backbone
+    from registry.clusterers import CLUSTERERS
+    from registry.pretexts import PRETEXTS
+
+    for b in backbones:
+        check_backbone(b)
+    for p in pretexts:
+        PRETEXTS.get(p)
+    for c in clusterers:
+        CLUSTERERS.get(c)
+
+
 def validate_names(spec: GridSpec) -> None:
     """Every name must exist in its registry (timm names against timm's list); sizes must fit; paths exist."""
     import os
 
-    from registry.backbones import check_backbone, check_image_size
-    from registry.clusterers import CLUSTERERS
+    from registry.backbones import check_image_size
     from registry.pretexts import PRETEXTS
 
+    check_member_names(spec.backbones, spec.pretexts, spec.clusterers)
     for b in spec.backbones:
-        check_backbone(b)
         check_image_size(b, spec.image_size)
-    for p in spec.pretexts:
-        PRETEXTS.get(p)
-    for c in spec.clusterers:
-        CLUSTERERS.get(c)
     for name, _opts in spec.pretext_options:
         PRETEXTS.get(name)
     for c in spec.clusterers:

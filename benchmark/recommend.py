@@ -36,7 +36,7 @@ def pareto_front(fs: pd.DataFrame, quality: str = "linear_probe_acc", speed: str
 
 def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendation:
     """Apply RULE. BadInput when no cell qualifies. The returned cell is the chosen cell at its first seed."""
-    from benchmark.summary import _rankable, paired_tie, primary_score, probe_draws
+    from benchmark.summary import paired_tie, primary_score, probe_draws, rankable_mask
 
     df = cells.copy()
     for c in ("linear_probe_acc", "images_per_s", "nmi", "silhouette", "seed"):
@@ -44,7 +44,7 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
     ok = df[df["status"] == "ok"]
     if ok.empty:
         raise BadInput("no cell with status ok to recommend")
-    rank = ok[_rankable(ok)]
+    rank = ok[rankable_mask(ok)]
     if rank.empty:
         raise BadInput("no rankable cell to recommend: every ok cell is mostly noise or one giant cluster "
                        "(see rank_reason in cells.csv)")

@@ -18,12 +18,9 @@ SCORES = [("nmi", "NMI (higher is better)"), ("silhouette", "silhouette (higher 
           ("davies_bouldin", "Davies-Bouldin (lower is better)"), ("linear_probe_acc", "linear probe accuracy")]
 
 
-def best_cells(df: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+def best_cells(df: pd.DataFrame, summary: pd.DataFrame, n: int = 3) -> pd.DataFrame:
     """The best ``n`` cells of distinct feature sets (backbone x pretext), rankable ones first, each at its
-    first seed: the projections and montages never show one feature set twice."""
-    from benchmark.summary import summarize
-
-    summary = summarize(df)
+    first seed, from ``summarize(df)``: the projections and montages never show one feature set twice."""
     if summary.empty:
         return df.head(0)
     picked, seen = [], set()
@@ -39,11 +36,9 @@ def best_cells(df: pd.DataFrame, n: int = 3) -> pd.DataFrame:
     return df.loc[picked]
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard as a table: one row per cell over seeds, mean [95% interval], ties, stability."""
-    from benchmark.summary import summarize
-
-    s = summarize(df)
+def summary_table(s: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard (``summarize``) as a table: one row per cell over seeds, mean [95% interval], ties,
+    stability."""
     if s.empty:
         return s
     primary = s.attrs["primary"]
@@ -230,9 +225,10 @@ Section = tuple[str, str, "bytes | None", "pd.DataFrame | None"]
 
 def build_sections(run: Run, n_best: int = 3) -> list[Section]:
     """(title, text, png or None, table or None) sections shared by the HTML and Markdown reports."""
-    from benchmark.summary import leaderboard_text
+    from benchmark.summary import SORT_RULE, leaderboard_header, summarize
 
     df = run.cells
+    summary = summarize(df)
     secs: list[Section] = []
     cfg = run.info.get("config", {})
     env = run.info.get("environment", {})
@@ -241,13 +237,13 @@ def build_sections(run: Run, n_best: int = 3) -> list[Section]:
                  f"{cfg.get('image_size')}, seeds {cfg.get('seeds', [cfg.get('seed')])}, device {env.get('device')} "
                  f"({run.info.get('runtime', '')}), wall {run.info.get('wall_s', 0):.0f} s, torch {env.get('torch')}, "
                  f"commit {str(env.get('git_commit'))[:10]}", None, None))
-    head = leaderboard_text(df).split("\n", 1)[0]
-    secs.append(("Leaderboard", f"{head} Rankable cells first, then by the mean {'NMI' if df['nmi'].notna().any() else 'silhouette'}; "
-                 "click a column header to sort.", None, summary_table(df)))
+    head = leaderboard_header(summary) if not summary.empty else "No finished cells."
+    secs.append(("Leaderboard", f"{head} Sorted: {SORT_RULE}; click a column header to sort.", None,
+                 summary_table(summary)))
     for title, png in heatmap_figs(df):
         secs.append((title, "", png, None))
     imgs = run.images()
-    for _, cell in best_cells(df, n_best).iterrows():
+    for _, cell in best_cells(df, summary, n_best).iterrows():
         cid = cell_id(cell)
         got = run.features(cell.get("feature_key"))
         clusters = run.clusters_of(cell)

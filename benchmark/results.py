@@ -1,4 +1,5 @@
-"""Result files: cells.csv (one row per cell), run.json, skipped.csv, assignments.csv, the leaderboard."""
+"""Result files: cells.csv (one row per cell), summary.csv, run.json, skipped.csv, assignments.csv (the
+leaderboard over seeds is ``benchmark.summary``)."""
 from __future__ import annotations
 
 import io
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.plan import COPY_NOTE, cell_id as make_cell_id
+from benchmark.plan import cell_id as make_cell_id
 from benchmark.storage import atomic_write_text
 
 COLUMNS = [
@@ -24,8 +25,6 @@ COLUMNS = [
 ]
 TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 STATUSES = ("ok", "degenerate", "failed", "skipped")
-SORT_RULE = ("status ok/degenerate first; then NMI (descending) where the data set has labels, else "
-             "silhouette (descending); ties broken by linear-probe accuracy (descending)")
 
 
 def cell_id(row: Any) -> str:
@@ -86,41 +85,6 @@ def read_assignments(path: Path) -> dict[str, np.ndarray]:
         return {}
     df = pd.read_csv(path, keep_default_na=False)
     return {c: df[c].to_numpy(np.int64) for c in df.columns if c not in ("path", "label")}
-
-
-def sort_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """Order rows by SORT_RULE."""
-    good = df["status"].isin(["ok", "degenerate"])
-    primary = "nmi" if df["nmi"].notna().any() else "silhouette"
-    out = df.assign(_good=good).sort_values(["_good", primary, "linear_probe_acc"],
-                                            ascending=[False, False, False], na_position="last")
-    return out.drop(columns="_good")
-
-
-def leaderboard(rows: list[dict[str, Any]], limit: int | None = None) -> str:
-    """A readable table (tabulate) of the cells, sorted by SORT_RULE."""
-    from tabulate import tabulate
-
-    df = sort_cells(pd.DataFrame(rows, columns=COLUMNS))
-    copies = df["notes"].fillna("").str.contains(COPY_NOTE, regex=False)  # e.g. raw_pixels under rotation
-    df = df[~copies]
-    cols = ["backbone", "weights", "pretext", "clusterer", "n_clusters", "noise_fraction", "silhouette",
-            "davies_bouldin", "nmi", "ari", "cluster_acc", "linear_probe_acc", "pretext_loss", "images_per_s",
-            "status"]
-    if df["seed"].nunique() > 1:
-        cols.insert(4, "seed")
-    view = df[cols].copy()
-    view.insert(0, "#", range(1, len(view) + 1))
-    if limit:
-        view = view.head(limit)
-    view = view.astype(object).where(view.notna(), None)
-    view["n_clusters"] = pd.Series([None if pd.isna(v) else int(v) for v in view["n_clusters"]], index=view.index,
-                                   dtype=object)
-    table = tabulate(view, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f", missingval="-")
-    if copies.any():
-        table += (f"\n({int(copies.sum())} rows of parameter-free backbones under training pretexts are left out "
-                  "here: they equal pretext none; cells.csv has them all)")
-    return table
 
 
 def git_commit() -> str | None:

@@ -19,7 +19,7 @@ from benchmark.executor import make_executor
 from benchmark.interfaces import BadInput
 from benchmark.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
 from benchmark.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
-from benchmark.results import (COLUMNS, SORT_RULE, assignment_of, cell_id, environment, read_assignments, read_cells,
+from benchmark.results import (COLUMNS, assignment_of, cell_id, environment, read_assignments, read_cells,
                                write_assignments, write_cells, write_skipped,
                                write_summary)
 from benchmark.runlog import RunLog
@@ -27,6 +27,7 @@ from benchmark.runtime import Runtime, describe_device, detect_runtime
 from benchmark.specs import GridSpec
 from benchmark.stages import TaskResult
 from benchmark.storage import CorruptArtifact
+from benchmark.summary import SORT_RULE
 from benchmark.store import RUN_INFO, ArtifactStore, RunFolder
 from benchmark.threads import describe as describe_threads
 from benchmark.validate import check_free_space, check_weights, check_writable_dir
@@ -160,9 +161,7 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
     """The spec a resumed run plans: its axes extended by the cells already in ``folder`` (so every earlier
     row is checked against this configuration, never kept blindly), and torch's thread count set to the
     earlier run's, so cache keys and results stay equal (with a warning naming the difference)."""
-    from registry.backbones import check_backbone
-    from registry.clusterers import CLUSTERERS
-    from registry.pretexts import PRETEXTS
+    from benchmark.plan import check_member_names
 
     rows = read_cells(folder.cells)
     axes: dict[str, list[Any]] = {"backbones": list(spec.backbones), "pretexts": list(spec.pretexts),
@@ -174,12 +173,7 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
             if value not in axes[axis]:
                 axes[axis].append(value)
     try:
-        for b in axes["backbones"]:
-            check_backbone(b)
-        for p in axes["pretexts"]:
-            PRETEXTS.get(p)
-        for c in axes["clusterers"]:
-            CLUSTERERS.get(c)
+        check_member_names(tuple(axes["backbones"]), tuple(axes["pretexts"]), tuple(axes["clusterers"]))
     except BadInput as exc:
         raise BadInput(f"bad --resume: {folder.path} holds cells this harness cannot run ({exc})") from None
     info = folder.read_info() or {}
@@ -266,9 +260,11 @@ class Writer:
             order += [c for c in self.assign if c not in order]
             write_assignments(self.folder.assignments, self.names, self.labels, list(self.labels_rec["class_names"]),
                               {c: self.assign[c] for c in order})
-        rows = self.ordered_rows()
-        write_cells(self.folder.cells, rows)
-        write_summary(self.folder.summary, rows)
+        write_cells(self.folder.cells, self.ordered_rows())
+
+    def write_summary(self) -> None:
+        """summary.csv (seeds aggregated), when the run ends: cells.csv is the record kept after every cell."""
+        write_summary(self.folder.summary, self.ordered_rows())
 
     def make_row(self, slot: CellSlot) -> dict[str, Any]:
         from registry.pretexts import build_pretext
@@ -372,10 +368,12 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
             status = "failed" if isinstance(exc, Exception) else "interrupted"
             info.update(status=status, error=f"{type(exc).__name__}: {exc}"[:300])
             folder.write_info(info)
+            writer.write_summary()
             log.write(f"{status}: {type(exc).__name__}: {exc}; finished cells are kept")
             raise
         bar.close()
         writer.write()
+        writer.write_summary()
         wall = time.perf_counter() - t_start
         stats = writer.stats
         stage_sum = sum(stats.stage_s.values())

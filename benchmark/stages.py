@@ -80,8 +80,8 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     reason = _not_applicable(task, store)
     if reason:
         return TaskResult(task.key, task.kind, status="skipped", error=reason)
-    meta = store.get_weights_meta(task.key)
-    if meta is not None and store.weights_file(task.key) is not None:
+    meta = store.get_verified_weights_meta(task.key)
+    if meta is not None:
         return TaskResult(task.key, task.kind, info=meta)
     images = open_image_set(store, task.images_key, None)
     pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
@@ -104,9 +104,9 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
     reason = _not_applicable(task, store)
     if reason:
         return TaskResult(task.key, task.kind, status="skipped", error=reason)
-    meta = store.get_meta("features", task.key)
-    if meta is not None and store.get_array("features", task.key, mmap=True) is not None:
-        return TaskResult(task.key, task.kind, info=meta)
+    cached = store.get_array("features", task.key, mmap=True)
+    if cached is not None:
+        return TaskResult(task.key, task.kind, info=cached[1])
     images = open_image_set(store, task.images_key, None)
     backbone = _backbone(task)
     train_meta: dict[str, Any] = {}
@@ -163,9 +163,9 @@ def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskRe
     from benchmark.reduce import fit_reduction
     from benchmark.threads import stage_threads
 
-    meta = store.get_meta("reductions", task.key)
-    if meta is not None and store.get_array("reductions", task.key, mmap=True) is not None:
-        return TaskResult(task.key, task.kind, info=meta)
+    cached = store.get_array("reductions", task.key, mmap=True)
+    if cached is not None:
+        return TaskResult(task.key, task.kind, info=cached[1])
     t0 = time.perf_counter()
     with stage_threads("cell"):
         _red, _X, Xc, params = fit_reduction(np.asarray(_features(store, task.features_key)), task.method,
@@ -174,6 +174,9 @@ def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskRe
     meta = {"method": task.method, "dims": int(Xc.shape[1]), "params": params, "reduce_s": secs}
     store.put_array("reductions", task.key, Xc, meta)
     return TaskResult(task.key, task.kind, computed=True, seconds={"reduce": secs}, info=meta)
+
+
+STABILITY_REPEATS = 3  # fits of a seeded clusterer on the same features (seeds s, s+1000, s+2000)
 
 
 K_AUTO_MAX = 15
@@ -206,9 +209,6 @@ def choose_k(task: CellTask, Xc: np.ndarray) -> tuple[int, list[list[float]]]:
     stable = [c for c in curve if c[2] >= K_AUTO_STABLE and np.isfinite(c[1])] or \
         [c for c in curve if np.isfinite(c[1])] or curve
     return int(max(stable, key=lambda c: c[1])[0]), curve
-
-
-STABILITY_REPEATS = 3  # fits of a seeded clusterer on the same features (seeds s, s+1000, s+2000)
 
 
 def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult:
@@ -279,7 +279,7 @@ RUNNERS: dict[type, Callable[[Any, ArtifactStore, bool], TaskResult]] = {
 
 def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskResult:
     """Run one task against the store at ``store_root``; an exception becomes a failed result. The
-    warnings the task raised travel back in ``info["warnings"]`` (the driver shows and logs them)."""
+    warnings the task raised travel back in ``warnings`` (the driver shows and logs them)."""
     from benchmark.interfaces import BadInput
 
     store = ArtifactStore(store_root)

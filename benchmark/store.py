@@ -119,10 +119,13 @@ class ArtifactStore:
         atomic_write_bytes(self._p("weights", key, ".pt"), buf.getvalue())
         write_record(self._p("weights", key, ".json"), meta, {"pt": self._p("weights", key, ".pt")})
 
+    def get_verified_weights_meta(self, key: str) -> dict[str, Any] | None:
+        """The training meta of trained weights whose ``.pt`` matches its checksum (None: missing or damaged)."""
+        return read_record(self._p("weights", key, ".json"), {"pt": self._p("weights", key, ".pt")})
+
     def weights_file(self, key: str) -> Path | None:
         """The verified ``.pt`` of trained weights (None: missing or damaged)."""
-        ok = read_record(self._p("weights", key, ".json"), {"pt": self._p("weights", key, ".pt")})
-        return self._p("weights", key, ".pt") if ok is not None else None
+        return self._p("weights", key, ".pt") if self.get_verified_weights_meta(key) is not None else None
 
     def get_weights(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(state_dict, meta) or None; the file is verified against its checksum, then read with

@@ -17,6 +17,8 @@ import pandas as pd
 from benchmark.plan import COPY_NOTE
 
 GROUP = ["backbone", "pretext", "clusterer"]
+SORT_RULE = ("one row per backbone/pretext/clusterer over the seeds; rankable cells first, by the mean NMI where "
+             "the data set has labels, else the mean silhouette (descending); then the pooled probe accuracy")
 SCORES = ["nmi", "ari", "cluster_acc", "silhouette", "silhouette_own", "silhouette_noise", "davies_bouldin",
           "linear_probe_acc", "stability", "noise_fraction", "n_clusters"]
 
@@ -60,7 +62,8 @@ def probe_draws(row: Any) -> list[float]:
     return [] if pd.isna(v) else [float(v)]
 
 
-def _rankable(df: pd.DataFrame) -> pd.Series:
+def rankable_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows whose internal scores may rank them (status ok and the ``rankable`` flag; older runs: status ok)."""
     if "rankable" not in df:
         return df["status"] == "ok"
     r = df["rankable"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
@@ -73,7 +76,7 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     df = df[df["status"].isin(["ok", "degenerate"])]
     if df.empty:
         return pd.DataFrame()
-    df["_rankable"] = _rankable(df)
+    df["_rankable"] = rankable_mask(df)
     primary = primary_score(df)
     rows = []
     for key, g in df.groupby(GROUP, sort=False):
@@ -143,10 +146,14 @@ def leaderboard_text(cells: pd.DataFrame, limit: int | None = None) -> str:
                      "rankable": "yes" if r["rankable"] else f"no: {r['rank_reason']}", "vs leader": mark})
     if limit:
         view = view[:limit]
+    return leaderboard_header(summary) + "\n" + tabulate(view, headers="keys", tablefmt="github")
+
+
+def leaderboard_header(summary: pd.DataFrame) -> str:
+    """What the intervals and tie marks of a summary mean (or that one seed gives neither)."""
+    primary, n_seeds = summary.attrs["primary"], int(summary["seeds"].max())
     if n_seeds >= 2:
-        head = (f"{n_seeds} seeds: mean [95% interval]. '= tied': the 95% interval of the paired per-seed "
+        return (f"{n_seeds} seeds: mean [95% interval]. '= tied': the 95% interval of the paired per-seed "
                 f"{primary} differences with the leader contains 0, so the order among them is not established.")
-    else:
-        head = (f"1 seed: no intervals, no tie marks (differences under about 0.05 {primary} are within seed "
-                "noise on digits); run with --seeds 0,1,2 to rank with intervals.")
-    return head + "\n" + tabulate(view, headers="keys", tablefmt="github")
+    return (f"1 seed: no intervals, no tie marks (differences under about 0.05 {primary} are within seed "
+            "noise on digits); run with --seeds 0,1,2 to rank with intervals.")

@@ -14,7 +14,7 @@ from benchmark.specs import GridSpec
 def check_weights(spec: GridSpec) -> dict[str, str]:
     """Load every --weights checkpoint (weights only) into the backbone it is given for; a mismatch is a
     BadInput. Returns {backbone: content hash of its checkpoint}, so two files of one name never share a key."""
-    from benchmark.images import file_sha
+    from benchmark.storage import sha256_file
     from registry.backbones import WeightsRequest, build_backbone
 
     paths = spec.weights_paths()
@@ -26,7 +26,7 @@ def check_weights(spec: GridSpec) -> dict[str, str]:
             build_backbone(bname, spec.image_size, WeightsRequest(path=path))
         except BadInput as exc:
             raise BadInput(f"bad --weights {bname}={path!r}: {str(exc).split(': ', 1)[-1]}") from None
-    return {b: file_sha(Path(p))[:16] for b, p in paths.items()}
+    return {b: sha256_file(Path(p))[:16] for b, p in paths.items()}
 
 
 def check_free_space(root: Path, n: int, size: int) -> None:
