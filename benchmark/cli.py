@@ -40,7 +40,7 @@ RUN_FLAGS: dict[str, tuple[str | None, str]] = {
     "epochs": ("train", "epochs"), "max_steps": ("train", "max_steps"), "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"),
     "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
-    "probe_draws": ("probe", "draws"), "reduce": (None, "reduce"),
+    "probe_draws": ("probe", "draws"), "probe_solver": ("probe", "solver"), "reduce": (None, "reduce"),
 }
 LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
 
@@ -99,7 +99,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                                     "per clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for "
                                     "density clusterers, standardize for the rest")
     p.add_argument("--probe-k", type=int, help="labeled images per class for the linear probe (default 10)")
-    p.add_argument("--probe-draws", type=int, help="seeded draws of the probe's labeled subset (default 5)")
+    p.add_argument("--probe-draws", type=int, help="seeded draws of the probe's labeled subset (default 20; "
+                                                   "presets set their own)")
+    p.add_argument("--probe-solver", help="torch (batched, on the run's device; default) or sklearn (the "
+                                          "reference LogisticRegression, one fit at a time)")
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
     for pretext, _field, flag, f in _pretext_flags():
         kind = type(f.default) if f.default is not None else str

@@ -6,7 +6,7 @@ only from its own inputs:
     DecodeTask    images key   = data content + S + decode version
     TrainTask     weights key  = images key + backbone + weights + this pretext's options + train cfg + seed + runtime
     ExtractTask   features key = images key + backbone + weights + trained-weights key + feature input + seed + runtime
-    ProbeTask     probe key    = features key + labels key + probe spec + seed
+    ProbeTask     probe key    = features key + labels key + probe spec (solver included) + seed + device
     ReduceTask    reduce key   = features key + reduction + seed
     CellTask      cell key     = reduce key + features key + labels key + clusterer (+ version, options, k) + seed
 
@@ -23,7 +23,7 @@ from benchmark.threads import STAGE_BLAS_THREADS
 
 TRAIN_VERSION = 1
 FEATURE_VERSION = 3  # 3: extraction its own stage, from the trained-weights artifact
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # 2: batched torch solver by default, device in the key
 REDUCE_VERSION = 2  # 2: --reduce methods (none, standardize, l2, pca, umap)
 CELL_VERSION = 5  # 5: stability, silhouette in the clusterer's space and with noise, rankable
 COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
@@ -103,6 +103,7 @@ class ProbeTask:
     labels_key: str
     probe: ProbeSpec
     seed: int
+    device: str = "cpu"  # where the torch solver runs (the run's device)
     deps: tuple[str, ...] = ()
     kind: str = "probe"
 
@@ -285,9 +286,9 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
                     batch, wpath, runtime,
                     deps=(data.images_key,) + ((train_key,) if train_key else ())))
                 pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
-                                    STAGE_BLAS_THREADS.get("probe")])
+                                    STAGE_BLAS_THREADS.get("probe"), runtime.device])
                 tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
-                                                 deps=(fkey,)))
+                                                 runtime.device, deps=(fkey,)))
                 for cname in spec.clusterers:
                     cls = clusterer_class(cname)
                     method, dims = spec.reduction_for(cname)

@@ -39,6 +39,9 @@ class TrainSpec:
             _int("max steps", self.max_steps, 1)
 
 
+PROBE_SOLVERS = ("torch", "sklearn")
+
+
 @dataclass(frozen=True)
 class ProbeSpec:
     """Linear probe protocol: k labeled images per class, C chosen on a validation split of them."""
@@ -46,8 +49,11 @@ class ProbeSpec:
     k_per_class: int = 10
     draws: int = 20
     c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    solver: str = "torch"  # "torch": batched Newton-CG (benchmark.logreg); "sklearn": the reference
 
     def __post_init__(self) -> None:
+        if self.solver not in PROBE_SOLVERS:
+            raise BadInput(f"bad probe solver {self.solver!r}: allowed: {', '.join(PROBE_SOLVERS)}")
         if isinstance(self.k_per_class, bool) or not isinstance(self.k_per_class, int) or self.k_per_class < 2:
             raise BadInput(f"bad probe k {self.k_per_class!r}: need >= 2 labeled images per class")
         _int("probe draws", self.draws, 1)

@@ -143,11 +143,11 @@ def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResu
 
     t0 = time.perf_counter()
     with stage_threads("probe"):
-        probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed)
+        probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed, task.device)
     secs = time.perf_counter() - t0
     rec = {"probe_acc": probe.mean, "probe_std": probe.std, "accuracies": list(probe.accuracies),
            "probe_c": list(probe.chosen_c), "probe_k": probe.k_per_class, "n_test": probe.n_test,
-           "probe_reason": probe.reason, "probe_s": secs}
+           "probe_reason": probe.reason, "probe_s": secs, "probe_solver": task.probe.solver}
     store.put_record("probes", task.key, rec)
     return TaskResult(task.key, task.kind, computed=True, seconds={"probe": secs}, info=rec)
 
