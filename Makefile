@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean chromium
+.PHONY: run test install bench bench-gpu clean chromium
 
 # Create .venv when missing and install the project (torch/torchvision pinned) into it.
 $(STAMP): pyproject.toml
@@ -28,6 +28,21 @@ chromium:
 
 bench: $(STAMP)
 	$(PY) -m pytest tests/bench --benchmark-enable --benchmark-autosave -q $(PYTEST_ARGS)
+
+# The GPU measurements of issue 11 (on a CUDA machine): inference and pretext-training throughput with the
+# peak of the math mode in use, the extraction pipeline from an on-disk store, and the probe solver; appended
+# to benchmarks/gpu-history.jsonl and gated against the committed baseline (fingerprint fields that differ
+# are named; IGNORE=torch compares across torch builds).
+GPU_HISTORY  ?= benchmarks/gpu-history.jsonl
+GPU_BASELINE ?= benchmarks/h100-baseline.jsonl
+IGNORE       ?=
+bench-gpu:
+	$(PY) -m benchmark bench --device cuda --backbones resnet50,vgg16,timm:convnext_tiny --precision fp32,bf16 \
+	  --channels-last both --batch-size 256 --image-size 224 --pipeline --out $(GPU_HISTORY)
+	$(PY) -m benchmark bench --device cuda --backbones resnet50 --pretexts rotation,jigsaw,colorization,autoencoder \
+	  --precision bf16 --channels-last both --batch-size 128 --image-size 96 --out $(GPU_HISTORY)
+	$(PY) -m benchmark.probe_bench --json benchmarks/probe-bench-latest.json
+	$(PY) -m benchmark compare $(GPU_BASELINE) $(GPU_HISTORY) $(if $(IGNORE),--ignore-fingerprint $(IGNORE))
 
 clean:
 	rm -rf $(VENV) results/*/ .cache

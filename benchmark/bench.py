@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -158,13 +157,33 @@ def flops_per_image(model: torch.nn.Module, image_size: int, device: str) -> flo
     return counter.get_total_flops() / 2.0
 
 
-def matmul_peak(device: str, precision: str = "fp32", n: int = 2048, repeats: int = 5) -> float:
-    """The machine's measured dense matrix-multiply rate, FLOP/s (the best of ``repeats``)."""
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = time_steps(lambda: a @ b, device, warmup=2, iters=3, repeats=repeats)
-    return 2.0 * n ** 3 / (min(times) / 1000.0)
+def math_mode(precision: str, device: str) -> str:
+    """The arithmetic a benchmark row runs in: bf16/fp16 under autocast (tensor cores on CUDA), TF32 for
+    fp32 on CUDA where cuDNN or cuBLAS may use it (cuDNN convolutions do by default), else IEEE fp32."""
+    if precision != "fp32":
+        return precision
+    if device == "cuda" and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32):
+        return "tf32"
+    return "fp32"
+
+
+def matmul_peak(device: str, mode: str = "fp32", sizes: tuple[int, ...] | None = None, repeats: int = 5) -> float:
+    """The measured dense matrix-multiply rate of the math mode, FLOP/s: the best over a few sizes and
+    ``repeats`` (fp32 with TF32 off, TF32 with it on, bf16/fp16 in their dtype)."""
+    dtype = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+    sizes = sizes or ((2048, 4096, 8192) if device == "cuda" else (1024, 2048))
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+    try:
+        best = 0.0
+        for n in sizes:
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
+            times = time_steps(lambda: a @ b, device, warmup=2, iters=3, repeats=repeats)
+            best = max(best, 2.0 * n ** 3 / (min(times) / 1000.0))
+        return best
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
 
 
 def _prepare(name: str, spec: BenchSpec, rt: Runtime, channels_last: bool) -> torch.nn.Module:
@@ -220,13 +239,24 @@ def bench_train(name: str, pretext_name: str, spec: BenchSpec, rt: Runtime, prec
 
 
 def bench_pipeline(name: str, spec: BenchSpec, rt: Runtime) -> dict[str, Any]:
-    """Feature extraction from a uint8 image store vs. synthetic forward, same model, batch and device."""
+    """Feature extraction from a memory-mapped on-disk uint8 store (larger than batch x repeats, so every
+    repeat reads new rows) vs. synthetic forward, same model, batch and device."""
+    import tempfile
+
+    from benchmark.loader import bytes_per_batch
 
     backbone = _prepare(name, spec, rt, rt.channels_last_infer).eval()
-    n = spec.batch_size * spec.iters
-    store = np.random.default_rng(0).integers(0, 256, (n, 3, spec.image_size, spec.image_size), dtype=np.uint8)
-    extract_features(backbone, store[: spec.batch_size * 2], rt, spec.batch_size, progress=False)  # warm-up
-    secs = [extract_features(backbone, store, rt, spec.batch_size, progress=False)[1] for _ in range(spec.repeats)]
+    n = spec.batch_size * (max(spec.iters, spec.repeats) + 1)
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        path = Path(tmp) / "store.npy"
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 3, spec.image_size, spec.image_size))
+        store[:] = np.random.default_rng(0).integers(0, 256, store.shape, dtype=np.uint8)
+        store.flush()
+        del store
+        store = np.load(path, mmap_mode="r")
+        extract_features(backbone, store[: spec.batch_size * 2], rt, spec.batch_size, progress=False)  # warm-up
+        secs = [extract_features(backbone, store, rt, spec.batch_size, progress=False)[1] for _ in range(spec.repeats)]
+        del store
     x = torch.randn(spec.batch_size, 3, spec.image_size, spec.image_size, device=rt.torch_device)
     if rt.channels_last_infer:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -238,7 +268,9 @@ def bench_pipeline(name: str, spec: BenchSpec, rt: Runtime) -> dict[str, Any]:
     synth = time_steps(step, rt.device, spec.warmup, spec.iters, spec.repeats)
     pipe_ips = n / statistics.median(secs)
     synth_ips = spec.batch_size / (statistics.median(synth) / 1000.0)
-    return {"pipeline_img_per_s": pipe_ips, "synthetic_img_per_s": synth_ips, "ratio": pipe_ips / synth_ips}
+    copied = bytes_per_batch(n, spec.image_size)
+    return {"pipeline_img_per_s": pipe_ips, "synthetic_img_per_s": synth_ips, "ratio": pipe_ips / synth_ips,
+            "store_images": n, "bytes_to_device": copied, "bytes_to_device_per_s": copied / statistics.median(secs)}
 
 
 def entry(kind: str, backbone: str, pretext: str, spec: BenchSpec, rt: Runtime, precision: str, cl: bool,
@@ -256,7 +288,8 @@ def entry(kind: str, backbone: str, pretext: str, spec: BenchSpec, rt: Runtime, 
     if ms:
         med = statistics.median(ms)
         rec.update(step_ms=med, step_ms_all=ms, img_per_s=batch / (med / 1000.0))
-    for k in ("flops_per_image", "pipeline_img_per_s", "synthetic_img_per_s", "ratio"):
+    for k in ("flops_per_image", "pipeline_img_per_s", "synthetic_img_per_s", "ratio", "store_images",
+              "bytes_to_device", "bytes_to_device_per_s"):
         if k in result:
             rec[k] = result[k]
     if kind == "pipeline":
@@ -284,13 +317,16 @@ def run_bench(spec: BenchSpec, rt: Runtime, out: Path | None, progress: Callable
         if reason:
             progress(f"skip {precision}: {reason}")
             continue
-        peaks[precision] = matmul_peak(rt.device, precision)
+        mode = math_mode(precision, rt.device)
+        if mode not in peaks:
+            peaks[mode] = matmul_peak(rt.device, mode)
         for cl in spec.channels_last:
             for name in spec.backbones:
                 res = bench_inference(name, spec, rt, precision, cl)
                 rec = entry("infer", name, "-", spec, rt, precision, cl, res, fp)
-                rec["matmul_peak_flops"] = peaks[precision]
-                rec["fraction_of_peak"] = rec["flops_per_image"] * rec["img_per_s"] / peaks[precision]
+                # the model's FLOP rate over the peak of the math it ran in; not clamped (a test checks <= 1)
+                rec.update(math_mode=mode, matmul_peak_flops=peaks[mode],
+                           fraction_of_peak=rec["flops_per_image"] * rec["img_per_s"] / peaks[mode])
                 keep(rec)
                 for pname in spec.pretexts:
                     keep(entry("train", name, pname, spec, rt, precision, cl,
@@ -302,60 +338,6 @@ def run_bench(spec: BenchSpec, rt: Runtime, out: Path | None, progress: Callable
     return records
 
 
-def load_history(path: Path) -> list[dict[str, Any]]:
-    """The entries of a bench history (JSON lines). BadInput for a missing or empty file, a line that is not
-    a JSON object, or an entry without ``key`` / ``fingerprint.id`` or with an impossible throughput."""
-    if not path.is_file():
-        raise BadInput(f"bad history file {str(path)!r}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"bad history file {str(path)!r}: unreadable ({type(exc).__name__})") from None
-    out = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            raise BadInput(f"bad history file {str(path)!r}: line {i} is not JSON") from None
-        if not isinstance(rec, dict):
-            raise BadInput(f"bad history file {str(path)!r}: line {i} is {type(rec).__name__}, need a JSON object "
-                           "as `bench --out` writes")
-        fp = rec.get("fingerprint")
-        if not isinstance(rec.get("key"), str) or not isinstance(fp, dict) or "id" not in fp:
-            missing = "key" if not isinstance(rec.get("key"), str) else "fingerprint.id"
-            raise BadInput(f"bad history file {str(path)!r}: line {i} has no {missing!r}; need entries as "
-                           "`bench --out` writes them")
-        ips = rec.get("img_per_s")
-        if ips is not None and (isinstance(ips, bool) or not isinstance(ips, (int, float))
-                                or not math.isfinite(ips) or ips <= 0):
-            raise BadInput(f"bad history file {str(path)!r}: line {i} ({rec['key']}) has img_per_s {ips!r}; need a "
-                           "finite number > 0")
-        out.append(rec)
-    if not out:
-        raise BadInput(f"bad history file {str(path)!r}: no entries in it")
-    return out
+from benchmark.history import compare, fingerprint_diff, load_history  # noqa: E402  (re-exported)
 
-
-def compare(baseline: list[dict[str, Any]], new: list[dict[str, Any]], max_regression: float
-            ) -> tuple[list[dict[str, Any]], list[str], bool]:
-    """New/old throughput ratio per benchmark key with the same fingerprint (the latest entry of each).
-    Returns (rows, notes on entries not compared, whether any regressed by more than max_regression %)."""
-    def latest(hist: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(r["key"], r["fingerprint"]["id"]): r for r in hist if "img_per_s" in r}
-
-    old, cur = latest(baseline), latest(new)
-    old_keys = {k for k, _ in old}
-    rows, notes, failed = [], [], False
-    for (key, fid), rec in sorted(cur.items()):
-        base = old.get((key, fid))
-        if base is None:
-            notes.append(f"{key}: {'fingerprint differs' if key in old_keys else 'not in baseline'}, not compared")
-            continue
-        ratio = rec["img_per_s"] / base["img_per_s"]
-        bad = ratio < 1.0 - max_regression / 100.0
-        failed |= bad
-        rows.append({"key": key, "old_img_per_s": base["img_per_s"], "new_img_per_s": rec["img_per_s"],
-                     "ratio": ratio, "verdict": "REGRESSED" if bad else "ok"})
-    return rows, notes, failed
+__all__ = ["BenchSpec", "compare", "fingerprint", "fingerprint_diff", "load_history", "run_bench"]

@@ -41,6 +41,7 @@ RUN_FLAGS: dict[str, tuple[str | None, str]] = {
     "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"),
     "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
     "probe_draws": ("probe", "draws"), "probe_solver": ("probe", "solver"), "reduce": (None, "reduce"),
+    "deterministic": (None, "deterministic"), "compile": (None, "compile"),
 }
 LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
 
@@ -104,6 +105,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-solver", help="torch (batched, on the run's device; default) or sklearn (the "
                                           "reference LogisticRegression, one fit at a time)")
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
+    p.add_argument("--deterministic", action="store_const", const=True,
+                   help="deterministic kernels: CUDA reruns and resumes bit-identical (slower; see README)")
+    p.add_argument("--compile", action="store_const", const=True,
+                   help="torch.compile the backbones for training and extraction (compile time kept apart in run.json)")
     for pretext, _field, flag, f in _pretext_flags():
         kind = type(f.default) if f.default is not None else str
         kind = _boolean if kind is bool else kind

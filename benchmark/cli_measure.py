@@ -54,7 +54,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage, 0 <= value < 100")
     with user_errors():
         rows, notes, failed = compare(load_history(Path(args.baseline)), load_history(Path(args.new)),
-                                      args.max_regression)
+                                      args.max_regression, frozenset(_split(args.ignore_fingerprint or "")))
     for n in notes:
         print(n)
     if not rows:
@@ -116,6 +116,8 @@ def add_measurement_commands(sub: Any) -> None:
     cmp.add_argument("baseline")
     cmp.add_argument("new")
     cmp.add_argument("--max-regression", type=float, default=10.0, help="percent")
+    cmp.add_argument("--ignore-fingerprint", help="fingerprint fields not to match, e.g. torch,driver (a GPU "
+                                                  "machine's own torch differs from the pin)")
     cmp.set_defaults(func=cmd_compare)
     sc = sub.add_parser("scale", help="silhouette / k-means / HDBSCAN at scale vs scikit-learn (minutes)")
     sc.add_argument("--only", default="silhouette,kmeans,decode,hdbscan")

@@ -224,30 +224,45 @@ def listing_fingerprint(listing: Listing, store: ArtifactStore) -> tuple[str, li
     return "files:" + stable_hash([listing.names, shas]), shas
 
 
-def images_key(fingerprint: str, size: int) -> str:
-    return stable_hash(["images", DECODE_VERSION, fingerprint, size])
+def images_key(fingerprint: str, size: int, decoder: str = "pil") -> str:
+    """The image store's key: the listing's content, the size, the decode version and (when not PIL) the
+    decoder, whose pixels differ slightly."""
+    return stable_hash(["images", DECODE_VERSION, fingerprint, size] + ([decoder] if decoder != "pil" else []))
+
+
+def file_version(decoder: str) -> int | str:
+    """The per-file cache's version: the decode version, and the decoder when it is not PIL."""
+    return DECODE_VERSION if decoder == "pil" else f"{DECODE_VERSION}-{decoder}"
 
 
 def _decode_files(listing: Listing, shas: list[str | None], size: int, store: ArtifactStore,
-                  progress: bool) -> tuple[list[np.ndarray | str], int]:
+                  progress: bool, decoder: str = "pil") -> tuple[list[np.ndarray | str], int]:
     """Each file's (3,S,S) uint8 or its skip reason, cached per content; new files are decoded in chunks.
     Returns (results, how many files were decoded now)."""
     assert listing.files is not None and listing.root is not None
     results: list[np.ndarray | str | None] = [None] * len(shas)
     todo = []
     for i, sha in enumerate(shas):
-        got = store.get_file(sha, size, DECODE_VERSION) if sha else None
+        got = store.get_file(sha, size, file_version(decoder)) if sha else None
         if got is not None:
             results[i] = got
         elif sha is None:
             results[i] = "missing, unreadable or broken symlink"
         else:
             todo.append(i)
-    bar = tqdm(total=len(todo), desc="decode", unit="img", disable=not progress or not todo, leave=False)
+    bar = tqdm(total=len(todo), desc="decode (nvJPEG)" if decoder == "nvjpeg" else "decode", unit="img",
+               disable=not progress or not todo, leave=False)
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
-        for i, res in zip(chunk, decode_paths([listing.files[i] for i in chunk], size)):
-            store.put_file(shas[i], size, DECODE_VERSION, res)  # type: ignore[arg-type]
+        files = [listing.files[i] for i in chunk]
+        if decoder == "nvjpeg":
+            from benchmark.nvjpeg import decode_files
+
+            decoded = decode_files(files, size)[0]
+        else:
+            decoded = decode_paths(files, size)
+        for i, res in zip(chunk, decoded):
+            store.put_file(shas[i], size, file_version(decoder), res)  # type: ignore[arg-type]
             results[i] = res
         bar.update(len(chunk))
     bar.close()
@@ -255,14 +270,14 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
 
 
 def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None] | None,
-                   store: ArtifactStore, progress: bool = True) -> dict[str, object]:
+                   store: ArtifactStore, progress: bool = True, decoder: str = "pil") -> dict[str, object]:
     """Decode a listing into the image store under ``key``. Returns the store's meta."""
     if listing.files is None:
         assert listing.pixels is not None
         results: list[np.ndarray | str] = [decode_pil(Image.fromarray(px), size) for px in listing.pixels()]
         decoded_now = len(results)
     else:
-        results, decoded_now = _decode_files(listing, shas or [], size, store, progress)
+        results, decoded_now = _decode_files(listing, shas or [], size, store, progress, decoder)
     kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped = [(listing.names[i], str(r)) for i, r in enumerate(results) if isinstance(r, str)]
     if not kept:
@@ -274,7 +289,7 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
             arr[j] = results[i]
             gray = gray and is_gray(arr[j])
     meta = {"names": [listing.names[i] for i in kept], "skipped": skipped, "grayscale": gray,
-            "size": size, "decode_version": DECODE_VERSION}
+            "size": size, "decode_version": DECODE_VERSION, "decoder": decoder}
     store.put_images_meta(key, meta)
     return {**meta, "decoded_now": decoded_now}
 

@@ -39,6 +39,7 @@ class DataInfo:
     labels_key: str
     n_listed: int
     n_classes: int  # among labeled listed images
+    decoder: str = "pil"  # "nvjpeg" for photo folders on CUDA (benchmark.nvjpeg)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class RuntimeInfo:
     channels_last: bool
     channels_last_infer: bool
     threads: int
+    deterministic: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class DecodeTask:
     dataset: str
     labels_csv: str | None
     image_size: int
+    decoder: str = "pil"
     deps: tuple[str, ...] = ()
     kind: str = "decode"
 
@@ -257,7 +261,7 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
     validate_names(spec)
     k = number_of_clusters(spec, data)
     tasks: dict[str, Task] = {}
-    decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size)
+    decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size, data.decoder)
     tasks[decode.key] = decode
     slots: list[CellSlot] = []
     for seed in spec.seeds:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from benchmark.executor import make_executor
 from benchmark.interfaces import BadInput
+from benchmark.nvjpeg import select_decoder
 from benchmark.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
 from benchmark.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
 from benchmark.results import (COLUMNS, assignment_of, cell_id, environment, read_assignments, read_cells,
@@ -45,6 +46,7 @@ class RunStats:
     computed: dict[str, int] = field(default_factory=lambda: {v: 0 for v in COMPUTED_NAMES.values()})
     resumed_cells: int = 0
     stage_s: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in STAGES})
+    gpu_util: dict[str, list[float]] = field(default_factory=dict)  # stage -> sampled GPU utilisation (%)
 
     def add(self, result: TaskResult) -> None:
         if result.computed:
@@ -52,6 +54,13 @@ class RunStats:
             self.computed[name] += int(result.info.get("decoded_now", 0)) if result.kind == "decode" else 1
             for stage, secs in result.seconds.items():
                 self.stage_s[stage] = self.stage_s.get(stage, 0.0) + secs
+            if result.info.get("gpu_util") is not None:
+                self.gpu_util.setdefault(result.kind, []).append(float(result.info["gpu_util"]))
+
+    def gpu_util_mean(self) -> dict[str, float | None]:
+        """Mean sampled GPU utilisation (%) of the train and extract tasks computed (None on the CPU)."""
+        return {k: (sum(self.gpu_util[k]) / len(self.gpu_util[k]) if self.gpu_util.get(k) else None)
+                for k in ("train", "extract")}
 
     @property
     def trained(self) -> int:
@@ -89,7 +98,8 @@ class RunResult:
 
 def runtime_info(rt: Runtime) -> RuntimeInfo:
     amp = str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32"
-    return RuntimeInfo(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads())
+    return RuntimeInfo(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads(),
+                       rt.deterministic, rt.compile)
 
 
 def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any], Runtime]:
@@ -98,7 +108,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any
     from benchmark.plan import validate_names
 
     validate_names(spec)  # before the data is listed or hashed
-    rt = detect_runtime(spec.device)
+    rt = detect_runtime(spec.device, spec.deterministic, spec.compile)
     digests = check_weights(spec)
     listing = resolve_dataset(spec.dataset, spec.labels).list()
     n = len(listing.names)
@@ -106,8 +116,9 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any
         raise BadInput(f"bad --k {spec.cluster.k}: at most the number of images ({n} in {spec.dataset})")
     fingerprint, _ = listing_fingerprint(listing, store)
     rec = labels_record(listing)
-    data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size), labels_key(rec),
-                    n, len(rec["class_names"]))  # type: ignore[arg-type]
+    decoder = select_decoder(rt.device, listing.files is not None)
+    data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size, decoder), labels_key(rec),
+                    n, len(rec["class_names"]), decoder)  # type: ignore[arg-type]
     if not store.has("images", data.images_key):
         check_free_space(store.root, n, spec.image_size)
     return plan(spec, data, runtime_info(rt), digests), rec, rt
@@ -382,6 +393,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
         rows = writer.ordered_rows()
         failed = [cell_id(r) for r in rows if r["status"] == "failed"]
         info.update(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
+                    gpu_util_pct=stats.gpu_util_mean(),
                     overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
                     computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids,
                     n_images=len(writer.names), n_labeled=int((labels >= 0).sum()), failed_cells=len(failed),

@@ -83,8 +83,13 @@ class GridSpec:
     pretext_options: tuple[tuple[str, Options], ...] = ()
     probe: ProbeSpec = field(default_factory=ProbeSpec)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    deterministic: bool = False  # --deterministic: deterministic kernels (CUDA reruns bit-identical)
+    compile: bool = False  # --compile: torch.compile the backbone for training and extraction
 
     def __post_init__(self) -> None:
+        for name in ("deterministic", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise BadInput(f"bad {name} {getattr(self, name)!r}: allowed: true, false")
         for kind, names in (("backbones", self.backbones), ("pretexts", self.pretexts),
                             ("clusterers", self.clusterers), ("seeds", self.seeds)):
             if not names:

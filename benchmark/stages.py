@@ -54,7 +54,7 @@ def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskRe
     listing = resolve_dataset(task.dataset, task.labels_csv).list()
     t0 = time.perf_counter()
     _fp, shas = listing_fingerprint(listing, store)
-    meta = decode_listing(listing, task.image_size, task.key, shas, store, progress)
+    meta = decode_listing(listing, task.image_size, task.key, shas, store, progress, task.decoder)
     return TaskResult(task.key, task.kind, computed=True, seconds={"decode": time.perf_counter() - t0},
                       info={**_decode_info(meta), "decoded_now": meta["decoded_now"]})
 
@@ -86,13 +86,17 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     images = open_image_set(store, task.images_key, None)
     pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
     backbone = _backbone(task)
-    rt = detect_runtime(task.runtime.device)
-    result, _head = train_pretext(backbone, pretext, images.images, task.train, rt, task.seed, progress)
+    rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
+    from benchmark.gpu_monitor import sampled
+
+    (result, _head), util = sampled(rt.device, lambda: train_pretext(backbone, pretext, images.images, task.train,
+                                                                      rt, task.seed, progress))
     meta = {"pretext_loss": result.final_loss, "pretext_acc": result.final_acc, "train_s": result.seconds,
             "step_losses": result.step_losses, "epoch_losses": result.epoch_losses, "steps": result.steps,
-            "weights": backbone.weights}
+            "weights": backbone.weights, "train_compile_s": result.compile_s, "gpu_util": util}
     store.put_weights(task.key, backbone.state_dict(), meta)
-    return TaskResult(task.key, task.kind, computed=True, seconds={"train": result.seconds}, info=meta)
+    return TaskResult(task.key, task.kind, computed=True, info=meta,
+                      seconds={"train": result.seconds, "compile": result.compile_s})
 
 
 def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
@@ -116,18 +120,23 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
             raise RuntimeError(f"trained weights {task.train_key} are missing from {store.root}")
         state, train_meta = got
         backbone.load_state_dict(state)
-    rt = detect_runtime(task.runtime.device)
+    rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
     pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
-    feats, secs = extract_features(backbone, images.images, rt, batch_size=task.batch_size, progress=progress,
-                                   pretext=pretext)
+    from benchmark.gpu_monitor import sampled
+
+    timing: dict[str, float] = {}
+    (feats, secs), util = sampled(rt.device, lambda: extract_features(
+        backbone, images.images, rt, batch_size=task.batch_size, progress=progress, pretext=pretext, timing=timing))
     if not np.isfinite(feats).all():
         raise RuntimeError(f"{task.backbone}/{task.pretext}: features contain NaN or inf")
     meta = {"weights": backbone.weights, "extract_s": secs, "images_per_s": images.n / secs if secs > 0 else None,
             "feature_dim": int(feats.shape[1]), "trainable": bool(backbone.trainable),
             "pretext_loss": train_meta.get("pretext_loss"), "pretext_acc": train_meta.get("pretext_acc"),
-            "train_s": train_meta.get("train_s", 0.0), "train_key": task.train_key}
+            "train_s": train_meta.get("train_s", 0.0), "train_key": task.train_key,
+            "extract_compile_s": timing.get("compile_s", 0.0), "gpu_util": util}
     store.put_array("features", task.key, feats, meta)
-    return TaskResult(task.key, task.kind, computed=True, seconds={"extract": secs}, info=meta)
+    return TaskResult(task.key, task.kind, computed=True, info=meta,
+                      seconds={"extract": secs, "compile": timing.get("compile_s", 0.0)})
 
 
 def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResult:

@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from benchmark.loader import batches
 from benchmark.runtime import Runtime
 from benchmark.specs import TrainSpec
 from registry.backbones import Backbone
 from registry.pretexts import Pretext, normalize
+
+SYNC_EVERY = 16  # steps between host reads of the loss (progress bar, divergence check): no per-step sync
 
 
 @dataclass
@@ -27,18 +32,26 @@ class TrainResult:
     steps: int = 0
     step_losses: list[float] = field(default_factory=list)
     epoch_losses: list[float] = field(default_factory=list)
+    compile_s: float = 0.0  # with --compile: the first step's wall time (compilation + one step), not in seconds
 
 
-def to_device(batch: np.ndarray, rt: Runtime, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (B,3,S,S) numpy -> float (B,3,S,S) in [0,1] on the device (pinned, non-blocking on CUDA)."""
-    if not batch.flags.writeable:  # a slice of the memory-mapped store: torch wants writable memory
-        batch = batch.copy()
-    t = torch.from_numpy(batch)
-    if channels_last:  # re-layout the uint8 bytes, 4x less traffic than the float copy; float() keeps it
-        t = t.contiguous(memory_format=torch.channels_last)
-    if rt.pin_memory:
-        t = t.pin_memory()
-    return t.to(rt.torch_device, non_blocking=rt.pin_memory).float().mul_(1.0 / 255.0)
+def compile_backend() -> str:
+    """torch.compile's backend: inductor, or SSLBENCH_COMPILE_BACKEND (the tests use aot_eager: inductor
+    compiles for ~40 s per model on the 2-core VM)."""
+    return os.environ.get("SSLBENCH_COMPILE_BACKEND", "inductor")
+
+
+@contextmanager
+def compiled_forward(backbone: Backbone, rt: Runtime) -> Iterator[None]:
+    """With ``rt.compile``: the backbone's forward (``features``) compiled for the duration of the block."""
+    if not rt.compile:
+        yield
+        return
+    backbone.features = torch.compile(type(backbone).features.__get__(backbone), backend=compile_backend())
+    try:
+        yield
+    finally:
+        del backbone.features  # the class's method again
 
 
 def make_optimizer(params: list[nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
@@ -91,61 +104,131 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=f"train {backbone.name}/{pretext.name}", unit="step", disable=not progress,
                leave=False)
-    step = 0
-    for _epoch in range(spec.epochs):
-        if step >= total:
-            break
-        order = torch.randperm(n, generator=gen).numpy()
-        loss_sum, correct, seen, batches = 0.0, 0, 0, 0
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
-            idx = np.sort(order[b * spec.batch_size:(b + 1) * spec.batch_size])
-            x = to_device(images[idx], rt, rt.channels_last)
-            loss, out, targets = train_step(backbone, head, pretext, opt, scaler, x, gen, rt.autocast)
-            value = float(loss)
-            if not math.isfinite(value):
-                raise RuntimeError(f"pretext {pretext.name} loss diverged ({value}) at step {step}; "
-                                   f"try a lower --lr than {spec.lr}")
-            sched.step()
-            result.step_losses.append(value)
-            loss_sum += value
-            batches += 1
-            if pretext.reports_accuracy:
-                correct += pretext.n_correct(out, targets)
-                seen += int(targets.shape[0])
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}")
-        if batches:
-            result.epoch_losses.append(loss_sum / batches)
-            result.final_loss = loss_sum / batches
-            result.final_acc = correct / seen if seen else None
+    plan = _step_plan(n, spec.batch_size, spec.epochs, steps_per_epoch, total, gen)
+    bar.total = len(plan)
+    tally = _Tally()
+    stream = batches(images, (idx for _epoch, idx in plan), rt, rt.channels_last)
+
+    def step_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = train_step(backbone, head, pretext, opt, scaler, x, gen, rt.autocast)
+        sched.step()
+        return out
+
+    with compiled_forward(backbone, rt):
+        _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally)
+    _summarize(result, [e for e, _ in plan], tally)
     bar.close()
     if rt.device == "cuda":
         torch.cuda.synchronize()
-    result.seconds = time.perf_counter() - t0
-    result.steps = step
+    result.seconds = time.perf_counter() - t0 - result.compile_s
+    result.steps = len(plan)
     return result, head
+
+
+@dataclass
+class _Tally:
+    """Per-step device scalars, read by the host once per sync window."""
+
+    losses: list[torch.Tensor] = field(default_factory=list)
+    corrects: list[torch.Tensor] = field(default_factory=list)
+    seen: list[int] = field(default_factory=list)
+
+
+def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor], step_fn, pretext: Pretext,
+               rt: Runtime, spec: TrainSpec, bar: tqdm, result: TrainResult, tally: _Tally) -> None:
+    losses, corrects, seen = tally.losses, tally.corrects, tally.seen
+    checked = 0
+    for step, (_planned, x) in enumerate(zip(plan, stream)):
+        t_first = time.perf_counter()
+        loss, out, targets = step_fn(x)
+        if step == 0 and rt.compile:
+            loss.item()  # synchronize: the first step holds the compilation
+            result.compile_s = time.perf_counter() - t_first
+        losses.append(loss.float())
+        if pretext.reports_accuracy:
+            corrects.append(pretext.correct_count(out, targets))
+            seen.append(int(targets.shape[0]))
+        if (step + 1) % SYNC_EVERY == 0 or step + 1 == len(plan):
+            _check_finite(losses, checked, pretext, spec)
+            bar.update(step + 1 - checked)
+            checked = step + 1
+            bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
+
+
+def _step_plan(n: int, batch: int, epochs: int, steps_per_epoch: int, total: int, gen: torch.Generator
+               ) -> list[tuple[int, np.ndarray]]:
+    """(epoch, sorted row indices) of every step: seeded shuffling per epoch, ``total`` steps in all."""
+    plan: list[tuple[int, np.ndarray]] = []
+    for epoch in range(epochs):
+        if len(plan) >= total:
+            break
+        order = torch.randperm(n, generator=gen).numpy()
+        for b in range(min(steps_per_epoch, total - len(plan))):
+            plan.append((epoch, np.sort(order[b * batch:(b + 1) * batch])))
+    return plan
+
+
+def _check_finite(losses: list[torch.Tensor], first: int, pretext: Pretext, spec: TrainSpec) -> None:
+    """Raise at the first non-finite loss among the steps not checked yet (one host read per call)."""
+    recent = torch.stack(losses[first:]).cpu().numpy() if first < len(losses) else np.empty(0)
+    bad = np.flatnonzero(~np.isfinite(recent))
+    if bad.size:
+        step = first + int(bad[0])
+        raise RuntimeError(f"pretext {pretext.name} loss diverged ({recent[bad[0]]}) at step {step}; "
+                           f"try a lower --lr than {spec.lr}")
+
+
+def _summarize(result: TrainResult, epochs: list[int], tally: _Tally) -> None:
+    """Per-step losses, per-epoch means and the last epoch's accuracy, read from the device once."""
+    losses, corrects, seen = tally.losses, tally.corrects, tally.seen
+    if not losses:
+        return
+    values = torch.stack(losses).cpu().numpy().astype(float)
+    result.step_losses = values.tolist()
+    ep = np.asarray(epochs)
+    result.epoch_losses = [float(values[ep == e].mean()) for e in np.unique(ep)]
+    result.final_loss = result.epoch_losses[-1]
+    if corrects:
+        hits = torch.stack(corrects).cpu().numpy()
+        last = ep == ep[-1]
+        result.final_acc = float(hits[last].sum() / np.asarray(seen)[last].sum())
 
 
 @torch.inference_mode()
 def extract_features(backbone: Backbone, images: np.ndarray, rt: Runtime, batch_size: int = 128,
-                     progress: bool = True, pretext: Pretext | None = None) -> tuple[np.ndarray, float]:
-    """Pooled features (N, D) float32 of uint8 images (N,3,S,S), and the seconds it took. The input is
-    what ``pretext`` showed the backbone (``feature_input``; default ImageNet-normalized RGB)."""
+                     progress: bool = True, pretext: Pretext | None = None,
+                     timing: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
+    """Pooled features (N, D) float32 of uint8 images (N,3,S,S), and the seconds it took without the
+    compilation (with ``rt.compile``: the first batch's time, stored in ``timing["compile_s"]``). The
+    input is what ``pretext`` showed the backbone (``feature_input``; default ImageNet-normalized RGB)."""
     prepare = pretext.feature_input if pretext is not None else normalize
     backbone.to(rt.torch_device).eval()
     backbone.to(memory_format=torch.channels_last if rt.channels_last_infer else torch.contiguous_format)
-    out = np.empty((images.shape[0], backbone.dim), np.float32)
+    n = images.shape[0]
+    # features land in a pinned host buffer by non-blocking copies: no sync per batch on CUDA
+    out = torch.empty((n, backbone.dim), dtype=torch.float32, pin_memory=rt.pin_memory)
     t0 = time.perf_counter()
-    bar = tqdm(range(0, images.shape[0], batch_size), desc=f"extract {backbone.name}", unit="batch",
-               disable=not progress, leave=False)
-    for i in bar:
-        x = prepare(to_device(images[i:i + batch_size], rt, rt.channels_last_infer))
-        with rt.autocast():
-            f = backbone.features(x)
-        out[i:i + f.shape[0]] = f.float().cpu().numpy()
+    starts = range(0, n, batch_size)
+    bar = tqdm(total=len(starts), desc=f"extract {backbone.name}", unit="batch", disable=not progress, leave=False)
+    stream = batches(images, (slice(i, i + batch_size) for i in starts), rt, rt.channels_last_infer)
+    compile_s = 0.0
+    with compiled_forward(backbone, rt):
+        for i, x in zip(starts, stream):
+            t_first = time.perf_counter()
+            with rt.autocast():
+                f = backbone.features(prepare(x))
+            out[i:i + f.shape[0]].copy_(f.float(), non_blocking=rt.pin_memory)
+            if i == 0 and rt.compile:
+                sync(rt)  # the first batch holds the compilation
+                compile_s = time.perf_counter() - t_first
+            bar.update(1)
+    bar.close()
+    sync(rt)
+    if timing is not None:
+        timing["compile_s"] = compile_s
+    return out.numpy(), time.perf_counter() - t0 - compile_s
+
+
+def sync(rt: Runtime) -> None:
     if rt.device == "cuda":
         torch.cuda.synchronize()
-    return out, time.perf_counter() - t0

@@ -69,8 +69,12 @@ class Pretext:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), targets)
 
+    def correct_count(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Correct predictions as a device scalar (read by the host once per epoch, not per step)."""
+        return (outputs.argmax(1) == targets).sum()
+
     def n_correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> int:
-        return int((outputs.argmax(1) == targets).sum())
+        return int(self.correct_count(outputs, targets))
 
 
 PRETEXTS: Registry[Callable[..., Pretext]] = Registry("pretext", package=__name__)

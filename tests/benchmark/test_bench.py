@@ -19,9 +19,31 @@ def test_bench_writes_a_history_with_fingerprint_and_flops(tmp_path, cpu):
     assert inf["key"] == "infer/resnet18/-/bs4/s32/fp32/nchw/eager/cpu"
     assert len(inf["step_ms_all"]) == 2 and inf["img_per_s"] > 0
     assert inf["flops_per_image"] == pytest.approx(2 * 0.0370e9, rel=0.05)  # resnet18 at 32 px: ~37 MMACs
-    assert 0 < inf["fraction_of_peak"] < 1.5
+    assert inf["math_mode"] == "fp32" and inf["matmul_peak_flops"] > 0
     assert {"cpu", "cores", "torch", "id"} <= set(inf["fingerprint"])
-    assert lines[2]["ratio"] > 0 and lines[1]["pretext"] == "rotation"
+    pipe = lines[2]
+    assert pipe["ratio"] > 0 and lines[1]["pretext"] == "rotation"
+    assert pipe["store_images"] > 4 * 2 and pipe["bytes_to_device"] == pipe["store_images"] * 3 * 32 * 32
+
+
+@pytest.mark.parametrize("precisions", [("fp32",), ("fp32", "bf16")])
+def test_no_fraction_of_peak_exceeds_one(cpu, precisions):
+    """Every "of peak" is the model's FLOP rate over the measured peak of the math mode it ran in (bf16
+    rows over the bf16 peak where the CPU has it); nothing is clamped, so this fails when a peak is wrong."""
+    spec = BenchSpec(backbones=("resnet18", "timm:resnet10t"), batch_size=8, image_size=64, warmup=1, iters=2,
+                     repeats=2, precisions=precisions)
+    recs = run_bench(spec, cpu, None, progress=lambda s: None)
+    assert recs and all(0 < r["fraction_of_peak"] <= 1.0 for r in recs)
+    assert {r["math_mode"] for r in recs} <= {"fp32", "bf16"}
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_peaks_order_fp32_tf32_bf16():
+    from benchmark.bench import math_mode, matmul_peak
+
+    fp32, tf32, bf16 = (matmul_peak("cuda", m) for m in ("fp32", "tf32", "bf16"))
+    assert fp32 < tf32 < bf16
+    assert math_mode("fp32", "cuda") == "tf32" and math_mode("bf16", "cuda") == "bf16"
 
 
 def test_compare_same_history_passes_and_20_percent_slower_fails(tmp_path, capsys):
@@ -43,7 +65,22 @@ def test_mismatched_fingerprints_are_reported_not_compared():
          {"key": "other", "img_per_s": 1.0, "fingerprint": {"id": "machineB"}}]
     rows, notes, failed = compare(a, b, 10)
     assert rows == [] and not failed
-    assert notes == ["k: fingerprint differs, not compared", "other: not in baseline, not compared"]
+    assert notes == ["k: fingerprint differs in id (machineA -> machineB), not compared",
+                     "other: not in baseline, not compared"]
+
+
+def test_compare_names_the_differing_fingerprint_fields_and_can_ignore_them(tmp_path, capsys):
+    fa = {"gpu": "H100", "torch": "2.11.0", "id": "a"}
+    fb = {"gpu": "H100", "torch": "2.14.1", "id": "b"}
+    a = [{"key": "k", "img_per_s": 100.0, "fingerprint": fa}]
+    b = [{"key": "k", "img_per_s": 80.0, "fingerprint": fb}]
+    rows, notes, _ = compare(a, b, 10)
+    assert rows == [] and notes == ["k: fingerprint differs in torch (2.11.0 -> 2.14.1), not compared"]
+    rows, notes, failed = compare(a, b, 10, frozenset({"torch"}))
+    assert rows[0]["ratio"] == pytest.approx(0.8) and failed and not notes
+    for name, hist in (("a", a), ("b", b)):
+        (tmp_path / name).write_text(json.dumps(hist[0]) + "\n")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--ignore-fingerprint", "torch"]) == 1
 
 
 def test_latest_entry_of_a_key_is_compared():

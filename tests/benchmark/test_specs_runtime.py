@@ -39,11 +39,37 @@ def test_runtime_selection_cpu_and_auto_without_gpu():
 def test_runtime_selection_on_cuda_picks_amp_channels_last_and_pinned_memory():
     rt = select_runtime("auto", cuda_available=True, bf16_supported=True)
     assert (rt.device, rt.amp_dtype, rt.channels_last, rt.pin_memory, rt.cudnn_benchmark, rt.channels_last_infer) == (
-        "cuda", torch.bfloat16, True, True, True, True)
+        "cuda", torch.bfloat16, True, True, False, True)  # cudnn.benchmark off: re-tuning per shape (README)
     assert select_runtime("cuda", True, False).amp_dtype == torch.float16
+    rt = select_runtime("auto", True, True, deterministic=True, compile=True)
+    assert rt.deterministic and rt.compile and not rt.cudnn_benchmark
     assert select_runtime("cpu", True, True).device == "cpu"  # an explicit cpu wins
 
 
 def test_cuda_requested_without_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="bad device 'cuda': no CUDA GPU"):
         select_runtime("cuda", cuda_available=False, bf16_supported=False)
+
+
+def test_deterministic_mode_sets_the_global_flags_and_is_undone():
+    from benchmark.runtime import detect_runtime
+
+    try:
+        rt = detect_runtime("cpu", deterministic=True)
+        assert rt.deterministic and torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        detect_runtime("cpu")
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
+def test_deterministic_and_compile_are_part_of_the_feature_key():
+    from benchmark.plan import RuntimeInfo, stable_hash
+
+    base = RuntimeInfo("cpu", "fp32", False, True, 2)
+    keys = {stable_hash([base]), stable_hash([RuntimeInfo("cpu", "fp32", False, True, 2, deterministic=True)]),
+            stable_hash([RuntimeInfo("cpu", "fp32", False, True, 2, compile=True)])}
+    assert len(keys) == 3

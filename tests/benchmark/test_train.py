@@ -48,3 +48,79 @@ def test_extract_features_shape_and_batches_agree(images, cpu):
     f2, _ = extract_features(bb, images, cpu, batch_size=32, progress=False)
     assert f1.shape == (32, 512) and f1.dtype == np.float32 and secs > 0
     np.testing.assert_allclose(f1, f2, rtol=1e-4, atol=1e-5)
+
+
+def test_device_batches_equal_the_plain_conversion_for_a_memory_mapped_store(tmp_path):
+    """The loader's CPU path (the CUDA path's equivalent): uint8 rows of a read-only memory map, by index
+    arrays or slices, come out as float in [0, 1], channels_last when asked, in order."""
+    import numpy as np
+    import torch
+
+    from benchmark.loader import batches, bytes_per_batch
+    from benchmark.runtime import select_runtime
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (10, 3, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "s.npy", data)
+    store = np.load(tmp_path / "s.npy", mmap_mode="r")
+    rt = select_runtime("cpu", False, False)
+    index = [np.array([3, 1]), slice(5, 9), np.array([0])]
+    got = list(batches(store, index, rt, channels_last=True))
+    for idx, x in zip(index, got):
+        assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, torch.from_numpy(data[idx]).float().mul_(1.0 / 255.0))
+    assert len(got) == 3 and bytes_per_batch(4, 8) == 4 * 3 * 64
+
+
+def test_training_reads_the_loss_from_the_device_once_per_sync_window(monkeypatch):
+    """No host sync per step: the loss is read every SYNC_EVERY steps (and at the end), and a diverging
+    loss is still reported with the step where it happened."""
+    import numpy as np
+
+    from benchmark import train as train_mod
+    from benchmark.runtime import select_runtime
+    from benchmark.specs import TrainSpec
+    from registry.backbones import build_backbone
+    from registry.pretexts import build_pretext
+
+    reads = []
+    real = train_mod._check_finite
+    monkeypatch.setattr(train_mod, "_check_finite", lambda losses, first, *a: reads.append(first) or real(losses, first, *a))
+    monkeypatch.setattr(train_mod, "SYNC_EVERY", 4)
+    images = np.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
+    rt = select_runtime("cpu", False, False)
+    res, _ = train_mod.train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images,
+                                     TrainSpec(epochs=3, batch_size=8), rt, seed=0, progress=False)
+    assert res.steps == 15 and reads == [0, 4, 8, 12] and len(res.step_losses) == 15 and len(res.epoch_losses) == 3
+    with pytest.raises(RuntimeError, match="diverged .* at step"):
+        train_mod.train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images,
+                                TrainSpec(epochs=1, batch_size=8, lr=1e12), rt, seed=0, progress=False)
+
+
+def test_compile_trains_and_extracts_the_same_numbers_and_times_compilation_apart(monkeypatch):
+    """--compile (here with torch.compile's aot_eager backend: inductor takes ~40 s per model on 2 cores)
+    gives the eager numbers, reports the compile time apart from the training/extraction seconds, and
+    leaves the backbone's own forward in place afterwards."""
+    import numpy as np
+    from dataclasses import replace
+
+    from benchmark.runtime import select_runtime
+    from benchmark.train import train_pretext
+
+    monkeypatch.setenv("SSLBENCH_COMPILE_BACKEND", "aot_eager")
+    images = np.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), dtype=np.uint8)
+    eager = select_runtime("cpu", False, False)
+    comp = replace(eager, compile=True)
+    results = []
+    for rt in (eager, comp):
+        bb = build_backbone("timm:resnet10t", 16)
+        res, _ = train_pretext(bb, build_pretext("rotation"), images, TrainSpec(epochs=1, batch_size=8), rt, 0,
+                               progress=False)
+        timing = {}
+        feats, secs = extract_features(bb, images, rt, batch_size=8, progress=False, timing=timing)
+        assert "features" not in vars(bb) and secs > 0
+        results.append((res, feats, timing))
+    (r0, f0, t0), (r1, f1, t1) = results
+    assert r0.compile_s == 0 and t0["compile_s"] == 0 and r1.compile_s > 0 and t1["compile_s"] > 0
+    np.testing.assert_allclose(r0.step_losses, r1.step_losses, rtol=1e-4)
+    np.testing.assert_allclose(f0, f1, rtol=1e-3, atol=1e-4)
