@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench bench-gpu clean chromium
+.PHONY: run test install bench bench-gpu clean chromium fashion-mnist
 
 # Create .venv when missing and install the project (torch/torchvision pinned) into it.
 $(STAMP): pyproject.toml
@@ -13,10 +13,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) fashion-mnist
 	$(PY) run_all.py $(ARGS)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium fashion-mnist
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Debian's chromium renders report.html in a test; installed when missing and apt-get is usable.
@@ -25,6 +25,14 @@ chromium:
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 	echo "note: chromium could not be installed; the report rendering test will be skipped"
+
+# Debian's dataset-fashion-mnist (the 70,000 images under /usr/share/datasets/fashion-mnist/), where apt-get is usable.
+fashion-mnist:
+	@[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null; }; }; } || \
+	echo "note: dataset-fashion-mnist could not be installed; the fashion_mnist tests will be skipped"
 
 bench: $(STAMP)
 	$(PY) -m pytest tests/bench --benchmark-enable --benchmark-autosave -q $(PYTEST_ARGS)

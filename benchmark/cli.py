@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from benchmark.cli_common import RESULTS, UsageError, _Parser, _split, user_errors
 from benchmark.cli_folders import add_run_folder_commands
 from benchmark.cli_measure import add_measurement_commands
+from benchmark.cli_reproduce import add_reproduce_command
 from benchmark.presets import load_preset, preset_names, spec_from_config
 from benchmark.specs import GridSpec
 from benchmark.results import cell_id
@@ -41,7 +42,7 @@ RUN_FLAGS: dict[str, tuple[str | None, str]] = {
     "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"),
     "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
     "probe_draws": ("probe", "draws"), "probe_solver": ("probe", "solver"), "reduce": (None, "reduce"),
-    "deterministic": (None, "deterministic"), "compile": (None, "compile"),
+    "deterministic": (None, "deterministic"), "compile": (None, "compile"), "split": (None, "split"), "limit": (None, "limit"),
 }
 LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
 
@@ -105,6 +106,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-solver", help="torch (batched, on the run's device; default) or sklearn (the "
                                           "reference LogisticRegression, one fit at a time)")
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
+    p.add_argument("--split", help="split of a data set that has them: fashion_mnist train, test (default), all")
+    p.add_argument("--limit", type=int, help="a seeded subset of N images of the data set")
     p.add_argument("--deterministic", action="store_const", const=True,
                    help="deterministic kernels: CUDA reruns and resumes bit-identical (slower; see README)")
     p.add_argument("--compile", action="store_const", const=True,
@@ -295,6 +298,7 @@ def make_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list registered backbones, pretexts, clusterers, data sets")
     lst.set_defaults(func=cmd_list)
     add_measurement_commands(sub)
+    add_reproduce_command(sub)
     add_run_folder_commands(sub)
     return parser
 

@@ -69,6 +69,11 @@ def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
     return buf.getvalue()
 
 
+def _channels(backbone: str, dim: int, size: int) -> int:
+    """The data's channels a backbone was built for (1 for grayscale data where it keeps them)."""
+    return dim // (size * size) if backbone_info(backbone).data_channels else 3
+
+
 def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, Any]:
     """Write the recipe of ``cell`` ("backbone/pretext/clusterer[/seed]"; default: the recommended one)."""
     run = load_run(run_dir)
@@ -104,6 +109,7 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
     manifest = {
         "cell": cid, "backbone": row["backbone"], "pretext": row["pretext"], "clusterer": row["clusterer"],
         "weights": row["weights"], "image_size": size, "seed": seed, "feature_dim": int(feats.shape[1]), "k": k,
+        "channels": _channels(row["backbone"], int(feats.shape[1]), size),
         "cluster_params": clusterer.params, "clusterer_files": [f.name for f in files],
         "preprocess": {"resize": "whole image, bilinear, no crop", "exif_orientation": True,
                        "input": "what pretext " + str(row["pretext"]) + " showed the backbone",
@@ -146,7 +152,8 @@ def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction
     that passed its checksum but still cannot be loaded (hand-made, other version) is a BadInput."""
     try:
         torch.manual_seed(int(manifest["seed"]))
-        backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(use_cache=False))
+        backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(use_cache=False),
+                                  channels=int(manifest.get("channels", 3)))
         if (folder / BACKBONE).is_file():
             backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))
         with np.load(folder / PREPROCESS, allow_pickle=False) as pre:

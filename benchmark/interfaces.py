@@ -89,6 +89,8 @@ class ClusterSpec:
     min_samples: int = 5
     density_dims: int = 50  # PCA copy for density clusterers (0 = no reduction)
     silhouette_max_n: int = 20000  # above this, silhouette is computed on a seeded sample
+    kmeans_n_init: int = 4  # k-means restarts (scikit-learn KMeans)
+    stability_repeats: int = 3  # fits of a seeded clusterer for the stability column (1: not measured)
 
     def __post_init__(self) -> None:
         if self.k is not None and self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int)
@@ -96,6 +98,10 @@ class ClusterSpec:
             raise BadInput(f"bad k {self.k!r}: need an integer >= 2, or auto")
         if self.eps is not None:
             check_positive("eps", self.eps)
+        for name in ("kmeans_n_init", "stability_repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise BadInput(f"bad {name} {v!r}: need an integer >= 1")
         if self.min_samples < 2:
             raise BadInput(f"bad min samples {self.min_samples!r}: need >= 2")
         check_positive("density dims", self.density_dims, allow_zero=True)

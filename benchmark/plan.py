@@ -19,10 +19,10 @@ from typing import Union
 from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
 from benchmark.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
-from benchmark.threads import STAGE_BLAS_THREADS
+from benchmark.threads import stage_limit
 
 TRAIN_VERSION = 1
-FEATURE_VERSION = 3  # 3: extraction its own stage, from the trained-weights artifact
+FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
 PROBE_VERSION = 2  # 2: batched torch solver by default, device in the key
 REDUCE_VERSION = 2  # 2: --reduce methods (none, standardize, l2, pca, umap)
 CELL_VERSION = 5  # 5: stability, silhouette in the clusterer's space and with noise, rankable
@@ -40,6 +40,8 @@ class DataInfo:
     n_listed: int
     n_classes: int  # among labeled listed images
     decoder: str = "pil"  # "nvjpeg" for photo folders on CUDA (benchmark.nvjpeg)
+    split: str | None = None  # --split of data sets that have splits
+    limit: int | None = None  # --limit: a seeded subset
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class DecodeTask:
     labels_csv: str | None
     image_size: int
     decoder: str = "pil"
+    split: str | None = None
+    limit: int | None = None
     deps: tuple[str, ...] = ()
     kind: str = "decode"
 
@@ -108,6 +112,7 @@ class ProbeTask:
     probe: ProbeSpec
     seed: int
     device: str = "cpu"  # where the torch solver runs (the run's device)
+    blas_threads: int | None = 1  # benchmark.threads.stage_limit for this data set (part of the key)
     deps: tuple[str, ...] = ()
     kind: str = "probe"
 
@@ -135,6 +140,7 @@ class CellTask:
     cluster: ClusterSpec
     seed: int
     device: str
+    blas_threads: int | None = 1  # benchmark.threads.stage_limit for this data set (part of the key)
     deps: tuple[str, ...] = ()
     kind: str = "cell"
 
@@ -261,7 +267,8 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
     validate_names(spec)
     k = number_of_clusters(spec, data)
     tasks: dict[str, Task] = {}
-    decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size, data.decoder)
+    decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size, data.decoder, data.split,
+                        data.limit)
     tasks[decode.key] = decode
     slots: list[CellSlot] = []
     for seed in spec.seeds:
@@ -290,9 +297,9 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
                     batch, wpath, runtime,
                     deps=(data.images_key,) + ((train_key,) if train_key else ())))
                 pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
-                                    STAGE_BLAS_THREADS.get("probe"), runtime.device])
+                                    stage_limit("probe", data.n_listed), runtime.device])
                 tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
-                                                 runtime.device, deps=(fkey,)))
+                                                 runtime.device, stage_limit("probe", data.n_listed), deps=(fkey,)))
                 for cname in spec.clusterers:
                     cls = clusterer_class(cname)
                     method, dims = spec.reduction_for(cname)
@@ -300,9 +307,10 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
                                         [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA, UMAP_EPOCHS] if method == "umap" else None])
                     tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
                     ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
-                                        spec.cluster, seed, runtime.device, STAGE_BLAS_THREADS.get("cell")])
+                                        spec.cluster, seed, runtime.device, stage_limit("cell", data.n_listed)])
                     tasks.setdefault(ckey, CellTask(ckey, fkey, rkey, data.images_key, data.labels_key, cname, k,
-                                                    spec.cluster, seed, runtime.device, deps=(rkey, fkey)))
+                                                    spec.cluster, seed, runtime.device,
+                                                    stage_limit("cell", data.n_listed), deps=(rkey, fkey)))
                     slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes))
     ordered = tuple(tasks.values())  # insertion order is a topological order: deps are added first
     return Plan(spec, data, runtime, k, ordered, tuple(slots), by_key=dict(tasks))

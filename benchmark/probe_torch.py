@@ -16,8 +16,9 @@ from benchmark.logreg import fit_multinomial, standardize_stats
 TEST_CHUNK = 8192  # labeled rows scored per matrix product: bounded memory at 70k x 3k
 
 
-def _stack(X: torch.Tensor, idx: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    return torch.stack([X[torch.as_tensor(i)] for i in idx]).to(device=device, dtype=torch.float64)
+def _stack(X: np.ndarray, idx: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Rows of the (possibly memory-mapped, read-only) features per draw: (B, n, D) float64 on the device."""
+    return torch.from_numpy(np.stack([X[i] for i in idx])).to(device=device, dtype=torch.float64)
 
 
 def _standardized(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -39,7 +40,7 @@ def torch_draws(features: np.ndarray, labels: np.ndarray, labeled: np.ndarray, c
     each draw's fit half, then each draw's whole subset with its chosen C. (One batch with the whole
     subsets under every C, padded to one size, measured 2-3x slower on 2 cores: 4x the arithmetic.)"""
     dev = torch.device(device)
-    X = torch.from_numpy(np.ascontiguousarray(features))
+    X = features  # numpy: only the rows in use are copied (a memory map stays on disk)
     y_all = torch.from_numpy(np.searchsorted(classes, np.where(labels >= 0, labels, classes[0])))
     K, B = classes.size, len(splits)
     grid = torch.tensor(c_grid, dtype=torch.float64, device=dev)
@@ -71,7 +72,7 @@ def torch_draws(features: np.ndarray, labels: np.ndarray, labeled: np.ndarray, c
     ct = ct.float()
     for start in range(0, lab.numel(), TEST_CHUNK):
         rows_ = lab[start:start + TEST_CHUNK]
-        Xc = X[rows_].to(device=dev, dtype=torch.float32)
+        Xc = torch.from_numpy(np.ascontiguousarray(X[rows_.numpy()], dtype=np.float32)).to(dev)
         pred = ((Xc @ Wflat).reshape(-1, B, K) + ct[None]).argmax(-1).T.cpu()  # (B, n)
         hits += ((pred == y_all[rows_][None]) & ~in_train[:, rows_]).sum(1)
     n_test = labeled.size - np.array([t.size for t in train])

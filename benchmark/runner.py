@@ -32,7 +32,7 @@ from benchmark.summary import SORT_RULE
 from benchmark.store import RUN_INFO, ArtifactStore, RunFolder
 from benchmark.threads import describe as describe_threads
 from benchmark.validate import check_free_space, check_weights, check_writable_dir
-from registry.datasets import resolve_dataset
+from registry.datasets import limit_listing, resolve_dataset
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
 COMPUTED_NAMES = {"decode": "decoded_images", "train": "trained", "extract": "extracted", "probe": "probed",
@@ -96,6 +96,15 @@ class RunResult:
     plan: Plan | None = None
 
 
+def data_version(dataset: str) -> dict[str, Any] | None:
+    """The version of a packaged data set (Debian's dataset-fashion-mnist), recorded in run.json."""
+    if dataset != "fashion_mnist":
+        return None
+    from registry.fashion_mnist import data_root, package_version
+
+    return {"package": "dataset-fashion-mnist", "version": package_version(), "root": str(data_root())}
+
+
 def runtime_info(rt: Runtime) -> RuntimeInfo:
     amp = str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32"
     return RuntimeInfo(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads(),
@@ -110,7 +119,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any
     validate_names(spec)  # before the data is listed or hashed
     rt = detect_runtime(spec.device, spec.deterministic, spec.compile)
     digests = check_weights(spec)
-    listing = resolve_dataset(spec.dataset, spec.labels).list()
+    listing = limit_listing(resolve_dataset(spec.dataset, spec.labels, spec.split).list(), spec.limit)
     n = len(listing.names)
     if isinstance(spec.cluster.k, int) and spec.cluster.k > n:
         raise BadInput(f"bad --k {spec.cluster.k}: at most the number of images ({n} in {spec.dataset})")
@@ -118,7 +127,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any
     rec = labels_record(listing)
     decoder = select_decoder(rt.device, listing.files is not None)
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size, decoder), labels_key(rec),
-                    n, len(rec["class_names"]), decoder)  # type: ignore[arg-type]
+                    n, len(rec["class_names"]), decoder, spec.split, spec.limit)  # type: ignore[arg-type]
     if not store.has("images", data.images_key):
         check_free_space(store.root, n, spec.image_size)
     return plan(spec, data, runtime_info(rt), digests), rec, rt
@@ -287,7 +296,8 @@ class Writer:
                    n_labeled=int((self.labels >= 0).sum()),
                    status="ok", error="", feature_key=slot.features_key, probe_key=slot.probe_key,
                    cell_key=slot.cell_key, notes=slot.notes)
-        reason = build_pretext(slot.pretext, spec.options_for(slot.pretext)).not_applicable(bool(meta.get("grayscale")))
+        reason = build_pretext(slot.pretext, spec.options_for(slot.pretext)).not_applicable(
+            bool(meta.get("grayscale")), slot.backbone)
         cell = self.results.get(slot.cell_key)
         status = "skipped" if reason else (cell.status if cell else "failed")
         fmeta = self.store.get_meta("features", slot.features_key) or {}
@@ -360,7 +370,8 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
                                 "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
                                 "executor": runner.name, "images_key": plan_.data.images_key,
                                 "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
-                                "threads": describe_threads(), "pid": os.getpid()}
+                                "threads": describe_threads(), "pid": os.getpid(),
+                                "data_version": data_version(spec.dataset), "decoder": plan_.data.decoder}
         folder.write_info(info)
         writer = Writer(plan_, store, folder, rec, kept, kept_assign, log)
         bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)

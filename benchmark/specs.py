@@ -83,10 +83,14 @@ class GridSpec:
     pretext_options: tuple[tuple[str, Options], ...] = ()
     probe: ProbeSpec = field(default_factory=ProbeSpec)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    split: str | None = None  # --split of data sets that have splits (fashion_mnist: train, test, all)
+    limit: int | None = None  # --limit N: a seeded subset of N images of the data set (smoke runs, quick looks)
     deterministic: bool = False  # --deterministic: deterministic kernels (CUDA reruns bit-identical)
     compile: bool = False  # --compile: torch.compile the backbone for training and extraction
 
     def __post_init__(self) -> None:
+        if self.limit is not None:
+            _int("limit", self.limit, 2)
         for name in ("deterministic", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise BadInput(f"bad {name} {getattr(self, name)!r}: allowed: true, false")

@@ -36,22 +36,23 @@ class TaskResult:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category name, message) the task raised
 
 
-def _backbone(task: TrainTask | ExtractTask):  # noqa: ANN202
+def _backbone(task: TrainTask | ExtractTask, gray: bool = False):  # noqa: ANN202
     from registry.backbones import WeightsRequest, build_backbone
 
     torch.manual_seed(task.seed)  # random init is part of the seeded recipe
-    return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path))
+    return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),
+                          channels=1 if gray else 3)
 
 
 def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskResult:
     from benchmark.images import decode_listing, listing_fingerprint
-    from registry.datasets import resolve_dataset
+    from registry.datasets import limit_listing, resolve_dataset
 
     got = store.get_images(task.key)
     if got is not None:
         meta = got[1]
         return TaskResult(task.key, task.kind, info=_decode_info(meta))
-    listing = resolve_dataset(task.dataset, task.labels_csv).list()
+    listing = limit_listing(resolve_dataset(task.dataset, task.labels_csv, task.split).list(), task.limit)
     t0 = time.perf_counter()
     _fp, shas = listing_fingerprint(listing, store)
     meta = decode_listing(listing, task.image_size, task.key, shas, store, progress, task.decoder)
@@ -68,7 +69,7 @@ def _not_applicable(task: TrainTask | ExtractTask, store: ArtifactStore) -> str 
 
     got = store.get_images(task.images_key)
     gray = bool(got[1]["grayscale"]) if got else False
-    return build_pretext(task.pretext, task.options).not_applicable(gray)  # type: ignore[arg-type]
+    return build_pretext(task.pretext, task.options).not_applicable(gray, task.backbone)  # type: ignore[arg-type]
 
 
 def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResult:
@@ -112,7 +113,7 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
     if cached is not None:
         return TaskResult(task.key, task.kind, info=cached[1])
     images = open_image_set(store, task.images_key, None)
-    backbone = _backbone(task)
+    backbone = _backbone(task, images.grayscale)
     train_meta: dict[str, Any] = {}
     if task.train_key:
         got = store.get_weights(task.train_key)
@@ -148,10 +149,10 @@ def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResu
         return TaskResult(task.key, task.kind, info=rec)
     feats = _features(store, task.features_key)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
-    from benchmark.threads import stage_threads
+    from benchmark.threads import limit_threads
 
     t0 = time.perf_counter()
-    with stage_threads("probe"):
+    with limit_threads(task.blas_threads):
         probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed, task.device)
     secs = time.perf_counter() - t0
     rec = {"probe_acc": probe.mean, "probe_std": probe.std, "accuracies": list(probe.accuracies),
@@ -176,9 +177,9 @@ def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskRe
     if cached is not None:
         return TaskResult(task.key, task.kind, info=cached[1])
     t0 = time.perf_counter()
-    with stage_threads("cell"):
-        _red, _X, Xc, params = fit_reduction(np.asarray(_features(store, task.features_key)), task.method,
-                                             task.dims, task.seed)
+    feats = np.asarray(_features(store, task.features_key))
+    with stage_threads("cell", feats.shape[0]):
+        _red, _X, Xc, params = fit_reduction(feats, task.method, task.dims, task.seed)
     secs = time.perf_counter() - t0
     meta = {"method": task.method, "dims": int(Xc.shape[1]), "params": params, "reduce_s": secs}
     store.put_array("reductions", task.key, Xc, meta)
@@ -239,24 +240,24 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     Xc = np.asarray(Xc)
     _red, X, _, _ = fit_reduction(np.asarray(_features(store, task.features_key)), "standardize", 0, task.seed)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
-    from benchmark.threads import stage_threads
+    from benchmark.threads import limit_threads
 
     k, k_curve = task.k, None
-    with stage_threads("cell"):
+    with limit_threads(task.blas_threads):
         if k == 0:
             k, k_curve = choose_k(task, Xc)
     clusterer = build_clusterer(task.clusterer, k, task.cluster, task.seed, use_gpu=task.device == "cuda")
-    with stage_threads("cell"):
+    with limit_threads(task.blas_threads):
         t0 = time.perf_counter()
         assign = clusterer.fit(Xc)
         cluster_s = time.perf_counter() - t0
         repeats = [assign]
         if clusterer.seeded:  # the notebook's test: repeat it, do you get the same pattern?
-            for i in range(1, STABILITY_REPEATS):
+            for i in range(1, task.cluster.stability_repeats):
                 again = build_clusterer(task.clusterer, k, task.cluster, task.seed + 1000 * i,
                                         use_gpu=task.device == "cuda")
                 repeats.append(again.fit(Xc))
-        stab, stab_std = stability(repeats)
+        stab, stab_std = stability(repeats) if len(repeats) > 1 or not clusterer.seeded else (None, None)
         t0 = time.perf_counter()
         inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
         own = internal_scores(Xc, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)

@@ -13,12 +13,26 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 STAGE_BLAS_THREADS: dict[str, int | None] = {"probe": 1, "cell": 1}  # None / absent: the library default
+SMALL_N = 20_000  # the limits apply below this many images; above, the problem is large enough for all cores
+
+
+def stage_limit(stage: str, n: int = 0) -> int | None:
+    """The thread limit of a stage for a data set of n images (part of that stage's keys): the small-problem
+    limit below SMALL_N images, the library default above (k-means on 70,000 x 784 Fashion-MNIST pixels is
+    a large problem: the limit of one thread would halve its speed on 2 cores)."""
+    return STAGE_BLAS_THREADS.get(stage) if n < SMALL_N else None
 
 
 @contextmanager
-def stage_threads(stage: str) -> Iterator[None]:
+def stage_threads(stage: str, n: int = 0) -> Iterator[None]:
     """Limit BLAS and OpenMP pools to the stage's setting for the duration of the block."""
-    limit = STAGE_BLAS_THREADS.get(stage)
+    with limit_threads(stage_limit(stage, n)):
+        yield
+
+
+@contextmanager
+def limit_threads(limit: int | None) -> Iterator[None]:
+    """Limit BLAS and OpenMP pools to ``limit`` threads for the block (None: leave them as they are)."""
     if limit is None:
         yield
         return

@@ -31,7 +31,7 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, body: nn.Module, dim: int, weights: str,
                  pool_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 trainable: bool = True) -> None:
+                 trainable: bool = True, make_decoder: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
         self.name = name
         self.body = body
@@ -39,6 +39,7 @@ class Backbone(nn.Module):
         self.weights = weights  # "random", "imagenet (torchvision cache)", a checkpoint path, ...
         self.trainable = trainable
         self._pool_fn = pool_fn
+        self.make_decoder = make_decoder  # its own decoder (paper autoencoders): the autoencoder pretext uses it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) -> feature map (B,C,h,w) or tokens (B,L,C)."""
@@ -69,6 +70,10 @@ class BackboneInfo:
     trainable: bool = True  # False: no parameters, a pretext has nothing to train (raw pixels)
     min_image_size: int = 8  # smaller inputs vanish in the network
     uses_weights: bool = True  # False: --weights does not apply
+    data_channels: bool = False  # True: built for the data's channels (1 for grayscale data, else 3)
+    input_size: int | None = None  # the one image size it takes (paper autoencoders: 28 for 1 x 28 x 28)
+    spatial: bool = True  # False: its output is a vector (no feature map for a generic decoder)
+    own_decoder: bool = False  # True: it brings the decoder the autoencoder pretext uses
 
 
 def describe(**info: object) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -159,16 +164,31 @@ for _arch, _dim in (("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)):
     BACKBONES.register(_arch)(_resnet(_arch, _dim))
 
 
+# ImageNet statistics, as registry.pretexts.normalize applies them (undone by the raw-pixels baseline)
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
 class _RawPixels(nn.Module):
+    """Normalized (B,3,S,S) input back to pixels in [0, 1], keeping the data's channels (1 for gray)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        x = (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp_(0, 1)
+        return x[:, :1] if self.channels == 1 else x
 
 
 @BACKBONES.register("raw_pixels")
-@describe(trainable=False, uses_weights=False)
-def raw_pixels(image_size: int, req: WeightsRequest) -> Backbone:
-    """The baseline: the normalized S x S x 3 pixels, flattened. No parameters, nothing to train."""
-    return Backbone("raw_pixels", _RawPixels(), 3 * image_size * image_size, "none",
+@describe(trainable=False, uses_weights=False, data_channels=True)
+def raw_pixels(image_size: int, req: WeightsRequest, channels: int = 3) -> Backbone:
+    """The baseline: the pixels in [0, 1] (C x S x S, C the data's channels: 784-D for 28 px grayscale),
+    flattened. No parameters, nothing to train."""
+    return Backbone("raw_pixels", _RawPixels(channels), channels * image_size * image_size, "none",
                     pool_fn=lambda x: x.flatten(1), trainable=False)
 
 
@@ -235,7 +255,11 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
 
 
 def check_image_size(name: str, image_size: int) -> None:
-    """Raise ValueError when ``image_size`` is too small for backbone ``name``."""
+    """Raise BadInput when ``image_size`` is too small for backbone ``name``, or not the size it declares."""
+    fixed = backbone_info(name).input_size
+    if fixed is not None and image_size != fixed:
+        raise BadInput(f"bad image size {image_size} for backbone {name!r}: it takes 1 x {fixed} x {fixed} input; "
+                       f"use --image-size {fixed}")
     need = min_image_size(name)
     if image_size < need:
         raise BadInput(f"bad image size {image_size} for backbone {name!r}: it needs at least {need}")
@@ -254,10 +278,68 @@ def check_backbone(name: str) -> None:
         raise UnknownNameError(unknown_message("backbone", name, backbone_names(), pool=BACKBONES.names()))
 
 
-def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None) -> Backbone:
-    """Build a backbone by name: a registry member or ``timm:<model>``."""
+def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None, channels: int = 3) -> Backbone:
+    """Build a backbone by name: a registry member or ``timm:<model>``; ``channels``: the data's channels
+    (1 for grayscale data), used by backbones that declare ``data_channels``."""
     req = req or WeightsRequest()
     check_backbone(name)
     if name.startswith(TIMM_PREFIX):
         return build_timm(name[len(TIMM_PREFIX):], image_size, req)
+    if backbone_info(name).data_channels:
+        return BACKBONES.get(name)(image_size, req, channels=channels)  # type: ignore[call-arg]
     return BACKBONES.get(name)(image_size, req)
+
+
+class _GrayUnit(nn.Module):
+    """Normalized (B,3,S,S) input back to one channel of pixels in [0, 1] (the mean of RGB: the gray value
+    of grayscale data), as the clustering papers feed their autoencoders (pixels / 255)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unit = _RawPixels(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit(x).mean(dim=1, keepdim=True)
+
+
+@BACKBONES.register("dec_ae")
+@describe(input_size=28, spatial=False, own_decoder=True)
+def dec_ae(image_size: int, req: WeightsRequest) -> Backbone:
+    """The dense autoencoder of DEC (Xie et al. 2016) as in XifengGuo/DEC-keras: encoder 784-500-500-2000-10
+    (ReLU, linear 10-D code), decoder 10-2000-500-500-784 (ReLU, linear output); 1 x 28 x 28 input in
+    [0, 1]. Features: the 10-D code."""
+    dims = [784, 500, 500, 2000, 10]
+
+    def mlp(sizes: list[int]) -> list[nn.Module]:
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU(inplace=True))
+        return layers
+
+    body = nn.Sequential(_GrayUnit(), nn.Flatten(), *mlp(dims))
+    decoder = lambda: nn.Sequential(*mlp(dims[::-1]), nn.Unflatten(1, (1, 28, 28)))  # noqa: E731
+    bb = Backbone("dec_ae", body, 10, "random", pool_fn=lambda z: z, make_decoder=decoder)
+    return bb if not req.path else _with_checkpoint(bb, req.path)
+
+
+@BACKBONES.register("seed_conv_ae")
+@describe(input_size=28, own_decoder=True)
+def seed_conv_ae(image_size: int, req: WeightsRequest) -> Backbone:
+    """The founding case's convolutional autoencoder: encoder Conv(1,32,3,s2,p1)-SiLU-Conv(32,128,3,s2,p1)-SiLU-
+    Conv(128,512,7) (a 512-D code), decoder ConvT(512,128,7)-SiLU-ConvT(128,32,3,s2,p1,op1)-SiLU-
+    ConvT(32,1,3,s2,p1,op1)-Sigmoid; 1 x 28 x 28 input in [0, 1]."""
+    body = nn.Sequential(_GrayUnit(), nn.Conv2d(1, 32, 3, 2, 1), nn.SiLU(), nn.Conv2d(32, 128, 3, 2, 1), nn.SiLU(),
+                         nn.Conv2d(128, 512, 7))
+    decoder = lambda: nn.Sequential(  # noqa: E731
+        nn.ConvTranspose2d(512, 128, 7), nn.SiLU(), nn.ConvTranspose2d(128, 32, 3, 2, 1, output_padding=1), nn.SiLU(),
+        nn.ConvTranspose2d(32, 1, 3, 2, 1, output_padding=1), nn.Sigmoid())
+    bb = Backbone("seed_conv_ae", body, 512, "random", make_decoder=decoder)
+    return bb if not req.path else _with_checkpoint(bb, req.path)
+
+
+def _with_checkpoint(bb: Backbone, path: str) -> Backbone:
+    """A local state_dict of the encoder (``body``), checked and loaded weights-only."""
+    bb.weights = _load_checkpoint(bb.body, path)
+    return bb

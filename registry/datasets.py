@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmark.interfaces import BadInput, Listing
 from registry.base import Registry, unknown_message
+from registry.fashion_mnist import FashionMnistSource
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -78,6 +79,8 @@ class SamplePhotosSource:
 
 DATASETS.register("digits")(DigitsSource)
 DATASETS.register("sample_photos")(SamplePhotosSource)
+DATASETS.register("fashion_mnist")(FashionMnistSource)
+SPLIT_DATASETS = ("fashion_mnist",)  # data sets with --split (train / test / all)
 
 
 def list_images(root: Path) -> list[Path]:
@@ -165,12 +168,29 @@ class FolderSource:
         return Listing(rels, labels, None, files=paths, root=self.root, label_source=how)
 
 
-def resolve_dataset(name: str, labels_csv: str | None = None) -> DatasetSource:
-    """A registered data set by name, or a folder path. Raises ValueError listing what is allowed."""
+def limit_listing(listing: Listing, limit: int | None) -> Listing:
+    """A seeded subset of ``limit`` images (seed 0, in listing order); the listing itself when it is smaller."""
+    n = len(listing.names)
+    if limit is None or limit >= n:
+        return listing
+    keep = np.sort(np.random.default_rng(0).permutation(n)[:limit])
+    pixels = listing.pixels
+    return Listing([listing.names[i] for i in keep], [listing.labels[i] for i in keep],
+                   f"{listing.fingerprint}:limit{limit}" if listing.fingerprint else listing.fingerprint,
+                   files=[listing.files[i] for i in keep] if listing.files is not None else None, root=listing.root,
+                   pixels=(lambda: [pixels()[i] for i in keep]) if pixels is not None else None,  # type: ignore[misc]
+                   label_source=listing.label_source, notes=listing.notes)
+
+
+def resolve_dataset(name: str, labels_csv: str | None = None, split: str | None = None) -> DatasetSource:
+    """A registered data set by name, or a folder path. Raises BadInput listing what is allowed."""
+    if split is not None and name not in SPLIT_DATASETS:
+        raise BadInput(f"bad --split {split!r} for data set {name!r}: only {', '.join(SPLIT_DATASETS)} "
+                       f"{'has' if len(SPLIT_DATASETS) == 1 else 'have'} splits")
     if name in DATASETS:
         if labels_csv:
             raise BadInput(f"bad --labels for built-in data set {name!r}: labels apply to a folder only")
-        return DATASETS.get(name)()
+        return DATASETS.get(name)(**({"split": split} if split is not None else {}))
     if os.path.isdir(name):
         return FolderSource(Path(name), Path(labels_csv) if labels_csv else None)
     raise BadInput(unknown_message("dataset", name, DATASETS.names() + ["<folder path>"],

@@ -45,8 +45,23 @@ class Pretext:
         """What this task contributes to a cache key: its name, version and own options."""
         return {"pretext": self.name, "version": self.version, "options": self.opts.key()}
 
-    def not_applicable(self, grayscale: bool) -> str | None:
-        """A reason this task cannot run on this data (e.g. colorization on grayscale images), or None."""
+    feeds_crops = False  # True: the backbone sees tiles/patches smaller than the image (jigsaw, patches)
+    needs_feature_map = False  # True: its head decodes the backbone's spatial feature map
+    uses_backbone_decoder = False  # True: a backbone's own decoder replaces that head (autoencoder)
+
+    def not_applicable(self, grayscale: bool, backbone: str | None = None) -> str | None:
+        """A reason this task cannot run on this data (e.g. colorization on grayscale images) or with this
+        backbone (crops for a backbone of one fixed input size; a decoder for one without a feature map)."""
+        if backbone is None:
+            return None
+        from registry.backbones import backbone_info
+
+        info = backbone_info(backbone)
+        if self.feeds_crops and info.input_size is not None:
+            return (f"{self.name} not applicable: it feeds crops smaller than the 1 x {info.input_size} x "
+                    f"{info.input_size} input {backbone} takes")
+        if self.needs_feature_map and not info.spatial and not (info.own_decoder and self.uses_backbone_decoder):
+            return f"{self.name} not applicable: {backbone} has no spatial feature map to decode"
         return None
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:

@@ -28,9 +28,13 @@ class Autoencoder(Pretext):
     """Reconstruct the (clean) image from the backbone's feature map; MSE on [0,1] pixels."""
 
     name = "autoencoder"
+    needs_feature_map = True  # unless the backbone brings its own decoder
+    uses_backbone_decoder = True
     Options = AutoencoderOptions
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
+        if backbone.make_decoder is not None:  # a paper autoencoder brings its own decoder
+            return backbone.make_decoder()
         c, h, _w = feature_map_shape(backbone, image_size)
         return nn.Sequential(Decoder(c, h, 3, image_size), nn.Sigmoid())
 
@@ -45,4 +49,6 @@ class Autoencoder(Pretext):
         return head(backbone(inputs))
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if outputs.shape[1] == 1 and targets.shape[1] == 3:  # a one-channel decoder: the gray image
+            targets = targets.mean(dim=1, keepdim=True)
         return F.mse_loss(outputs.float(), targets.float())

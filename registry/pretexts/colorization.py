@@ -97,10 +97,12 @@ class Colorization(Pretext):
         self.weights = torch.ones(self.bins.shape[0])
         self.regression = self.opts.loss in ("l1", "l2")
 
-    def not_applicable(self, grayscale: bool) -> str | None:
+    needs_feature_map = True
+
+    def not_applicable(self, grayscale: bool, backbone: str | None = None) -> str | None:
         if grayscale:
             return "colorization not applicable: the data set is grayscale (no colour to predict)"
-        return None
+        return super().not_applicable(grayscale, backbone)
 
     def prepare(self, images: np.ndarray) -> None:
         """Class-rebalancing weights from the empirical ab distribution of (up to 2,000 of) the images."""

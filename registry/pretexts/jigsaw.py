@@ -116,6 +116,7 @@ def tile_input_size(backbone: Backbone, tile: int) -> int:
 @PRETEXTS.register("jigsaw")
 class Jigsaw(Pretext):
     name = "jigsaw"
+    feeds_crops = True
     Options = JigsawOptions
     reports_accuracy = True
 

@@ -128,6 +128,7 @@ class RelativePatch(Pretext):
     """8-way classification of where a neighbour patch sits relative to the centre patch."""
 
     name = "relative_patch"
+    feeds_crops = True
     Options = RelativePatchOptions
     reports_accuracy = True
 

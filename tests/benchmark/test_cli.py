@@ -65,3 +65,17 @@ def test_run_all_entry_point_reports_errors_the_same_way():
     proc = subprocess.run([sys.executable, "run_all.py", "--clusterers", "kmeanz"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown clusterer 'kmeanz'" in proc.stderr
+
+
+def test_compile_and_deterministic_reach_run_json_with_compile_time_apart(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SSLBENCH_COMPILE_BACKEND", "aot_eager")  # inductor: ~40 s per model on 2 cores
+    out = tmp_path / "r"
+    assert main(["run", "--preset", "quick", "--backbones", "timm:resnet10t", "--pretexts", "rotation",
+                 "--clusterers", "kmeans", "--max-steps", "2", "--batch-size", "16", "--image-size", "16",
+                 "--compile", "--deterministic", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["stage_s"]["compile"] > 0 and info["gpu_util_pct"] == {"train": None, "extract": None}
+    assert info["config"]["compile"] is True and info["config"]["deterministic"] is True

@@ -13,7 +13,9 @@ NAMES = BACKBONES.names() + ["timm:resnet10t", "timm:mobilenetv3_small_100", "ti
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_and_pool_give_declared_dim(name):
-    size = 32
+    from registry.backbones import backbone_info
+
+    size = backbone_info(name).input_size or 32  # the paper autoencoders take 28 x 28 only
     bb = build_backbone(name, size, WeightsRequest(use_cache=False))
     bb.eval()
     with torch.no_grad():
@@ -30,6 +32,17 @@ def test_unknown_backbones_and_timm_names_are_rejected_with_closest_match():
     with pytest.raises(UnknownNameError, match="did you mean 'resnet10t'"):
         check_backbone("timm:resnet10tt")
     check_backbone("timm:efficientnet_b0")  # any timm model is accepted
+
+
+def test_paper_autoencoders_take_their_declared_size_and_bring_their_decoder():
+    for name, dim in (("dec_ae", 10), ("seed_conv_ae", 512)):
+        with pytest.raises(ValueError, match=f"bad image size 32 for backbone '{name}': it takes 1 x 28 x 28"):
+            check_image_size(name, 32)
+        check_image_size(name, 28)
+        bb = build_backbone(name, 28)
+        code = bb(torch.rand(3, 3, 28, 28))
+        out = bb.make_decoder()(code)
+        assert bb.features(torch.rand(3, 3, 28, 28)).shape == (3, dim) and out.shape == (3, 1, 28, 28)
 
 
 def test_vgg16_needs_32_pixels():

@@ -164,8 +164,10 @@ def test_every_member_works_with_all_of_benchmark_but_the_interfaces_blocked(tmp
         for b in BACKBONES.names():
             if b in ("vgg16", "resnet50", "resnet34"):
                 continue
-            bb = build_backbone(b, 32)
-            assert bb.features(torch.rand(2, 3, 32, 32)).shape == (2, bb.dim)
+            from registry.backbones import backbone_info
+            s = backbone_info(b).input_size or 32
+            bb = build_backbone(b, s)
+            assert bb.features(torch.rand(2, 3, s, s)).shape == (2, bb.dim)
         for p in PRETEXTS.names():
             t = build_pretext(p)
             if t.trains:

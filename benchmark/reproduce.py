@@ -1,0 +1,159 @@
+"""Reproductions of published numbers: each entry of ``reproductions.toml`` is a grid (a preset) plus the
+published values it is held against, with their sources. ``reproduce NAME`` runs the grid, computes each
+metric per seed, and prints published vs ours with a tolerance and a verdict.
+
+Tolerance rule (fixed before any comparison, never tuned on the anchor): the largest of a floor (0.02),
+three times the standard deviation of our per-seed values stored in the file (measured over >= 3 seeds),
+and the published standard deviation where the paper gives one. A metric without a published value is
+reported, not judged. ``tolerance()`` computes it; a test recomputes it from the stored values."""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.interfaces import BadInput
+
+DATA = Path(__file__).resolve().parent / "reproductions.toml"
+FLOOR = 0.02
+SEED_FACTOR = 3.0
+
+
+def load(path: Path = DATA) -> dict[str, dict[str, Any]]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def names() -> list[str]:
+    return sorted(load())
+
+
+def entry(name: str) -> dict[str, Any]:
+    from registry.base import unknown_message
+
+    data = load()
+    if name not in data:
+        raise BadInput(unknown_message("reproduction", name, sorted(data)))
+    return data[name]
+
+
+def tolerance(metric: dict[str, Any]) -> float:
+    """The rule of the module doc, from the metric's stored per-seed values and published spread."""
+    seeds = [float(v) for v in metric.get("our_seeds", [])]
+    spread = float(np.std(seeds, ddof=1)) if len(seeds) >= 2 else 0.0
+    return max(FLOOR, SEED_FACTOR * spread, float(metric.get("published_std", 0.0)))
+
+
+@dataclass
+class Row:
+    metric: str
+    published: float | None
+    source: str
+    ours_mean: float | None
+    ours_std: float | None
+    per_seed: list[float]
+    tolerance: float | None
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _select(cells: "Any", where: dict[str, Any]) -> "Any":
+    rows = cells
+    for col, value in where.items():
+        rows = rows[rows[col].astype(str) == str(value)]
+    return rows
+
+
+def metric_values(metric: dict[str, Any], cells: "Any", out: Path) -> list[float]:
+    """One value per seed of a metric: a cells.csv column of the selected cells, or a computed one."""
+    rows = _select(cells, metric.get("where", {})).sort_values("seed")
+    kind = metric["column"]
+    if kind == "split_purity":
+        return [split_purity(out, row, metric["group"]) for _, row in rows.iterrows()]
+    return [float(v) for v in rows[kind] if v == v]
+
+
+def split_purity(out: Path, row: "Any", group: list[str]) -> float:
+    """Purity of a 2-cluster split against the grouping {group} vs the other classes: the share of images
+    whose cluster's majority side is their side."""
+    import pandas as pd
+
+    from benchmark.results import cell_id
+
+    assign = pd.read_csv(out / "assignments.csv")
+    col = cell_id(row)
+    if col not in assign.columns:
+        raise RuntimeError(f"assignments.csv has no column for cell {col!r}")
+    side = assign["label"].isin(group).to_numpy()
+    clusters = assign[col].to_numpy()
+    hits = 0
+    for c in np.unique(clusters):
+        members = side[clusters == c]
+        hits += max(int(members.sum()), int((~members).sum()))
+    return hits / len(side)
+
+
+def judge(metric: dict[str, Any], values: list[float]) -> Row:
+    pub = metric.get("published")
+    mean = float(np.mean(values)) if values else None
+    std = float(np.std(values, ddof=1)) if len(values) >= 2 else (0.0 if values else None)
+    tol = tolerance(metric) if pub is not None else None
+    if mean is None:
+        verdict = "no value"
+    elif "at_least" in metric:
+        verdict = "within" if min(values) >= float(metric["at_least"]) else "outside"
+    elif pub is None:
+        verdict = "reported"
+    else:
+        verdict = "within" if abs(mean - float(pub)) <= tol else "outside"  # type: ignore[operator]
+    return Row(metric["name"], pub, metric.get("source", ""), mean, std, values, tol, verdict)
+
+
+def table(rows: list[Row]) -> str:
+    from tabulate import tabulate
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    body = [[r.metric, fmt(r.published), f"{fmt(r.ours_mean)} ± {fmt(r.ours_std)} (n={len(r.per_seed)})",
+             fmt(r.tolerance), r.verdict, r.source] for r in rows]
+    return tabulate(body, headers=["metric", "published", "ours (mean ± std over seeds)", "tolerance", "verdict",
+                                   "source"], tablefmt="github")
+
+
+def variants(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(variant name, grid overrides) of a reproduction: one run each (e.g. k = 2 and k = 10 on the same
+    features); a reproduction without variants is one run named ""."""
+    return [(v["name"], {k: x for k, x in v.items() if k != "name"}) for v in entry(name).get("variants", [])] \
+        or [("", {})]
+
+
+def run_folder(out: Path, variant: str) -> Path:
+    return out / variant if variant else out
+
+
+def evaluate(name: str, out: Path, verdicts: bool = True) -> list[Row]:
+    """Published vs ours for every metric of reproduction ``name`` from its runs under ``out``; written to
+    reproduce.json / reproduce.csv there. ``verdicts=False`` (smoke runs): values only."""
+    import pandas as pd
+
+    rows = []
+    for m in entry(name)["metrics"]:
+        folder = run_folder(out, m.get("variant", ""))
+        rows.append(judge(m, metric_values(m, pd.read_csv(folder / "cells.csv"), folder)))
+    if not verdicts:
+        for r in rows:
+            r.verdict, r.tolerance = "not judged (smoke)", None
+    with open(out / "reproduce.json", "w", encoding="utf-8") as fh:
+        json.dump({"reproduction": name, "title": entry(name).get("title", ""), "rows": [r.as_dict() for r in rows],
+                   "tolerance_rule": f"max({FLOOR}, {SEED_FACTOR:g} x std of our stored per-seed values, "
+                                     f"published std)"}, fh, indent=1)
+    pd.DataFrame([r.as_dict() for r in rows]).to_csv(out / "reproduce.csv", index=False)
+    return rows

@@ -1,0 +1,74 @@
+"""Reproductions: the data file, the tolerance rule, verdicts, the split purity, and a smoke run of each."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import reproduce
+from benchmark.cli import main
+from tests.benchmark.test_fashion_mnist import REAL
+
+
+def test_every_reproduction_names_its_sources_and_a_grid_that_parses():
+    from benchmark.presets import spec_from_config
+
+    data = reproduce.load()
+    assert "fmnist-kmeans-raw" in data
+    for name, e in data.items():
+        spec_from_config(dict(e["grid"]))
+        assert e["metrics"] and e.get("title")
+        for m in e["metrics"]:
+            assert m.get("source"), (name, m["name"])  # every number is cited (or says it has none)
+            if "published" in m:
+                assert 0 <= m["published"] <= 1
+
+
+def test_tolerance_rule_recomputed_from_the_stored_per_seed_values():
+    """max(0.02, 3 x std of our stored per-seed values, published std), for every metric in the file."""
+    for e in reproduce.load().values():
+        for m in e["metrics"]:
+            seeds = m.get("our_seeds", [])
+            spread = np.std(seeds, ddof=1) if len(seeds) >= 2 else 0.0
+            assert reproduce.tolerance(m) == pytest.approx(max(0.02, 3 * spread, m.get("published_std", 0.0)))
+    assert reproduce.tolerance({"our_seeds": [0.50, 0.52, 0.54]}) == pytest.approx(0.06)
+    assert reproduce.tolerance({"our_seeds": [0.5, 0.5], "published_std": 0.03}) == 0.03
+
+
+def test_verdicts():
+    m = {"name": "NMI", "published": 0.5, "our_seeds": [0.5, 0.5, 0.5]}
+    assert reproduce.judge(m, [0.51, 0.515, 0.505]).verdict == "within"
+    assert reproduce.judge(m, [0.45, 0.44, 0.46]).verdict == "outside"
+    assert reproduce.judge({"name": "ARI"}, [0.3]).verdict == "reported"
+    assert reproduce.judge({"name": "purity", "at_least": 0.9}, [0.95, 0.89]).verdict == "outside"
+    assert reproduce.judge(m, []).verdict == "no value"
+
+
+def test_split_purity_of_a_two_cluster_split(tmp_path):
+    labels = ["Bag", "Sandal", "Coat", "Shirt", "Bag", "Dress"]
+    clusters = [0, 0, 1, 1, 1, 1]  # one Bag on the garment side: 5 of 6
+    pd.DataFrame({"path": range(6), "label": labels, "b/p/kmeans/0": clusters}).to_csv(tmp_path / "assignments.csv",
+                                                                                     index=False)
+    row = {"backbone": "b", "pretext": "p", "clusterer": "kmeans", "seed": 0}
+    assert reproduce.split_purity(tmp_path, row, ["Bag", "Sandal", "Sneaker", "Ankle boot"]) == pytest.approx(5 / 6)
+
+
+def test_reproduce_list_and_unknown_name(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    assert "fmnist-kmeans-raw" in capsys.readouterr().out
+    assert main(["reproduce", "fmnist-kmeans"]) == 2
+    assert "fmnist-kmeans-raw" in capsys.readouterr().err  # the closest names are suggested
+
+
+@pytest.mark.skipif(not REAL, reason="dataset-fashion-mnist is not installed (make test installs it where apt-get can)")
+@pytest.mark.parametrize("name", reproduce.names())
+def test_smoke_run_of_every_reproduction(name, tmp_path, capsys):
+    """A CI-sized run of each protocol (a few hundred images, one seed): it runs and writes the table;
+    no verdict."""
+    assert main(["reproduce", name, "--smoke", "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    out = json.loads((tmp_path / "r" / "reproduce.json").read_text())
+    assert out["reproduction"] == name and all(r["ours_mean"] is not None for r in out["rows"])
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["data_version"]["package"] == "dataset-fashion-mnist"
+    assert "published" in capsys.readouterr().out
