@@ -43,6 +43,7 @@ RUN_FLAGS: dict[str, tuple[str | None, str]] = {
     "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
     "probe_draws": ("probe", "draws"), "probe_solver": ("probe", "solver"), "reduce": (None, "reduce"),
     "deterministic": (None, "deterministic"), "compile": (None, "compile"), "split": (None, "split"), "limit": (None, "limit"),
+    "train_split": (None, "train_split"), "feature_layer": (None, "feature_layer"),
 }
 LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
 
@@ -108,6 +109,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
     p.add_argument("--split", help="split of a data set that has them: fashion_mnist train, test (default), all")
     p.add_argument("--limit", type=int, help="a seeded subset of N images of the data set")
+    p.add_argument("--feature-layer", help="features of an intermediate stage, pooled: layer1..layer4 (ResNet), "
+                                           "pool1..pool5 (VGG16), a timm model's feature_info stage")
+    p.add_argument("--train-split", help="train the pretexts on this split (e.g. train) and take features of "
+                                         "--split (e.g. test)")
     p.add_argument("--deterministic", action="store_const", const=True,
                    help="deterministic kernels: CUDA reruns and resumes bit-identical (slower; see README)")
     p.add_argument("--compile", action="store_const", const=True,

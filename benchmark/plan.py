@@ -42,6 +42,7 @@ class DataInfo:
     decoder: str = "pil"  # "nvjpeg" for photo folders on CUDA (benchmark.nvjpeg)
     split: str | None = None  # --split of data sets that have splits
     limit: int | None = None  # --limit: a seeded subset
+    train_images_key: str | None = None  # --train-split: the images the pretexts train on (None: images_key)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ExtractTask:
     batch_size: int
     weights_path: str | None
     runtime: RuntimeInfo
+    feature_layer: str | None = None  # --feature-layer: the pooled output of this stage
     deps: tuple[str, ...] = ()
     kind: str = "extract"
 
@@ -235,6 +237,14 @@ def validate_names(spec: GridSpec) -> None:
     check_member_names(spec.backbones, spec.pretexts, spec.clusterers)
     for b in spec.backbones:
         check_image_size(b, spec.image_size)
+    if spec.feature_layer:
+        from registry.backbones import feature_layers
+
+        for b in spec.backbones:
+            allowed = feature_layers(b)
+            if allowed and spec.feature_layer not in allowed:
+                raise BadInput(f"bad --feature-layer {spec.feature_layer!r} for backbone {b!r}: allowed: "
+                               f"{', '.join(allowed)}")
     for name, _opts in spec.pretext_options:
         PRETEXTS.get(name)
     for c in spec.clusterers:
@@ -244,6 +254,12 @@ def validate_names(spec: GridSpec) -> None:
     for bname, path in spec.weights_paths().items():
         if not os.path.isfile(path):
             raise BadInput(f"bad --weights {bname}={path!r}: no such file")
+
+
+def has_layers(backbone: str) -> bool:
+    from registry.backbones import feature_layers
+
+    return bool(feature_layers(backbone))
 
 
 def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
@@ -270,6 +286,10 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
     decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size, data.decoder, data.split,
                         data.limit)
     tasks[decode.key] = decode
+    train_images = data.train_images_key or data.images_key
+    if train_images != data.images_key:
+        tasks[train_images] = DecodeTask(train_images, data.dataset, data.labels_csv, spec.image_size, data.decoder,
+                                         spec.train_split, data.limit)
     slots: list[CellSlot] = []
     for seed in spec.seeds:
         for bname in spec.backbones:
@@ -284,17 +304,19 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
                     pretext = build_pretext("none")
                 train_key = None
                 if pretext.trains:
-                    train_key = stable_hash(["weights", TRAIN_VERSION, data.images_key, bname, weights, pretext.key(),
+                    train_key = stable_hash(["weights", TRAIN_VERSION, train_images, bname, weights, pretext.key(),
                                              spec.train, seed, spec.image_size, runtime])
                     tasks.setdefault(train_key, TrainTask(
-                        train_key, data.images_key, bname, pretext.name, pretext.opts, spec.train, seed,
-                        spec.image_size, wpath, runtime, deps=(data.images_key,)))
+                        train_key, train_images, bname, pretext.name, pretext.opts, spec.train, seed,
+                        spec.image_size, wpath, runtime, deps=(train_images,)))
                 batch = max(spec.train.batch_size, 128)
+                layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
                 fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
-                                    pretext.name, seed, spec.image_size, batch, runtime])
+                                    pretext.name, seed, spec.image_size, batch, runtime]
+                                   + ([layer] if layer else []))
                 tasks.setdefault(fkey, ExtractTask(
                     fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
-                    batch, wpath, runtime,
+                    batch, wpath, runtime, layer,
                     deps=(data.images_key,) + ((train_key,) if train_key else ())))
                 pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
                                     stage_limit("probe", data.n_listed), runtime.device])

@@ -5,7 +5,11 @@ metric per seed, and prints published vs ours with a tolerance and a verdict.
 Tolerance rule (fixed before any comparison, never tuned on the anchor): the largest of a floor (0.02),
 three times the standard deviation of our per-seed values stored in the file (measured over >= 3 seeds),
 and the published standard deviation where the paper gives one. A metric without a published value is
-reported, not judged. ``tolerance()`` computes it; a test recomputes it from the stored values."""
+reported, not judged. ``tolerance()`` computes it; a test recomputes it from the stored values.
+
+Other rules: ``at_least`` (every seed at or above a threshold: the founding case's split purity) and
+``rule = "positive_gap"`` for paired per-seed gaps (``baseline_where``): within when the mean gap minus two
+standard errors is above 0 (RotNet: rotation beats random init); a reversal is reported as found."""
 from __future__ import annotations
 
 import json
@@ -59,6 +63,8 @@ class Row:
     per_seed: list[float]
     tolerance: float | None
     verdict: str
+    at_least: float | None = None  # the rule "every seed >= at_least" instead of a published value
+    rule: str = ""  # "positive_gap": a paired gap whose mean minus two standard errors must be above 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,6 +83,9 @@ def metric_values(metric: dict[str, Any], cells: "Any", out: Path) -> list[float
     kind = metric["column"]
     if kind == "split_purity":
         return [split_purity(out, row, metric["group"]) for _, row in rows.iterrows()]
+    if "baseline_where" in metric:  # a paired gap per seed: these cells minus the baseline's
+        base = _select(cells, metric["baseline_where"]).set_index("seed")[kind]
+        return [float(v) - float(base[s]) for s, v in zip(rows["seed"], rows[kind]) if s in base.index and v == v]
     return [float(v) for v in rows[kind] if v == v]
 
 
@@ -91,8 +100,11 @@ def split_purity(out: Path, row: "Any", group: list[str]) -> float:
     col = cell_id(row)
     if col not in assign.columns:
         raise RuntimeError(f"assignments.csv has no column for cell {col!r}")
-    side = assign["label"].isin(group).to_numpy()
-    clusters = assign[col].to_numpy()
+    labeled = assign["label"].notna()
+    if not labeled.any():
+        raise RuntimeError(f"{out / 'assignments.csv'} has no labels: the split purity needs them")
+    side = assign.loc[labeled, "label"].isin(group).to_numpy()
+    clusters = assign.loc[labeled, col].to_numpy()
     hits = 0
     for c in np.unique(clusters):
         members = side[clusters == c]
@@ -109,11 +121,16 @@ def judge(metric: dict[str, Any], values: list[float]) -> Row:
         verdict = "no value"
     elif "at_least" in metric:
         verdict = "within" if min(values) >= float(metric["at_least"]) else "outside"
+    elif metric.get("rule") == "positive_gap":  # mean minus two standard errors above 0
+        se = (std or 0.0) / math.sqrt(len(values))
+        verdict = ("within" if mean - 2 * se > 0 else
+                   "outside (reversal found)" if mean + 2 * se < 0 else "outside (no clear gap)")
     elif pub is None:
         verdict = "reported"
     else:
         verdict = "within" if abs(mean - float(pub)) <= tol else "outside"  # type: ignore[operator]
-    return Row(metric["name"], pub, metric.get("source", ""), mean, std, values, tol, verdict)
+    return Row(metric["name"], pub, metric.get("source", ""), mean, std, values, tol, verdict, metric.get("at_least"),
+               metric.get("rule", ""))
 
 
 def table(rows: list[Row]) -> str:
@@ -122,7 +139,13 @@ def table(rows: list[Row]) -> str:
     def fmt(v: float | None) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
-    body = [[r.metric, fmt(r.published), f"{fmt(r.ours_mean)} ± {fmt(r.ours_std)} (n={len(r.per_seed)})",
+    def published(r: Row) -> str:
+        if r.at_least is not None:
+            return f">= {r.at_least:g} every seed"
+        return "> 0 (mean - 2 SE)" if r.rule == "positive_gap" else fmt(r.published)
+
+    body = [[r.metric, published(r),
+             f"{fmt(r.ours_mean)} ± {fmt(r.ours_std)} (n={len(r.per_seed)})",
              fmt(r.tolerance), r.verdict, r.source] for r in rows]
     return tabulate(body, headers=["metric", "published", "ours (mean ± std over seeds)", "tolerance", "verdict",
                                    "source"], tablefmt="github")

@@ -126,8 +126,12 @@ def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any
     fingerprint, _ = listing_fingerprint(listing, store)
     rec = labels_record(listing)
     decoder = select_decoder(rt.device, listing.files is not None)
+    train_key = None
+    if spec.train_split is not None and spec.train_split != spec.split:
+        tlist = limit_listing(resolve_dataset(spec.dataset, spec.labels, spec.train_split).list(), spec.limit)
+        train_key = images_key(listing_fingerprint(tlist, store)[0], spec.image_size, decoder)
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size, decoder), labels_key(rec),
-                    n, len(rec["class_names"]), decoder, spec.split, spec.limit)  # type: ignore[arg-type]
+                    n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)  # type: ignore[arg-type]
     if not store.has("images", data.images_key):
         check_free_space(store.root, n, spec.image_size)
     return plan(spec, data, runtime_info(rt), digests), rec, rt
@@ -246,6 +250,8 @@ class Writer:
                 if result.info.get("error_type") in ("OSError", "PermissionError"):
                     raise OSError(f"the decode could not write the store: {result.error}")
                 raise RuntimeError(f"decode failed: {result.error}")
+            if task.key != self.plan.data.images_key:
+                return  # the --train-split images: they train pretexts, the run's rows are of the others
             got = self.store.get_images(task.key)
             if got is None:
                 raise RuntimeError(f"the image store {task.key} was not readable right after its decode")
@@ -378,7 +384,7 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
 
         def on_done(task: Task, result: TaskResult) -> None:
             writer.on_done(task, result)
-            if task.kind == "decode":
+            if task.kind == "decode" and task.key == plan_.data.images_key:
                 _warn_small_classes(writer.labels, list(rec["class_names"]), spec.probe.k_per_class)
             bar.set_description(f"grid: {task_label(task)}")
             bar.update(1)

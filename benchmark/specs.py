@@ -27,9 +27,17 @@ class TrainSpec:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     max_steps: int | None = None  # cap on optimizer steps per run (None: whole epochs)
+    lr_schedule: str = "cosine"  # "cosine" decay over all steps, or "constant" (DEC's pretraining)
+    plateau_patience: int | None = None  # stop after this many epochs without the pretext's own accuracy
+    # (loss where it has none) improving by plateau_delta: a budget rule that never looks at the probe
+    plateau_delta: float = 0.005
 
     def __post_init__(self) -> None:
         _int("epochs", self.epochs, 0)
+        check_choice("lr schedule", self.lr_schedule, ("cosine", "constant"))
+        if self.plateau_patience is not None:
+            _int("plateau patience", self.plateau_patience, 1)
+        check_positive("plateau delta", self.plateau_delta, allow_zero=True)
         _int("batch size", self.batch_size, 1)
         check_positive("learning rate", self.lr)
         check_positive("weight decay", self.weight_decay, allow_zero=True)
@@ -85,6 +93,8 @@ class GridSpec:
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     split: str | None = None  # --split of data sets that have splits (fashion_mnist: train, test, all)
     limit: int | None = None  # --limit N: a seeded subset of N images of the data set (smoke runs, quick looks)
+    train_split: str | None = None  # --train-split: pretexts train on this split, features come from --split
+    feature_layer: str | None = None  # --feature-layer: features of this stage (layer1..4, pool1..5, timm stages)
     deterministic: bool = False  # --deterministic: deterministic kernels (CUDA reruns bit-identical)
     compile: bool = False  # --compile: torch.compile the backbone for training and extraction
 

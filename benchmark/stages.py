@@ -94,7 +94,7 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
                                                                       rt, task.seed, progress))
     meta = {"pretext_loss": result.final_loss, "pretext_acc": result.final_acc, "train_s": result.seconds,
             "step_losses": result.step_losses, "epoch_losses": result.epoch_losses, "steps": result.steps,
-            "weights": backbone.weights, "train_compile_s": result.compile_s, "gpu_util": util}
+            "stopped_at_epoch": result.stopped_at_epoch, "weights": backbone.weights, "train_compile_s": result.compile_s, "gpu_util": util}
     store.put_weights(task.key, backbone.state_dict(), meta)
     return TaskResult(task.key, task.kind, computed=True, info=meta,
                       seconds={"train": result.seconds, "compile": result.compile_s})
@@ -123,6 +123,10 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
         backbone.load_state_dict(state)
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
     pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    if task.feature_layer:
+        from registry.backbones import at_layer
+
+        backbone = at_layer(backbone, task.feature_layer)
     from benchmark.gpu_monitor import sampled
 
     timing: dict[str, float] = {}

@@ -33,6 +33,7 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)
     epoch_losses: list[float] = field(default_factory=list)
     compile_s: float = 0.0  # with --compile: the first step's wall time (compilation + one step), not in seconds
+    stopped_at_epoch: int | None = None  # the plateau rule stopped training after this epoch
 
 
 def compile_backend() -> str:
@@ -96,7 +97,9 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     total = spec.epochs * steps_per_epoch
     if spec.max_steps is not None:
         total = min(total, spec.max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
+    cosine = spec.lr_schedule == "cosine"
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))) if cosine else 1.0)
     scaler = torch.amp.GradScaler(rt.device, enabled=rt.amp_dtype == torch.float16)
     result = TrainResult()
     backbone.train()
@@ -115,13 +118,13 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
         return out
 
     with compiled_forward(backbone, rt):
-        _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally)
-    _summarize(result, [e for e, _ in plan], tally)
+        done = _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally)
+    _summarize(result, [e for e, _ in plan[:done]], tally)
     bar.close()
     if rt.device == "cuda":
         torch.cuda.synchronize()
     result.seconds = time.perf_counter() - t0 - result.compile_s
-    result.steps = len(plan)
+    result.steps = done
     return result, head
 
 
@@ -135,10 +138,12 @@ class _Tally:
 
 
 def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor], step_fn, pretext: Pretext,
-               rt: Runtime, spec: TrainSpec, bar: tqdm, result: TrainResult, tally: _Tally) -> None:
+               rt: Runtime, spec: TrainSpec, bar: tqdm, result: TrainResult, tally: _Tally) -> int:
+    """Run the planned steps; returns how many ran (fewer when the plateau rule stopped training)."""
     losses, corrects, seen = tally.losses, tally.corrects, tally.seen
     checked = 0
-    for step, (_planned, x) in enumerate(zip(plan, stream)):
+    plateau = _Plateau(spec.plateau_patience, spec.plateau_delta) if spec.plateau_patience else None
+    for step, ((epoch, _idx), x) in enumerate(zip(plan, stream)):
         t_first = time.perf_counter()
         loss, out, targets = step_fn(x)
         if step == 0 and rt.compile:
@@ -153,6 +158,37 @@ def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor
             bar.update(step + 1 - checked)
             checked = step + 1
             bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
+        last_of_epoch = step + 1 == len(plan) or plan[step + 1][0] != epoch
+        if plateau is not None and last_of_epoch and plateau.stop(_epoch_score(plan, step, epoch, tally)):
+            result.stopped_at_epoch = epoch + 1
+            return step + 1
+    return len(plan)
+
+
+@dataclass
+class _Plateau:
+    """Stop when the score has not improved by more than ``delta`` for ``patience`` epochs."""
+
+    patience: int
+    delta: float
+    best: float = -math.inf
+    waited: int = 0
+
+    def stop(self, score: float) -> bool:
+        if score > self.best + self.delta:
+            self.best, self.waited = score, 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
+def _epoch_score(plan: list[tuple[int, np.ndarray]], step: int, epoch: int, tally: _Tally) -> float:
+    """The finished epoch's pretext accuracy (minus its mean loss where the pretext has no accuracy)."""
+    first = next(i for i in range(step + 1) if plan[i][0] == epoch)
+    if tally.corrects:
+        hits = float(torch.stack(tally.corrects[first:step + 1]).sum())
+        return hits / max(1, sum(tally.seen[first:step + 1]))
+    return -float(torch.stack(tally.losses[first:step + 1]).mean())
 
 
 def _step_plan(n: int, batch: int, epochs: int, steps_per_epoch: int, total: int, gen: torch.Generator

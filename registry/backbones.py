@@ -343,3 +343,51 @@ def _with_checkpoint(bb: Backbone, path: str) -> Backbone:
     """A local state_dict of the encoder (``body``), checked and loaded weights-only."""
     bb.weights = _load_checkpoint(bb.body, path)
     return bb
+
+
+# --feature-layer: the pooled output of an intermediate stage (RotNet found its middle blocks best)
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")  # positions 4..7 of the ResNet body
+_VGG_POOLS = {"pool1": (4, 64), "pool2": (9, 128), "pool3": (16, 256), "pool4": (23, 512), "pool5": (30, 512)}
+
+
+def feature_layers(name: str) -> list[str]:
+    """The stage names ``--feature-layer`` accepts for backbone ``name`` (empty: none)."""
+    if name in ("resnet18", "resnet34", "resnet50"):
+        return list(_RESNET_STAGES)
+    if name == "vgg16":
+        return list(_VGG_POOLS)
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        model = timm.create_model(name[len(TIMM_PREFIX):], pretrained=False, num_classes=0)
+        return [str(f["module"]) for f in getattr(model, "feature_info", [])]
+    return []
+
+
+class _TimmStage(nn.Module):
+    def __init__(self, model: nn.Module, index: int) -> None:
+        super().__init__()
+        self.model, self.index = model, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_intermediates(x, indices=[self.index], intermediates_only=True)[0]
+
+
+def at_layer(backbone: Backbone, layer: str) -> Backbone:
+    """The same weights, cut after stage ``layer``: features are that stage's output, average-pooled."""
+    allowed = feature_layers(backbone.name)
+    if layer not in allowed:
+        raise BadInput(f"bad --feature-layer {layer!r} for backbone {backbone.name!r}: allowed: "
+                       f"{', '.join(allowed) or 'none (it has no stages)'}")
+    if backbone.name.startswith(TIMM_PREFIX):
+        model = backbone.body.model
+        index = allowed.index(layer)
+        dim = int(model.feature_info[index]["num_chs"])
+        return Backbone(f"{backbone.name}@{layer}", _TimmStage(model, index), dim, backbone.weights)
+    if backbone.name == "vgg16":
+        end, dim = _VGG_POOLS[layer]
+        return Backbone(f"vgg16@{layer}", backbone.body[:end + 1], dim, backbone.weights)
+    stage = backbone.body[4 + _RESNET_STAGES.index(layer)]
+    dim = stage[-1].conv3.out_channels if hasattr(stage[-1], "conv3") else stage[-1].conv2.out_channels
+    return Backbone(f"{backbone.name}@{layer}", backbone.body[:5 + _RESNET_STAGES.index(layer)], dim,
+                    backbone.weights)

@@ -5,6 +5,9 @@ import numpy as np
 
 from registry.clusterers import CLUSTERERS, Clusterer
 
+FIT_MAX = 20_000  # DBSCAN fits on at most this many points (a seeded sample); the rest get predict's rule
+PREDICT_CHUNK = 10_000  # points assigned per nearest-core-point query: bounded memory at any N
+
 
 def knee_eps(X: np.ndarray, k: int) -> float:
     """DBSCAN eps from the sorted k-distance curve: the point farthest from the chord joining its ends."""
@@ -31,20 +34,36 @@ class SkDBSCAN(Clusterer):
     name = "dbscan"
     default_reduce = "umap:10"
     density = True
+    version = 2  # 2: above FIT_MAX points, fit on a seeded sample and assign the rest
 
     def fit(self, X: np.ndarray) -> np.ndarray:
+        """DBSCAN on all points up to FIT_MAX; above, on a seeded sample of FIT_MAX (eps from its knee),
+        the other points getting the label of their nearest core point within eps (predict's rule), in
+        chunks: DBSCAN's neighbourhood lists grow with N times the density, the sample keeps them bounded."""
         from sklearn.cluster import DBSCAN
 
-        eps = self.spec.eps if self.spec.eps is not None else knee_eps(X, self.spec.min_samples)
+        X = np.asarray(X, np.float32)
+        n = X.shape[0]
+        fit_idx = np.sort(np.random.default_rng(self.seed).choice(n, FIT_MAX, replace=False)) if n > FIT_MAX \
+            else np.arange(n)
+        Xf = X[fit_idx]
+        eps = self.spec.eps if self.spec.eps is not None else knee_eps(Xf, self.spec.min_samples)
         self.params = {"eps": round(eps, 6), "min_samples": self.spec.min_samples,
-                       "eps_from": "given" if self.spec.eps is not None else "k-distance knee"}
-        model = DBSCAN(eps=eps, min_samples=self.spec.min_samples).fit(X)
-        labels = model.labels_.astype(np.int64)
-        core = np.zeros(len(labels), bool)
+                       "eps_from": "given" if self.spec.eps is not None else "k-distance knee",
+                       "fit_on": int(fit_idx.size)}
+        model = DBSCAN(eps=eps, min_samples=self.spec.min_samples).fit(Xf)
+        fit_labels = model.labels_.astype(np.int64)
+        core = np.zeros(len(fit_labels), bool)
         core[model.core_sample_indices_] = True
         self.eps = float(eps)
-        self.core_points = np.asarray(X, np.float32)[core]
-        self.core_labels = labels[core]
+        self.core_points = Xf[core]
+        self.core_labels = fit_labels[core]
+        if fit_idx.size == n:
+            return fit_labels
+        labels = np.empty(n, np.int64)
+        labels[fit_idx] = fit_labels
+        rest = np.setdiff1d(np.arange(n), fit_idx)
+        labels[rest] = self.predict(X[rest])[0]
         return labels
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +71,15 @@ class SkDBSCAN(Clusterer):
 
         if len(self.core_points) == 0:
             return np.full(len(X), -1, np.int64), np.full(len(X), np.inf)
-        dist, idx = NearestNeighbors(n_neighbors=1).fit(self.core_points).kneighbors(np.asarray(X, np.float32))
-        lab = np.where(dist[:, 0] <= self.eps, self.core_labels[idx[:, 0]], -1)
-        return lab.astype(np.int64), dist[:, 0].astype(np.float64)
+        nn_ = NearestNeighbors(n_neighbors=1).fit(self.core_points)
+        X = np.asarray(X, np.float32)
+        dist = np.empty(len(X))
+        idx = np.empty(len(X), np.int64)
+        for s in range(0, len(X), PREDICT_CHUNK):
+            d, i = nn_.kneighbors(X[s:s + PREDICT_CHUNK])
+            dist[s:s + PREDICT_CHUNK], idx[s:s + PREDICT_CHUNK] = d[:, 0], i[:, 0]
+        lab = np.where(dist <= self.eps, self.core_labels[idx], -1)
+        return lab.astype(np.int64), dist.astype(np.float64)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"core_points": self.core_points, "core_labels": self.core_labels, "eps": np.array(self.eps)}

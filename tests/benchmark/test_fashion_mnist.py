@@ -83,3 +83,29 @@ def test_the_debian_package_holds_70000_images_of_10_balanced_classes():
     x, y = fm.load("all")
     assert x.shape == (70000, 28, 28) and np.bincount(y).tolist() == [7000] * 10
     assert fm.package_version()
+
+
+def test_train_split_trains_on_one_split_and_clusters_the_other(fake_root, tmp_path):
+    """--train-split train --split test: the pretext trains on the 30 training images, the rows, features
+    and assignments are the 20 test images."""
+    import pandas as pd
+
+    from benchmark.cli import main
+    from benchmark.plan import TrainTask
+    from benchmark.runner import make_plan
+    from benchmark.presets import spec_from_config
+    from benchmark.store import ArtifactStore
+
+    args = ["--dataset", "fashion_mnist", "--split", "test", "--train-split", "train", "--backbones", "seed_conv_ae",
+            "--pretexts", "autoencoder", "--clusterers", "kmeans", "--image-size", "28", "--max-steps", "2",
+            "--batch-size", "8", "--k", "2", "--probe-k", "2"]
+    assert main(["run", "--preset", "quick", *args, "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    assign = pd.read_csv(tmp_path / "r" / "assignments.csv")
+    assert len(assign) == 20 and assign.path.str.contains("/test/").all()
+    spec = spec_from_config({"dataset": "fashion_mnist", "split": "test", "train_split": "train", "image_size": 28,
+                             "backbones": ["seed_conv_ae"], "pretexts": ["autoencoder"], "clusterers": ["kmeans"]})
+    plan_, _rec, _rt = make_plan(spec, ArtifactStore(tmp_path / "c"))
+    train = [t for t in plan_.tasks if isinstance(t, TrainTask)]
+    decodes = [t for t in plan_.tasks if t.kind == "decode"]
+    assert len(decodes) == 2 and train[0].images_key != plan_.data.images_key == decodes[0].key

@@ -69,6 +69,7 @@ def test_smoke_run_of_every_reproduction(name, tmp_path, capsys):
                  "--no-progress"]) == 0
     out = json.loads((tmp_path / "r" / "reproduce.json").read_text())
     assert out["reproduction"] == name and all(r["ours_mean"] is not None for r in out["rows"])
-    info = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert info["data_version"]["package"] == "dataset-fashion-mnist"
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "r").rglob("run.json")]  # one per variant
+    assert len(infos) == len(reproduce.variants(name))
+    assert all(i["data_version"]["package"] == "dataset-fashion-mnist" for i in infos)
     assert "published" in capsys.readouterr().out

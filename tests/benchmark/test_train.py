@@ -124,3 +124,20 @@ def test_compile_trains_and_extracts_the_same_numbers_and_times_compilation_apar
     assert r0.compile_s == 0 and t0["compile_s"] == 0 and r1.compile_s > 0 and t1["compile_s"] > 0
     np.testing.assert_allclose(r0.step_losses, r1.step_losses, rtol=1e-4)
     np.testing.assert_allclose(f0, f1, rtol=1e-3, atol=1e-4)
+
+
+def test_plateau_rule_stops_when_the_pretext_accuracy_stops_improving():
+    """The training budget rule of the reproductions: epochs stop once the pretext's own accuracy has not
+    improved by more than plateau_delta for plateau_patience epochs (it never looks at the probe); with a
+    delta of 1 no epoch can improve, so it stops after the first epoch plus the patience."""
+    from benchmark.runtime import select_runtime
+
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 16, 16), dtype=np.uint8)
+    rt = select_runtime("cpu", False, False)
+    res, _ = train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images,
+                           TrainSpec(epochs=20, batch_size=16, plateau_patience=2, plateau_delta=1.0), rt, 0,
+                           progress=False)
+    assert res.stopped_at_epoch == 3 and res.steps == 3 * 2 and len(res.epoch_losses) == 3
+    res, _ = train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images,
+                           TrainSpec(epochs=2, batch_size=16, lr_schedule="constant"), rt, 0, progress=False)
+    assert res.stopped_at_epoch is None and res.steps == 4

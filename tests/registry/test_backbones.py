@@ -83,3 +83,27 @@ def test_torchvision_cache_is_used_when_present_and_never_downloaded(tmp_path, m
         assert torch.equal(bb.body[0].weight, ref.conv1.weight)
     finally:
         torch.hub.set_dir(os.path.join(os.path.expanduser("~"), ".cache", "torch", "hub"))
+
+
+@pytest.mark.parametrize("name,layer,dim", [("resnet18", "layer2", 128), ("resnet50", "layer3", 1024),
+                                            ("vgg16", "pool3", 256), ("timm:resnet10t", "layer1", 64)])
+def test_feature_layer_gives_the_pooled_output_of_that_stage(name, layer, dim):
+    from registry.backbones import at_layer
+
+    bb = build_backbone(name, 32)
+    cut = at_layer(bb, layer)
+    assert cut.dim == dim and cut.features(torch.rand(2, 3, 32, 32)).shape == (2, dim)
+    assert cut.name == f"{name}@{layer}"
+
+
+def test_bad_feature_layers_are_one_line_errors():
+    from benchmark.interfaces import BadInput
+    from benchmark.plan import validate_names
+    from benchmark.specs import GridSpec
+    from registry.backbones import at_layer
+
+    with pytest.raises(BadInput, match="bad --feature-layer 'layer9' for backbone 'resnet18': allowed: layer1, layer2"):
+        at_layer(build_backbone("resnet18", 32), "layer9")
+    with pytest.raises(BadInput, match="allowed: pool1, pool2, pool3, pool4, pool5"):
+        validate_names(GridSpec("digits", ("vgg16", "raw_pixels"), ("none",), ("kmeans",), feature_layer="layer2"))
+    validate_names(GridSpec("digits", ("resnet18", "raw_pixels"), ("none",), ("kmeans",), feature_layer="layer2"))
