@@ -22,6 +22,8 @@ def _config(name: str, args: argparse.Namespace, override: dict[str, Any] | None
 
     e = reproduce.entry(name)
     cfg = _merge(e["grid"], override or {})
+    if args.full and "full" in e:  # the paper's whole training budget (opt-in: long)
+        cfg = _merge(cfg, e["full"])
     if args.smoke:  # a CI-sized run of the protocol: a few hundred images, one seed, no verdict
         cfg.update(e.get("smoke", {}))
         cfg["seeds"] = cfg["seeds"][:1]
@@ -74,6 +76,8 @@ def add_reproduce_command(sub: Any) -> None:
     rp.add_argument("--list", action="store_true", help="list the reproductions")
     rp.add_argument("--smoke", action="store_true", help="a CI-sized run (few hundred images, one seed), no verdict")
     rp.add_argument("--seeds", help="override the seeds, e.g. 0,1,2")
+    rp.add_argument("--full", action="store_true", help="the paper's whole training budget where the reproduction "
+                                                        "has a shorter default (fmnist-ae-kmeans: 300 epochs, hours)")
     rp.add_argument("--out", help="run folder (default results/reproduce-<name>-<time>)")
     rp.add_argument("--cache-dir")
     rp.add_argument("--resume", action="store_true")
