@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable
 
 INTERVAL_S = 0.1
@@ -56,9 +55,6 @@ def sampled(device: str, fn: Callable[[], object]) -> tuple[object, float | None
     """Run fn; on CUDA sample the GPU's utilisation meanwhile. Returns (fn's result, mean % or None)."""
     if device != "cuda":
         return fn(), None
-    t0 = time.perf_counter()
     with Sampler(nvml_utilization()) as s:
         out = fn()
-    if not s.samples and time.perf_counter() - t0 < INTERVAL_S:
-        return out, None
     return out, s.mean

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 ARMIJO = 1e-4
-STATS = {"newton": 0, "cg": 0}  # iterations, for measurements
 STEPS = torch.tensor([0.5 ** i for i in range(12)], dtype=torch.float64)
 
 
@@ -69,7 +68,6 @@ def _newton_direction(Z, P, w, pen, g, max_cg: int) -> torch.Tensor:
         active = _dot(r, r) > target
         if not bool(active.any()):
             break
-        STATS["cg"] += 1
         h = _hvp(Zt, Pw, P, pen, p)
         php = _dot(p, h)
         alpha = torch.where(active & (php > 0), rz / php.clamp_min(1e-300), torch.zeros_like(rz))[:, None, None]
@@ -151,8 +149,7 @@ def fit_multinomial(groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]
         Ys.append(torch.nn.functional.pad(Y, (0, 0, 0, N - n)).repeat_interleave(G, 0))
         ws.append(torch.cat([X.new_full((B * G, n, 1), 1.0 / n), X.new_zeros(B * G, N - n, 1)], dim=1))
         lams.append(lam.reshape(-1))
-    A, iters = _fit_reduced(torch.cat(Zs), torch.cat(Ys), torch.cat(ws), torch.cat(lams), tol, max_iter, max_cg)
-    STATS["newton"] += iters
+    A, _ = _fit_reduced(torch.cat(Zs), torch.cat(Ys), torch.cat(ws), torch.cat(lams), tol, max_iter, max_cg)
     out, start = [], 0
     for (X, _, lam), M in zip(groups, Ms):
         B, n, _ = X.shape

@@ -4,6 +4,7 @@ A backbone maps (B,3,S,S) normalized images to a feature map (B,C,h,w) (or token
 transformers) and ``pool`` turns that into (B,D)."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,9 +165,9 @@ for _arch, _dim in (("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)):
     BACKBONES.register(_arch)(_resnet(_arch, _dim))
 
 
-# ImageNet statistics, as registry.pretexts.normalize applies them (undone by the raw-pixels baseline)
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+# ImageNet statistics: registry.pretexts.normalize applies them, the raw-pixels baseline undoes them
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class _RawPixels(nn.Module):
@@ -175,8 +176,8 @@ class _RawPixels(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp_(0, 1)
@@ -350,18 +351,20 @@ _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")  # positions 4..7 of t
 _VGG_POOLS = {"pool1": (4, 64), "pool2": (9, 128), "pool3": (16, 256), "pool4": (23, 512), "pool5": (30, 512)}
 
 
-def feature_layers(name: str) -> list[str]:
-    """The stage names ``--feature-layer`` accepts for backbone ``name`` (empty: none)."""
+@functools.lru_cache(maxsize=None)
+def feature_layers(name: str) -> tuple[str, ...]:
+    """The stage names ``--feature-layer`` accepts for backbone ``name`` (empty: none); cached: a timm model is
+    built to read them."""
     if name in ("resnet18", "resnet34", "resnet50"):
-        return list(_RESNET_STAGES)
+        return _RESNET_STAGES
     if name == "vgg16":
-        return list(_VGG_POOLS)
+        return tuple(_VGG_POOLS)
     if name.startswith(TIMM_PREFIX):
         import timm
 
         model = timm.create_model(name[len(TIMM_PREFIX):], pretrained=False, num_classes=0)
-        return [str(f["module"]) for f in getattr(model, "feature_info", [])]
-    return []
+        return tuple(str(f["module"]) for f in getattr(model, "feature_info", []))
+    return ()
 
 
 class _TimmStage(nn.Module):

@@ -13,11 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.interfaces import NoOptions, Options
-from registry.backbones import Backbone
+from registry.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone  # noqa: F401  (re-exported)
 from registry.base import Registry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
