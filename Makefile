@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Create .venv when missing and install the project (torch/torchvision pinned) into it.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -125,7 +125,19 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
     p.add_argument("--cache-dir", help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
-    p.add_argument("--executor", default="serial", help="how stage tasks run: serial (default)")
+    p.add_argument("--executor", default="serial", help="how stage tasks run: serial (default, this process) or "
+                                                        "ray (Ray tasks on a private local instance or a cluster)")
+    p.add_argument("--ray-address", help="Ray: auto joins the running cluster, HOST:PORT that one; default: a "
+                                         "private local instance")
+    p.add_argument("--gpus-per-task", type=float, default=1.0,
+                   help="Ray on CUDA: GPUs a train/extract task asks for (a fraction shares a GPU; default 1)")
+    p.add_argument("--extract-with", default="auto", help="Ray: task (one task per feature set), ray-data (Ray "
+                                                          "Data map_batches with a GPU actor pool) or auto")
+    p.add_argument("--ray-num-cpus", type=int, help="Ray: CPUs the private local instance declares (default all)")
+    p.add_argument("--ray-num-gpus", type=int, help="Ray: GPUs the private local instance declares (default all)")
+    p.add_argument("--ray-batch-size", type=int, default=256, help="Ray Data extraction: rows per batch (default 256)")
+    p.add_argument("--ray-pool", type=int, help="Ray Data extraction: actors in the pool (default one per GPU, or "
+                                                "per CPU slot without GPUs)")
     p.add_argument("--dry-run", action="store_true", help="print the task graph (cached / to compute) and stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report", action="store_true", help="write report.html / report.md at the end (run_all.py does)")
@@ -169,8 +181,24 @@ def build_spec(args: argparse.Namespace) -> GridSpec:
     return spec
 
 
+def executor_spec(args: argparse.Namespace) -> "ExecutorSpec":
+    """The executor flags as a validated spec (the executor is not part of the run's configuration)."""
+    from benchmark.executor import ExecutorSpec
+
+    with user_errors():
+        spec = ExecutorSpec(name=args.executor, address=args.ray_address, gpus_per_task=args.gpus_per_task,
+                            extract_with=args.extract_with, num_cpus=args.ray_num_cpus, num_gpus=args.ray_num_gpus,
+                            data_batch_size=args.ray_batch_size, data_pool=args.ray_pool)
+        if spec.name == "ray":
+            from benchmark.ray_executor import require_ray
+
+            require_ray()
+    return spec
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
+    executor = executor_spec(args)
     if args.dry_run:
         return print_plan(spec, args)
     import pandas as pd
@@ -186,8 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
     _current_out[:] = [out]
     with user_errors():
-        result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress,
-                          executor=args.executor)
+        result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress, executor=executor)
     print(leaderboard_text(pd.DataFrame(result.rows, columns=COLUMNS)))
     s = result.stats
     print(f"\n{len(result.rows)} cells, {result.images.n} images ({result.images.n_labeled} labeled, "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.executor import make_executor
+from benchmark.executor import DeviceFacts, ExecutorSpec, local_facts, make_executor
 from benchmark.interfaces import BadInput
 from benchmark.nvjpeg import select_decoder
 from benchmark.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
@@ -23,7 +23,7 @@ from benchmark.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
 from benchmark.results import (COLUMNS, cell_id, environment, write_assignments, write_cells, write_skipped,
                                write_summary)
 from benchmark.runlog import RunLog
-from benchmark.runtime import Runtime, describe_device, detect_runtime
+from benchmark.runtime import Runtime, apply_determinism, cpu_model, select_runtime
 from benchmark.specs import GridSpec
 from benchmark.stages import TaskResult
 from benchmark.storage import CorruptArtifact
@@ -111,13 +111,17 @@ def runtime_info(rt: Runtime) -> RuntimeInfo:
                        rt.deterministic, rt.compile)
 
 
-def make_plan(spec: GridSpec, store: ArtifactStore) -> tuple[Plan, dict[str, Any], Runtime]:
+def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = None
+              ) -> tuple[Plan, dict[str, Any], Runtime]:
     """Validate, list the data (hashing file contents, memoized), then plan. Nothing is decoded or trained.
-    Every check on what the user passed happens here, before any compute (BadInput, exit 2)."""
+    Every check on what the user passed happens here, before any compute (BadInput, exit 2). ``facts``: what
+    the machines that run the tasks have (the executor's; default this process's)."""
     from benchmark.plan import validate_names
 
     validate_names(spec)  # before the data is listed or hashed
-    rt = detect_runtime(spec.device, spec.deterministic, spec.compile)
+    facts = facts or local_facts()
+    rt = select_runtime(spec.device, facts.cuda, facts.bf16, spec.deterministic, spec.compile)
+    apply_determinism(rt)  # for the tasks a serial executor runs in this process
     digests = check_weights(spec)
     listing = limit_listing(resolve_dataset(spec.dataset, spec.labels, spec.split).list(), spec.limit)
     n = len(listing.names)
@@ -147,10 +151,13 @@ class Writer:
         self.rows: dict[str, dict[str, Any]] = dict(kept)
         self.assign: dict[str, np.ndarray] = dict(kept_assign)
         self.stats = RunStats(resumed_cells=sum(1 for s in plan_.cells if s.id in kept))
-        self.waiting: dict[str, list[CellSlot]] = {}  # cell key -> the grid cells whose rows it finishes
+        # cell or probe key -> the grid cells whose rows wait for it (a row is made when both have finished:
+        # an executor that runs tasks in parallel may finish a cell before its feature set's probe)
+        self.waiting: dict[str, list[CellSlot]] = {}
         for s in plan_.cells:
             if s.id not in kept:
-                self.waiting.setdefault(s.cell_key, []).append(s)
+                for key in (s.cell_key, s.probe_key):
+                    self.waiting.setdefault(key, []).append(s)
         self.images_meta: dict[str, Any] = {}
         self.names: list[str] = []
         self.labels = np.zeros(0, np.int64)  # class index of each stored image, -1 = unlabeled
@@ -183,8 +190,8 @@ class Writer:
             if self.plan.k > len(self.names):
                 raise BadInput(f"bad --k {self.plan.k}: at most the number of images, and {len(self.names)} of "
                                f"{self.plan.data.n_listed} decoded (see {self.folder.skipped})")
-        if task.kind == "cell":
-            for slot in self.waiting.pop(task.key, []):
+        for slot in self.waiting.pop(task.key, []):
+            if slot.id not in self.rows and slot.cell_key in self.results and slot.probe_key in self.results:
                 self._finish(slot)
 
     def _finish(self, slot: CellSlot) -> None:
@@ -271,11 +278,12 @@ def task_label(task: Task) -> str:
 
 
 def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, progress: bool = True,
-             executor: str = "serial") -> RunResult:
+             executor: ExecutorSpec | str = "serial") -> RunResult:
     """Run every cell of ``spec``; write the run files under ``out``; artifacts go to the store ``cache_dir``.
 
     Everything the user passed is checked before any compute (BadInput). The run folder is locked while the
-    run writes it; run.json says "running", "finished" or "interrupted"."""
+    run writes it; run.json says "running", "finished" or "interrupted". The executor connects first (a
+    Ray cluster's GPUs decide whether the run uses CUDA) and is released however the run ends."""
     t_start = time.perf_counter()
     check_writable_dir(out, "--out")
     check_writable_dir(cache_dir, "--cache-dir")
@@ -284,7 +292,17 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
     if resume and folder.holds_run():
         spec = adopt_previous(spec, folder)
     store = ArtifactStore(cache_dir)
-    plan_, rec, rt = make_plan(spec, store)
+    facts = runner.start()
+    try:
+        return _run(spec, folder, store, resume, progress, runner, facts, t_start)
+    finally:
+        runner.stop()
+
+
+def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, progress: bool, runner: Any,
+         facts: DeviceFacts, t_start: float) -> RunResult:
+    out, cache_dir = folder.path, store.root
+    plan_, rec, rt = make_plan(spec, store, facts)
     with folder.lock(), RunLog(folder.log) as log:
         kept, kept_assign = kept_rows(plan_, folder) if resume and folder.holds_run() else ({}, {})
         log.write(f"{'resume' if resume else 'run'}: {len(plan_.cells)} cells, {len(kept)} kept; pid {os.getpid()}")
@@ -293,9 +311,9 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
         # every cell depends on the decode; with nothing to do, the decode alone (read from the store when
         # cached) names the images for assignments.csv
         tasks = plan_.needed_for(todo) or [plan_.tasks[0]]
-        info: dict[str, Any] = {"config": run_config(spec), "environment": environment(describe_device(rt)),
+        info: dict[str, Any] = {"config": run_config(spec), "environment": environment(facts.name if rt.device == "cuda" and facts.name else cpu_model()),
                                 "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
-                                "executor": runner.name, "images_key": plan_.data.images_key,
+                                "executor": runner.name, "executor_info": runner.describe(), "images_key": plan_.data.images_key,
                                 "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
                                 "threads": describe_threads(), "pid": os.getpid(),
                                 "data_version": data_version(spec.dataset), "decoder": plan_.data.decoder}
@@ -328,12 +346,16 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
         stage_sum = sum(stats.stage_s.values())
         labels, meta = writer.labels, writer.images_meta
         pids = sorted({r.pid for r in writer.results.values() if r.pid})
+        placement = [{"task": task_label(plan_.by_key[k]), "kind": r.kind, "key": k, "status": r.status,
+                      "computed": r.computed, "pid": r.pid, **r.placement}
+                     for k, r in writer.results.items() if r.placement]
         rows = writer.ordered_rows()
         failed = [cell_id(r) for r in rows if r["status"] == "failed"]
         info.update(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
                     gpu_util_pct=stats.gpu_util_mean(),
                     overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
-                    computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids,
+                    computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids, driver_pid=os.getpid(),
+                    task_placement=placement,
                     n_images=len(writer.names), n_labeled=int((labels >= 0).sum()), failed_cells=len(failed),
                     n_skipped=len(meta.get("skipped", [])), runtime=rt.describe(), warnings=log.n_warnings)
         folder.write_info(info)

@@ -79,13 +79,6 @@ def apply_determinism(rt: Runtime) -> None:
     torch.use_deterministic_algorithms(rt.deterministic)
 
 
-def describe_device(rt: Runtime) -> str:
-    """Human-readable name of the compute device (GPU model, or the CPU model)."""
-    if rt.device == "cuda":
-        return torch.cuda.get_device_name(0)
-    return cpu_model()
-
-
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

@@ -34,6 +34,7 @@ class TaskResult:
     info: dict[str, Any] = field(default_factory=dict)
     pid: int = 0
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category name, message) the task raised
+    placement: dict[str, Any] = field(default_factory=dict)  # where it ran (node, GPUs; the Ray executor)
 
 
 def _backbone(task: TrainTask | ExtractTask, gray: bool = False):  # noqa: ANN202
@@ -100,18 +101,24 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
                       seconds={"train": result.seconds, "compile": result.compile_s})
 
 
-def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
+@dataclass
+class Extractor:
+    """What an extract task computes with: the backbone (trained weights loaded, cut at the feature layer),
+    the image store, the runtime, the pretext whose feature input the backbone sees, the training meta."""
+
+    backbone: Any
+    images: Any  # benchmark.images.ImageSet
+    rt: Any  # benchmark.runtime.Runtime
+    pretext: Any
+    train_meta: dict[str, Any]
+
+
+def extractor(task: ExtractTask, store: ArtifactStore) -> Extractor:
+    """Build what ``task`` extracts with (the same for one task or a Ray Data actor pool)."""
     from benchmark.images import open_image_set
     from benchmark.runtime import detect_runtime
-    from benchmark.train import extract_features
     from registry.pretexts import build_pretext
 
-    reason = _not_applicable(task, store)
-    if reason:
-        return TaskResult(task.key, task.kind, status="skipped", error=reason)
-    cached = store.get_array("features", task.key, mmap=True)
-    if cached is not None:
-        return TaskResult(task.key, task.kind, info=cached[1])
     images = open_image_set(store, task.images_key, None)
     backbone = _backbone(task, images.grayscale)
     train_meta: dict[str, Any] = {}
@@ -127,18 +134,39 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
         from registry.backbones import at_layer
 
         backbone = at_layer(backbone, task.feature_layer)
-    from benchmark.gpu_monitor import sampled
+    return Extractor(backbone, images, rt, pretext, train_meta)
 
-    timing: dict[str, float] = {}
-    (feats, secs), util = sampled(rt.device, lambda: extract_features(
-        backbone, images.images, rt, batch_size=task.batch_size, progress=progress, pretext=pretext, timing=timing))
+
+def extraction_meta(task: ExtractTask, feats: np.ndarray, secs: float, weights: str, trainable: bool,
+                    train_meta: dict[str, Any], compile_s: float = 0.0, util: float | None = None) -> dict[str, Any]:
+    """The features artifact's meta (the NaN check first: non-finite features fail the task)."""
     if not np.isfinite(feats).all():
         raise RuntimeError(f"{task.backbone}/{task.pretext}: features contain NaN or inf")
-    meta = {"weights": backbone.weights, "extract_s": secs, "images_per_s": images.n / secs if secs > 0 else None,
-            "feature_dim": int(feats.shape[1]), "trainable": bool(backbone.trainable),
+    n = feats.shape[0]
+    return {"weights": weights, "extract_s": secs, "images_per_s": n / secs if secs > 0 else None,
+            "feature_dim": int(feats.shape[1]), "trainable": bool(trainable),
             "pretext_loss": train_meta.get("pretext_loss"), "pretext_acc": train_meta.get("pretext_acc"),
             "train_s": train_meta.get("train_s", 0.0), "train_key": task.train_key,
-            "extract_compile_s": timing.get("compile_s", 0.0), "gpu_util": util}
+            "extract_compile_s": compile_s, "gpu_util": util}
+
+
+def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.gpu_monitor import sampled
+    from benchmark.train import extract_features
+
+    reason = _not_applicable(task, store)
+    if reason:
+        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+    cached = store.get_array("features", task.key, mmap=True)
+    if cached is not None:
+        return TaskResult(task.key, task.kind, info=cached[1])
+    ex = extractor(task, store)
+    timing: dict[str, float] = {}
+    (feats, secs), util = sampled(ex.rt.device, lambda: extract_features(
+        ex.backbone, ex.images.images, ex.rt, batch_size=task.batch_size, progress=progress, pretext=ex.pretext,
+        timing=timing))
+    meta = extraction_meta(task, feats, secs, ex.backbone.weights, ex.backbone.trainable, ex.train_meta,
+                           timing.get("compile_s", 0.0), util)
     store.put_array("features", task.key, feats, meta)
     return TaskResult(task.key, task.kind, computed=True, info=meta,
                       seconds={"extract": secs, "compile": timing.get("compile_s", 0.0)})
