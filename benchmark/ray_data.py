@@ -40,7 +40,7 @@ class FeatureShards:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from benchmark.train import extract_features
 
-        ids = np.asarray(batch["id"], dtype=np.int64)
+        ids = np.asarray(batch["data"], dtype=np.int64)
         start, stop = int(ids.min()), int(ids.max()) + 1
         if stop - start != len(ids):
             raise RuntimeError(f"Ray Data gave a batch of {len(ids)} rows that are not contiguous")
@@ -80,9 +80,13 @@ def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadPro
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True
     t0 = time.perf_counter()
-    ds = ray.data.range(n, override_num_blocks=max(1, math.ceil(n / batch)))
+    # the row ids as blocks of one batch each, put in the object store by this task: no read tasks, which
+    # would need CPUs that the actor pool may hold (a deadlock seen with ray.data.range on 4 CPUs)
+    ds = ray.data.from_numpy([np.arange(s, min(s + batch, n), dtype=np.int64) for s in range(0, n, batch)])
+    # an autoscaling pool of 1..pool actors: the pipelines of feature sets extracted at the same time share the
+    # cluster and none waits for a full pool of its own
     out = ds.map_batches(FeatureShards, fn_constructor_args=(task, store_root, profile), batch_size=batch,
-                         concurrency=int(data["pool"]), num_cpus=float(data["actor_cpus"]),
+                         concurrency=(1, int(data["pool"])), num_cpus=float(data["actor_cpus"]),
                          num_gpus=float(data["actor_gpus"]) or None, batch_format="numpy", zero_copy_batch=True)
     shards = sorted(out.take_all(), key=lambda r: int(r["start"]))
     secs = time.perf_counter() - t0

@@ -69,7 +69,7 @@ def run_task_decode(task: Task, store_root: str, profile: ThreadProfile, shard_f
         result = execute(on_cpu(task) if fake_gpu else task, store_root, progress=False)
     result.placement = placement(started)
     if shards:
-        result.info["decode_shards"] = shards
+        result.placement["decode_shards"] = shards
     return result
 
 

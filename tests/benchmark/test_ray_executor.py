@@ -173,3 +173,66 @@ def test_worker_killed_mid_task_is_retried_and_the_run_equals_a_clean_one(ray_se
     info = run_json(tmp_path / "run")
     assert info["executor"] == "ray" and info["driver_pid"] not in info["task_pids"]
     assert info["status"] == "finished" and info["failed_cells"] == 0
+
+
+def test_ray_data_extraction_writes_shards_and_gives_the_serial_features(ray_session, serial_reference, tmp_path):
+    spec = replace(kill_spec(), pretexts=("none",), backbones=("resnet18",))  # one of the reference's feature sets
+    ex = ExecutorSpec(name="ray", extract_with="ray-data", data_batch_size=128)
+    run_grid(spec, tmp_path / "run", tmp_path / "cache", progress=False, executor=ex)
+    ours, ref = ArtifactStore(tmp_path / "cache"), ArtifactStore(serial_reference / "cache")
+    keys = sorted({c for c in pd.read_csv(tmp_path / "run" / "cells.csv")["feature_key"]})
+    assert len(keys) == 1
+    driver = os.getpid()
+    for key in keys:
+        feats, meta = ours.get_array("features", key)
+        want, _ = ref.get_array("features", key)
+        np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-5)
+        assert meta["extract_with"] == "ray-data"
+        rd = meta["ray_data"]
+        assert rd["batch_size"] == 128 and rd["actor_pool"] >= 1 and len(rd["shards"]) >= 2  # 300 rows / 128
+        assert sorted(r for s in rd["shards"] for r in s["rows"])[0] == 0
+        assert all(s["pid"] != driver for s in rd["shards"])
+    assert not any((tmp_path / "cache" / "shards" / "features").glob("*/*.npy"))  # assembled, then removed
+
+
+def test_a_large_photo_folder_decodes_in_ray_tasks_over_shards(ray_session, photo_folder, tmp_path):
+    spec = small_spec(dataset=str(photo_folder), limit=None, backbones=("raw_pixels",), pretexts=("none",),
+                      image_size=16)
+    run_grid(spec, tmp_path / "serial", tmp_path / "c1", progress=False)
+    ex = ExecutorSpec(name="ray", decode_shard_files=4)  # 24 photos: 6 shards
+    run_grid(spec, tmp_path / "ray", tmp_path / "c2", progress=False, executor=ex)
+    info = run_json(tmp_path / "ray")
+    decode = [p for p in info["task_placement"] if p["kind"] == "decode"][0]
+    shards = decode["decode_shards"]
+    assert len(shards) == 6 and sum(s["files"] for s in shards) == 24
+    assert all(s["pid"] != os.getpid() for s in shards)
+    key = info["images_key"]
+    a, b = ArtifactStore(tmp_path / "c1").get_images(key), ArtifactStore(tmp_path / "c2").get_images(key)
+    assert a[1]["names"] == b[1]["names"] and np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
+    pd.testing.assert_frame_equal(cells(tmp_path / "ray"), cells(tmp_path / "serial"))
+
+
+def test_train_and_extract_tasks_get_the_declared_gpus(ray_session, tmp_path, monkeypatch):
+    """ray.init(num_gpus=2) on this CPU machine: train/extract tasks ask for one GPU each and concurrent ones
+    get distinct CUDA_VISIBLE_DEVICES; the tasks compute on the CPU (FAKE_GPU_ENV)."""
+    from benchmark.ray_tasks import FAKE_GPU_ENV
+
+    monkeypatch.setenv(FAKE_GPU_ENV, "1")
+    spec = small_spec(backbones=("resnet18", "timm:resnet10t"), device="auto",
+                      train=TrainSpec(epochs=1, batch_size=32, max_steps=15))
+    run_grid(spec, tmp_path / "run", tmp_path / "cache", progress=False, executor="ray")
+    info = run_json(tmp_path / "run")
+    assert info["executor_info"]["uses_gpu"] and info["runtime"].startswith("cuda")
+    gpu_tasks = [p for p in info["task_placement"] if p["kind"] in ("train", "extract") and p["computed"]]
+    assert len(gpu_tasks) == 6  # 2 trainings, 4 extractions
+    for p in gpu_tasks:
+        assert p["requested"]["num_gpus"] == 1.0 and len(p["gpu_ids"]) == 1, p
+        assert p["cuda_visible_devices"] == p["gpu_ids"][0], p
+    overlapping = [(a, b) for i, a in enumerate(gpu_tasks) for b in gpu_tasks[i + 1:]
+                   if a["started"] < b["ended"] and b["started"] < a["ended"]]
+    assert overlapping, "no two GPU tasks ran at the same time"
+    assert all(a["gpu_ids"] != b["gpu_ids"] for a, b in overlapping)
+    assert {g for p in gpu_tasks for g in p["gpu_ids"]} == {"0", "1"}
+    others = [p for p in info["task_placement"] if p["kind"] in ("probe", "cell") and p["computed"]]
+    assert others and all(p["requested"]["num_gpus"] == SHARED_GPU for p in others)
+    assert all(p["requested"]["num_gpus"] == 0 for p in info["task_placement"] if p["kind"] == "reduce")

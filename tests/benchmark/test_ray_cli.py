@@ -1,0 +1,166 @@
+"""The Ray executor from the command line, each run on its own Ray instance: the quick preset equals the
+serial executor's cells.csv; SIGTERM and kill -9 of the driver leave no process of its private instance
+behind and ``--resume`` finishes the run to a clean run's results; a two-node cluster (``ray start --head`` +
+``ray start --address`` on this machine, each node its own --temp-dir) is used by one run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.results import TIMING_COLUMNS
+
+pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--dataset", "digits", "--limit", "300", "--backbones", "resnet18,raw_pixels", "--pretexts", "none,rotation",
+         "--clusterers", "kmeans,faiss_kmeans", "--image-size", "16", "--probe-k", "4", "--probe-draws", "2",
+         "--seed", "0", "--device", "cpu"]
+
+
+def marked(marker: str) -> list[int]:
+    """Live processes whose environment holds the test's marker (the driver and every process it started)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if f"SSLBENCH_TEST_MARKER={marker}".encode() in (d / "environ").read_bytes().split(b"\0"):
+                if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    pids.append(int(d.name))
+        except OSError:
+            continue
+    return pids
+
+
+def start(args: list[str], marker: str, **env: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "benchmark", "run", *args, "--no-progress"]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "SSLBENCH_TEST_MARKER": marker, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    proc = start(args, uuid.uuid4().hex, **env)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def cells(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "cells.csv").drop(columns=TIMING_COLUMNS)
+
+
+def gone(marker: str, timeout: float = 30) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline and marked(marker):
+        time.sleep(0.2)
+    return not marked(marker)
+
+
+def test_quick_preset_with_ray_equals_serial(tmp_path):
+    run(["--preset", "quick", "--out", str(tmp_path / "serial"), "--cache-dir", str(tmp_path / "c1")])
+    run(["--preset", "quick", "--executor", "ray", "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2")])
+    pd.testing.assert_frame_equal(cells(tmp_path / "ray"), cells(tmp_path / "serial"))
+    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert info["executor"] == "ray" and info["executor_info"]["ray_version"]
+    assert info["executor_info"]["address"] == "private local instance"
+    computed = [p for p in info["task_placement"] if p["computed"]]
+    assert computed and all(p["pid"] != info["driver_pid"] for p in computed)  # computed in worker processes
+    assert info["computed"]["trained"] > 0  # separate caches: the Ray run computed, not read, its features
+    assert info["threads"] == json.loads((tmp_path / "serial" / "run.json").read_text())["threads"]
+
+
+def rows(out: Path) -> int:
+    try:
+        return len(pd.read_csv(out / "cells.csv"))
+    except (OSError, pd.errors.EmptyDataError):
+        return 0
+
+
+def test_sigterm_and_kill_9_of_the_driver_leave_no_ray_process_and_resume_finishes(tmp_path):
+    out, args = tmp_path / "run", SMALL + ["--max-steps", "40", "--executor", "ray"]
+    ref = tmp_path / "clean"
+    run(SMALL + ["--max-steps", "40", "--out", str(ref), "--cache-dir", str(tmp_path / "c-clean")])
+    args += ["--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+
+    # SIGTERM once the first cells are written: one line, exit 143, the private instance ends with the run
+    marker = uuid.uuid4().hex
+    proc = start(args, marker)
+    deadline = time.time() + 300
+    while rows(out) == 0 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    before = marked(marker)
+    assert len(before) >= 4, before  # the driver, Ray's GCS and raylet, workers
+    proc.send_signal(signal.SIGTERM)
+    _o, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == f"terminated; finished cells are kept, resume with --resume --out {out}"
+    assert gone(marker), f"processes of the terminated run: {marked(marker)}"
+    kept = rows(out)
+    assert 0 < kept < 8
+
+    # kill -9 of the resumed run's driver while its workers compute: the reaper ends the instance
+    marker = uuid.uuid4().hex
+    proc = start(args + ["--resume"], marker)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and \
+            not any(b"ray::" in Path(f"/proc/{p}/cmdline").read_bytes() for p in marked(marker)
+                    if Path(f"/proc/{p}/cmdline").exists()):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the resumed run ended before it could be killed"
+    assert len(marked(marker)) >= 4
+    proc.kill()
+    proc.wait(timeout=30)
+    assert gone(marker), f"processes of the killed run: {marked(marker)}"
+    assert json.loads((out / "run.json").read_text())["status"] == "running"  # it never got to say otherwise
+
+    run(args + ["--resume"])
+    pd.testing.assert_frame_equal(cells(out), cells(ref))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_started_with_ray_start_are_both_used(tmp_path):
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    marker, port = uuid.uuid4().hex, free_port()
+    temps = [tempfile.mkdtemp(prefix="sslh-", dir="/tmp"), tempfile.mkdtemp(prefix="sslw-", dir="/tmp")]
+    env = {**os.environ, "SSLBENCH_TEST_MARKER": marker, "RAY_AUTH_MODE": "token"}
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--temp-dir", temps[0],
+                        "--include-dashboard=false", *common], env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([ray_cli, "start", "--address", f"127.0.0.1:{port}", "--temp-dir", temps[1], *common],
+                       env=env, check=True, capture_output=True, timeout=120)
+        out = tmp_path / "run"
+        run(SMALL + ["--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(out),
+                     "--cache-dir", str(tmp_path / "cache")], RAY_AUTH_MODE="token")
+        info = json.loads((out / "run.json").read_text())
+        nodes = info["executor_info"]["nodes"]
+        assert len(nodes) == 2 and all(n["cpus"] == 1.0 for n in nodes)
+        used = {p["node_id"] for p in info["task_placement"] if p["computed"]}
+        assert used == {n["node_id"] for n in nodes}, used
+        assert info["executor_info"]["address"] == f"127.0.0.1:{port}"
+    finally:
+        for pid in marked(marker):  # only the processes this test started (they carry its marker)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        assert gone(marker, 20)
+        for t in temps:
+            shutil.rmtree(t, ignore_errors=True)
