@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmark.plan import ExtractTask
 from benchmark.ray_resources import ThreadProfile
-from benchmark.stages import TaskResult, extraction_meta, extractor, _not_applicable
+from benchmark.stages import TaskResult, extraction_done, extraction_meta, extractor
 from benchmark.storage import load_npy, save_npy
 from benchmark.store import ArtifactStore
 
@@ -67,12 +67,9 @@ def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadPro
     import ray.data
 
     store = ArtifactStore(store_root)
-    reason = _not_applicable(task, store)
-    if reason:
-        return TaskResult(task.key, task.kind, status="skipped", error=reason)
-    cached = store.get_array("features", task.key, mmap=True)
-    if cached is not None:
-        return TaskResult(task.key, task.kind, info=cached[1])
+    done = extraction_done(task, store)
+    if done is not None:
+        return done
     meta_images = store.get_meta("images", task.images_key) or {}
     n = len(meta_images.get("names", []))
     batch = int(data["batch_size"])

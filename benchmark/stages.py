@@ -150,16 +150,22 @@ def extraction_meta(task: ExtractTask, feats: np.ndarray, secs: float, weights: 
             "extract_compile_s": compile_s, "gpu_util": util}
 
 
-def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
-    from benchmark.gpu_monitor import sampled
-    from benchmark.train import extract_features
-
+def extraction_done(task: ExtractTask, store: ArtifactStore) -> TaskResult | None:
+    """The result of an extract task that needs no compute: skipped (its pretext cannot apply) or cached."""
     reason = _not_applicable(task, store)
     if reason:
         return TaskResult(task.key, task.kind, status="skipped", error=reason)
     cached = store.get_array("features", task.key, mmap=True)
-    if cached is not None:
-        return TaskResult(task.key, task.kind, info=cached[1])
+    return TaskResult(task.key, task.kind, info=cached[1]) if cached is not None else None
+
+
+def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.gpu_monitor import sampled
+    from benchmark.train import extract_features
+
+    done = extraction_done(task, store)
+    if done is not None:
+        return done
     ex = extractor(task, store)
     timing: dict[str, float] = {}
     (feats, secs), util = sampled(ex.rt.device, lambda: extract_features(
