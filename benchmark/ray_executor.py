@@ -12,6 +12,7 @@ Without an address the driver starts a private local instance (never a cluster l
 machine) and a reaper process that ends the instance's processes if the driver dies (even by SIGKILL)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -65,9 +66,10 @@ class PrivateInstance:
         os.environ[MARKER_ENV] = inst.marker
         inst.reaper = spawn_reaper(os.getpid(), inst.marker, temp_dir)
         try:
-            ray.init(address="local", num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, _temp_dir=temp_dir,
-                     log_to_driver=False, configure_logging=False, runtime_env={"env_vars": env_vars},
-                     _system_config=WORKER_REUSE)
+            with own_signals():
+                ray.init(address="local", num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, _temp_dir=temp_dir,
+                         log_to_driver=False, configure_logging=False, runtime_env={"env_vars": env_vars},
+                         _system_config=WORKER_REUSE)
         except BaseException:
             inst.stop()
             raise
@@ -96,6 +98,37 @@ def spawn_reaper(driver_pid: int, marker: str, temp_dir: str) -> subprocess.Pope
                             start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
 
 
+@contextlib.contextmanager
+def own_signals():
+    """Keep the driver's SIGTERM and SIGINT handlers across ``ray.init``: Ray replaces SIGTERM's with one
+    that exits at once (status 1), where the CLI's unwinds the run like Ctrl-C (finished cells kept, one
+    line, exit 143, the private instance stopped)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: a handler not installed from Python, nothing to put back
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_unwrapped():
+    """A Ctrl-C or SIGTERM raised while Ray's Cython code waits comes out as a SystemError ("returned a
+    result with an exception set") caused by it: raise the interruption itself, so the run unwinds."""
+    try:
+        yield
+    except SystemError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+            raise cause from None
+        raise
+
+
 class RayExecutor:
     """Stage tasks as Ray tasks (see the module docstring)."""
 
@@ -120,8 +153,9 @@ class RayExecutor:
             self.private = PrivateInstance.start(self.spec, env_vars)
         else:
             try:
-                ray.init(address=self.spec.address, log_to_driver=False, configure_logging=False,
-                         runtime_env={"env_vars": env_vars})
+                with own_signals():
+                    ray.init(address=self.spec.address, log_to_driver=False, configure_logging=False,
+                             runtime_env={"env_vars": env_vars})
             except ConnectionError as exc:
                 raise BadInput(f"bad --ray-address {self.spec.address!r}: no Ray cluster answers there "
                                f"({str(exc).splitlines()[0][:120]}); start one with `ray start --head`, "
@@ -177,7 +211,8 @@ class RayExecutor:
                 waiting = self._submit_ready(waiting, results, pending, store, on_done)
                 if not pending:
                     continue
-                done, _ = ray.wait(list(pending), num_returns=1)
+                with signals_unwrapped():
+                    done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     task, request = pending.pop(ref)
                     result = self._result(ref, task)
@@ -245,7 +280,8 @@ class RayExecutor:
         import ray
 
         try:
-            return ray.get(ref)
+            with signals_unwrapped():
+                return ray.get(ref)
         except (ray.exceptions.RayError, ray.exceptions.RayTaskError) as exc:
             text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             return TaskResult(task.key, task.kind, status="failed", error=text,

@@ -114,9 +114,7 @@ def test_sigterm_and_kill_9_of_the_driver_leave_no_ray_process_and_resume_finish
     marker = uuid.uuid4().hex
     proc = start(args + ["--resume"], marker)
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and \
-            not any(b"ray::" in Path(f"/proc/{p}/cmdline").read_bytes() for p in marked(marker)
-                    if Path(f"/proc/{p}/cmdline").exists()):
+    while time.time() < deadline and proc.poll() is None and not (status(out) == "running" and busy_workers(marker)):
         time.sleep(0.05)
     time.sleep(1.0)
     assert proc.poll() is None, "the resumed run ended before it could be killed"
@@ -128,6 +126,26 @@ def test_sigterm_and_kill_9_of_the_driver_leave_no_ray_process_and_resume_finish
 
     run(args + ["--resume"])
     pd.testing.assert_frame_equal(cells(out), cells(ref))
+
+
+def status(out: Path) -> str:
+    try:
+        return json.loads((out / "run.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def busy_workers(marker: str) -> list[int]:
+    """Ray workers of the run executing a task (an idle worker's title is ray::IDLE)."""
+    busy = []
+    for pid in marked(marker):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::") and not title.startswith(b"ray::IDLE"):
+            busy.append(pid)
+    return busy
 
 
 def free_port() -> int:

@@ -142,11 +142,12 @@ def test_worker_killed_mid_task_is_retried_and_the_run_equals_a_clean_one(ray_se
 
     spec = kill_spec()
     killed: dict[str, object] = {}
+    gcs = ray_session.get_runtime_context().gcs_address  # this session's, whatever else runs on the machine
 
     def killer() -> None:
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            for t in list_tasks(filters=[("state", "=", "RUNNING")], limit=100):
+            for t in list_tasks(address=gcs, filters=[("state", "=", "RUNNING")], limit=100):
                 if t.name.startswith("train-") and t.worker_pid:
                     os.kill(t.worker_pid, signal.SIGKILL)
                     killed.update(name=t.name, pid=t.worker_pid, task_id=t.task_id)
@@ -161,7 +162,8 @@ def test_worker_killed_mid_task_is_retried_and_the_run_equals_a_clean_one(ray_se
     attempts = []
     deadline = time.time() + 30
     while time.time() < deadline:  # task events reach the state API within a second or two
-        attempts = list_tasks(filters=[("task_id", "=", killed["task_id"])], detail=True, limit=10)
+        attempts = list_tasks(address=gcs, filters=[("task_id", "=", killed["task_id"])], detail=True,
+                              limit=10)
         if any(a.state == "FINISHED" for a in attempts):
             break
         time.sleep(0.5)
