@@ -22,8 +22,6 @@ import pytest
 from benchmark.results import TIMING_COLUMNS
 
 pytest.importorskip("ray")
-# opt-in (-m slow): the quick preset twice took 526 s on this VM; SIGTERM of a Ray driver aborts inside Ray (open)
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--dataset", "digits", "--limit", "300", "--backbones", "resnet18,raw_pixels", "--pretexts", "none,rotation",
          "--clusterers", "kmeans,faiss_kmeans", "--image-size", "16", "--probe-k", "4", "--probe-draws", "2",
