@@ -216,6 +216,16 @@ class Writer:
                               {c: self.assign[c] for c in order})
         write_cells(self.folder.cells, self.ordered_rows())
 
+    def finish(self) -> None:
+        """The last write, once every task has finished: a skipped or failed row names its backbone's weights
+        from a feature set of the same backbone and seed, which an executor running tasks in parallel may
+        not have made yet when the row was first written."""
+        for slot in self.plan.cells:
+            row = self.rows.get(slot.id)
+            if row is not None and row.get("status") != "ok" and not row.get("weights"):
+                row["weights"] = self._weights(slot)
+        self.write()
+
     def write_summary(self) -> None:
         """summary.csv (seeds aggregated), when the run ends: cells.csv is the record kept after every cell."""
         write_summary(self.folder.summary, self.ordered_rows())
@@ -339,7 +349,7 @@ def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, 
             log.write(f"{status}: {type(exc).__name__}: {exc}; finished cells are kept")
             raise
         bar.close()
-        writer.write()
+        writer.finish()
         writer.write_summary()
         wall = time.perf_counter() - t_start
         stats = writer.stats

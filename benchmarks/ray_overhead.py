@@ -1,5 +1,6 @@
 """Ray vs serial on one machine, as interleaved pairs: ``python benchmarks/ray_overhead.py --preset default
---pairs 3 --out benchmarks/ray-overhead.json [-- extra run flags]``.
+--pairs 3 --out benchmarks/ray-overhead.json [-- extra run flags]``. Any two configurations the same way:
+``--a "--executor ray --ray-num-cpus 1" --b "--executor ray --ray-num-cpus 2"`` (Ray's scaling with its CPUs).
 
 Each run is a fresh process with an empty cache of its own (so the Ray run computes, never reads the serial
 run's artifacts); the order alternates serial, ray, serial, ray, ... so drift of the machine's speed falls on
@@ -25,20 +26,20 @@ sys.path.insert(0, str(ROOT))
 from benchmark.results import TIMING_COLUMNS  # noqa: E402
 
 
-def one_run(preset: str, executor: str, extra: list[str], keep: Path) -> dict:
-    work = Path(tempfile.mkdtemp(prefix=f"overhead-{executor}-"))
-    cmd = [sys.executable, "-m", "benchmark", "run", "--preset", preset, "--executor", executor, "--out",
+def one_run(preset: str, label: str, flags: list[str], extra: list[str], keep: Path) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"overhead-{label}-"))
+    cmd = [sys.executable, "-m", "benchmark", "run", "--preset", preset, *flags, "--out",
            str(work / "out"), "--cache-dir", str(work / "cache"), "--no-progress", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{executor} run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise SystemExit(f"{label} run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     info = json.loads((work / "out" / "run.json").read_text())
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy(work / "out" / "cells.csv", keep / "cells.csv")
     shutil.rmtree(work, ignore_errors=True)
-    return {"executor": executor, "wall_s": round(wall, 2), "grid_wall_s": round(info["wall_s"], 2),
+    return {"config": label, "flags": flags, "wall_s": round(wall, 2), "grid_wall_s": round(info["wall_s"], 2),
             "stage_s": {k: round(v, 1) for k, v in info["stage_s"].items()}, "cells": str(keep / "cells.csv")}
 
 
@@ -52,27 +53,33 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "ray-overhead.json")
+    ap.add_argument("--a", default="--executor serial", help="flags of the first run of each pair")
+    ap.add_argument("--b", default="--executor ray", help="flags of the second run of each pair")
     ap.add_argument("extra", nargs="*", help="run flags for both (after --)")
     args = ap.parse_args()
+    configs = {"serial" if args.a == "--executor serial" else "a": args.a.split(),
+               "ray" if args.b == "--executor ray" else "b": args.b.split()}
+    (name_a, name_b) = configs
     keep = Path(tempfile.mkdtemp(prefix="overhead-cells-"))
     runs, pairs = [], []
     for i in range(args.pairs):
         pair = {}
-        for ex in ("serial", "ray"):
-            r = one_run(args.preset, ex, args.extra, keep / f"{i}-{ex}")
+        for ex, flags in configs.items():
+            r = one_run(args.preset, ex, flags, args.extra, keep / f"{i}-{ex}")
             runs.append(r)
             pair[ex] = r
             print(f"pair {i} {ex:6s} {r['wall_s']:8.1f} s  stages {r['stage_s']}", flush=True)
-        pairs.append({"ratio": round(pair["ray"]["wall_s"] / pair["serial"]["wall_s"], 4),
-                      "equal_cells": equal_cells(pair["serial"]["cells"], pair["ray"]["cells"])})
-        print(f"pair {i}: ray / serial = {pairs[-1]['ratio']:.3f}, cells equal: {pairs[-1]['equal_cells']}", flush=True)
+        pairs.append({"ratio": round(pair[name_b]["wall_s"] / pair[name_a]["wall_s"], 4),
+                      "equal_cells": equal_cells(pair[name_a]["cells"], pair[name_b]["cells"])})
+        print(f"pair {i}: {name_b} / {name_a} = {pairs[-1]['ratio']:.3f}, cells equal: {pairs[-1]['equal_cells']}",
+              flush=True)
     ratios = [p["ratio"] for p in pairs]
-    result = {"preset": args.preset, "extra": args.extra, "pairs": pairs, "runs": runs,
+    result = {"preset": args.preset, "a": args.a, "b": args.b, "extra": args.extra, "pairs": pairs, "runs": runs,
               "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
               "all_equal": all(p["equal_cells"] for p in pairs),
-              "serial_across_pairs_equal": all(equal_cells(runs[0]["cells"], r["cells"]) for r in runs[2::2])}
+              "first_across_pairs_equal": all(equal_cells(runs[0]["cells"], r["cells"]) for r in runs[2::2])}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"median ray / serial {result['median_ratio']:.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
+    print(f"median {name_b} / {name_a} {result['median_ratio']:.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
           f"cells equal in every pair: {result['all_equal']}; written to {args.out}")
 
 

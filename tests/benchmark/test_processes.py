@@ -14,23 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.procs import marked
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _marked(marker: str) -> list[int]:
-    """PIDs of live processes whose environment holds ``marker`` (the run and every process it started)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (d / "environ").read_bytes():
-                state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    pids.append(int(d.name))
-        except OSError:
-            continue
-    return pids
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +42,7 @@ def _start(folder: Path, tmp_path: Path, marker: str) -> subprocess.Popen:
 def _wait_for_workers(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[int]:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        children = [p for p in _marked(marker) if p != proc.pid]
+        children = [p for p in marked(marker) if p != proc.pid]
         if len(children) >= 2:
             return children
         time.sleep(0.02)
@@ -70,9 +56,9 @@ def test_kill_9_during_the_parallel_decode_leaves_no_process_behind(many_photos,
     proc.kill()
     proc.wait(timeout=30)
     deadline = time.time() + 20
-    while time.time() < deadline and _marked(marker):
+    while time.time() < deadline and marked(marker):
         time.sleep(0.1)
-    assert _marked(marker) == [], "processes of the killed run are still alive"
+    assert marked(marker) == [], "processes of the killed run are still alive"
 
 
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
@@ -88,9 +74,9 @@ def test_ctrl_c_and_sigterm_end_with_one_line_and_their_exit_code(sig, code, wor
     last = err.strip().splitlines()[-1]
     assert last == f"{word}; finished cells are kept, resume with --resume --out {tmp_path / 'out'}", err
     deadline = time.time() + 20
-    while time.time() < deadline and _marked(marker):
+    while time.time() < deadline and marked(marker):
         time.sleep(0.1)
-    assert _marked(marker) == []
+    assert marked(marker) == []
     import json
 
     info = json.loads((tmp_path / "out" / "run.json").read_text()) if (tmp_path / "out" / "run.json").exists() else None

@@ -20,27 +20,13 @@ import pandas as pd
 import pytest
 
 from benchmark.results import TIMING_COLUMNS
+from tests.procs import marked
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--dataset", "digits", "--limit", "300", "--backbones", "resnet18,raw_pixels", "--pretexts", "none,rotation",
          "--clusterers", "kmeans,faiss_kmeans", "--image-size", "16", "--probe-k", "4", "--probe-draws", "2",
          "--seed", "0", "--device", "cpu"]
-
-
-def marked(marker: str) -> list[int]:
-    """Live processes whose environment holds the test's marker (the driver and every process it started)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if f"SSLBENCH_TEST_MARKER={marker}".encode() in (d / "environ").read_bytes().split(b"\0"):
-                if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    pids.append(int(d.name))
-        except OSError:
-            continue
-    return pids
 
 
 def start(args: list[str], marker: str, **env: str) -> subprocess.Popen:

@@ -214,6 +214,18 @@ def test_a_large_photo_folder_decodes_in_ray_tasks_over_shards(ray_session, phot
     pd.testing.assert_frame_equal(cells(tmp_path / "ray"), cells(tmp_path / "serial"))
 
 
+def test_rows_of_a_skipped_pretext_equal_serial_whatever_order_tasks_finish_in(ray_session, tmp_path):
+    """colorization does not apply to grayscale digits: its skipped train task finishes at once on Ray,
+    before the features its rows take their weights description from (found in the default preset)."""
+    spec = small_spec(backbones=("resnet18",), pretexts=("colorization", "none"))
+    run_grid(spec, tmp_path / "serial", tmp_path / "c1", progress=False)
+    run_grid(spec, tmp_path / "ray", tmp_path / "c2", progress=False, executor="ray")
+    ray_cells = cells(tmp_path / "ray")
+    pd.testing.assert_frame_equal(ray_cells, cells(tmp_path / "serial"))
+    skipped = ray_cells[ray_cells["pretext"] == "colorization"]
+    assert (skipped["status"] == "skipped").all() and (skipped["weights"] == "random").all(), skipped
+
+
 def test_train_and_extract_tasks_get_the_declared_gpus(ray_session, tmp_path, monkeypatch):
     """ray.init(num_gpus=2) on this CPU machine: train/extract tasks ask for one GPU each and concurrent ones
     get distinct CUDA_VISIBLE_DEVICES; the tasks compute on the CPU (FAKE_GPU_ENV)."""
