@@ -20,7 +20,10 @@ from benchmark.threads import limit_threads, stage_limit
 SHARED_GPU = 0.1  # the GPU share of a probe or cell task whose device is CUDA
 MIB = 1 << 20
 HEAVY_CLUSTERERS = {"hdbscan": 2048, "agglomerative": 2048, "dbscan": 1024}  # extra MiB of their fits
-AUTO_MIN_IMAGES = 50_000  # --extract-with auto: Ray Data above this many images (see ray_data.py)
+# --extract-with auto: Ray Data above this many images. Measured (benchmarks/ray_data_threshold.py): Ray Data
+# costs 3.9 s more once and 0.08 ms more per image than a plain task; spread over 2 devices it pays from ~37,000
+# images on this CPU and, on an H100 at 6,170 images/s (fixed cost only), from ~48,000
+AUTO_MIN_IMAGES = 50_000
 
 
 @dataclass(frozen=True)
