@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT))
 H100_RESNET50_IMG_S = 6172.8  # ../shared/measurements/h100-2026-11-22/infer-bench.jsonl, resnet50 bs256 224 px fp32
 
 
-def extract_seconds(n: int, mode: str) -> tuple[int, float]:
+def extract_seconds(n: int, mode: str) -> float:
     from benchmark.cli import main
 
     work = Path(tempfile.mkdtemp(prefix=f"rdt-{mode}-"))
     try:
-        flags = ["run", "--dataset", "fashion_mnist", "--split", "all", "--limit", str(n), "--backbones", "resnet18", "--pretexts", "none",
-                 "--clusterers", "kmeans", "--image-size", "32", "--seed", "0", "--device", "cpu", "--probe-draws", "1",
+        flags = ["run", "--dataset", "fashion_mnist", "--split", "all", "--limit", str(n), "--backbones", "resnet18",
+                 "--pretexts", "none", "--clusterers", "kmeans", "--image-size", "32", "--seed", "0", "--device", "cpu", "--probe-draws", "1",
                  "--executor", "ray", "--extract-with", mode, "--no-progress", "--out", str(work / "out"),
                  "--cache-dir", str(work / "cache")]
         if mode == "ray-data":
@@ -48,7 +48,7 @@ def extract_seconds(n: int, mode: str) -> tuple[int, float]:
         got = int(pd.read_csv(work / "out" / "cells.csv")["n_images"].iloc[0])
         if got != n:
             raise SystemExit(f"asked for {n} images, the run had {got}")
-        return got, float(ext[0]["ended"] - ext[0]["started"])
+        return float(ext[0]["ended"] - ext[0]["started"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -85,9 +85,7 @@ def main() -> None:
     ap.add_argument("--summarize", action="store_true", help="recompute the fits from --out's rows, run nothing")
     args = ap.parse_args()
     if args.summarize:
-        result = summarize(json.loads(args.out.read_text())["rows"])
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
+        write(summarize(json.loads(args.out.read_text())["rows"]), args.out)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     temp = tempfile.mkdtemp(prefix="rdt-ray-", dir="/tmp")
@@ -98,14 +96,17 @@ def main() -> None:
         for _ in range(args.repeats):
             for n in sizes:
                 for mode in ("task", "ray-data"):
-                    _, s = extract_seconds(n, mode)
+                    s = extract_seconds(n, mode)
                     rows.append({"n": n, "mode": mode, "seconds": round(s, 3)})
                     print(f"{n:7d} images  {mode:8s} {s:7.2f} s", flush=True)
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-    result = summarize(rows)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write(summarize(rows), args.out)
+
+
+def write(result: dict, out: Path) -> None:
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=1))
 
 
