@@ -58,13 +58,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise RuntimeError(f"{len(failed)} cells failed, e.g. {failed[0]['error']} (see {folder / 'run.log'})")
         n_images = result.images.n
     rows = reproduce.evaluate(args.name, out, verdicts=not args.smoke)
+    facts = f"seeds {list(runs[0][1].seeds)}, {n_images} images, {time.perf_counter() - t0:.1f} s; run folder {out}"
+    html, _md = reproduce.write_report(args.name, out, rows, facts)
     print(f"{args.name}: {reproduce.entry(args.name).get('title', '')}")
-    print(f"seeds {list(runs[0][1].seeds)}, {n_images} images, {time.perf_counter() - t0:.1f} s; run folder {out}")
+    print(facts)
     print(reproduce.table(rows))
+    for line in reproduce.largest_gaps(rows):
+        print(line)
+    print(f"report: {html}")
     if args.smoke:
         print("smoke run: no verdict (a few hundred images)")
         return 0
-    bad = [r for r in rows if r.verdict in ("outside", "no value")]
+    bad = [r for r in rows if r.failed]
     print(f"{len(rows) - len(bad)} of {len(rows)} rows within tolerance or reported"
           + (f"; outside: {', '.join(r.metric for r in bad)}" if bad else ""))
     return 1 if bad else 0

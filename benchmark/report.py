@@ -301,10 +301,17 @@ def html_table(df: pd.DataFrame) -> str:
 def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md (+ report_files/*.png) into ``run_dir``."""
     run = load_run(run_dir)
-    secs = build_sections(run, n_best)
-    files = run.folder.report_files
-    files.mkdir(exist_ok=True)
-    md = [f"# Report: {run_dir.name}\n"]
+    return write_pages(run_dir, f"Report: {run_dir.name}", build_sections(run, n_best))
+
+
+def write_pages(folder: Path, heading: str, secs: list[Section]) -> tuple[Path, Path]:
+    """report.html (pictures embedded) and report.md (pictures in report_files/) of ``secs`` in ``folder``."""
+    from benchmark.store import RunFolder
+
+    rf = RunFolder(folder)
+    files = rf.report_files
+    files.mkdir(parents=True, exist_ok=True)
+    md = [f"# {heading}\n"]
     body = []
     for i, (title, text, png, table) in enumerate(secs):
         md.append(f"## {title}\n")
@@ -323,14 +330,14 @@ def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
             md.append(f"![{title}](report_files/{name})\n")
             b64 = base64.b64encode(png).decode()
             body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Report {html.escape(run_dir.name)}</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(heading)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}pre{{font-size:12px;overflow-x:auto}}
 img{{max-width:100%;display:block;margin:1em 0}}
 .tbl{{max-height:70vh;overflow:auto;margin:1em 0}}table{{border-collapse:collapse;font-size:12px}}
 th,td{{border-bottom:1px solid #ddd;padding:3px 8px;white-space:nowrap}}
 th{{position:sticky;top:0;background:#f4f4f4;cursor:pointer}}td.num{{text-align:right;font-variant-numeric:tabular-nums}}
 tr.tied td{{background:#fff7d6}}tr.leader td{{background:#e3f4e3;font-weight:bold}}tr.unrankable td{{color:#999}}</style></head>
-<body><h1>Report: {html.escape(run_dir.name)}</h1>
+<body><h1>{html.escape(heading)}</h1>
 {''.join(body)}
 <script>document.querySelectorAll('table.sortable th').forEach((th,col)=>th.addEventListener('click',()=>{{
 const body=th.closest('table').tBodies[0];const up=th.dataset.dir!=='asc';th.dataset.dir=up?'asc':'desc';
@@ -340,6 +347,6 @@ window.addEventListener('load',()=>{{const i=[...document.images];
 document.body.dataset.imagesTotal=i.length;
 document.body.dataset.imagesOk=i.filter(x=>x.complete&&x.naturalWidth>0).length;}});</script>
 </body></html>"""
-    atomic_write_text(run.folder.report_html, page)
-    atomic_write_text(run.folder.report_md, "\n".join(md))
-    return run.folder.report_html, run.folder.report_md
+    atomic_write_text(rf.report_html, page)
+    atomic_write_text(rf.report_md, "\n".join(md))
+    return rf.report_html, rf.report_md

@@ -65,9 +65,16 @@ class Row:
     verdict: str
     at_least: float | None = None  # the rule "every seed >= at_least" instead of a published value
     rule: str = ""  # "positive_gap": a paired gap whose mean minus two standard errors must be above 0
+    column: str = ""  # the cells.csv column (or computed value) the metric reads
+    variant: str = ""  # the variant's run it reads ("" when the reproduction has one run)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @property
+    def failed(self) -> bool:
+        """Outside its tolerance or rule (a reversal or no clear gap included), or without a value."""
+        return self.verdict == "no value" or self.verdict.startswith("outside")
 
 
 def _select(cells: "Any", where: dict[str, Any]) -> "Any":
@@ -130,7 +137,7 @@ def judge(metric: dict[str, Any], values: list[float]) -> Row:
     else:
         verdict = "within" if abs(mean - float(pub)) <= tol else "outside"  # type: ignore[operator]
     return Row(metric["name"], pub, metric.get("source", ""), mean, std, values, tol, verdict, metric.get("at_least"),
-               metric.get("rule", ""))
+               metric.get("rule", ""), metric.get("column", ""), metric.get("variant", ""))
 
 
 def table(rows: list[Row]) -> str:
@@ -180,3 +187,72 @@ def evaluate(name: str, out: Path, verdicts: bool = True) -> list[Row]:
                                      f"published std)"}, fh, indent=1)
     pd.DataFrame([r.as_dict() for r in rows]).to_csv(out / "reproduce.csv", index=False)
     return rows
+
+
+def _se(r: Row) -> float:
+    return (r.ours_std or 0.0) / math.sqrt(max(1, len(r.per_seed)))
+
+
+def largest_gaps(rows: list[Row]) -> list[str]:
+    """Per column of the paired-gap rows: the variant with the largest mean gap (RotNet: which block)."""
+    lines = []
+    gaps = [r for r in rows if r.rule == "positive_gap" and r.ours_mean is not None]
+    for col in dict.fromkeys(r.column for r in gaps):
+        best = max((r for r in gaps if r.column == col), key=lambda r: r.ours_mean)  # type: ignore[arg-type, return-value]
+        lines.append(f"largest {col} gap: {best.variant or best.metric}, {best.ours_mean:+.3f} ± {2 * _se(best):.3f} "
+                     f"(2 SE over {len(best.per_seed)} seeds; {best.verdict})")
+    return lines
+
+
+def gap_figure(rows: list[Row]) -> bytes | None:
+    """Mean paired gap per variant with ±2 SE bars, one panel per column; None without gap rows."""
+    gaps = [r for r in rows if r.rule == "positive_gap" and r.ours_mean is not None]
+    if not gaps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmark.report import _png
+
+    cols = list(dict.fromkeys(r.column for r in gaps))
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.5 * len(cols), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        sel = [r for r in gaps if r.column == col]
+        x = np.arange(len(sel))
+        colors = ["tab:green" if r.verdict == "within" else "tab:red" if "reversal" in r.verdict else "tab:gray"
+                  for r in sel]
+        ax.bar(x, [r.ours_mean for r in sel], yerr=[2 * _se(r) for r in sel], color=colors, capsize=4)
+        for i, r in enumerate(sel):
+            ax.scatter([i] * len(r.per_seed), r.per_seed, color="black", s=10, zorder=3)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(x, [r.variant or r.metric for r in sel])
+        ax.set_title(f"{col}: treatment - baseline")
+        ax.set_ylabel("gap (bars: mean ± 2 SE; dots: seeds)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def write_report(name: str, out: Path, rows: list[Row], facts: str) -> tuple[Path, Path]:
+    """report.html / report.md of a reproduction in ``out``: published vs ours, the gaps as a plot, the runs."""
+    import pandas as pd
+
+    from benchmark.report import write_pages
+
+    table = pd.DataFrame([{"metric": r.metric, "published": r.published if r.published is not None else
+                           (f">= {r.at_least:g} every seed" if r.at_least is not None else
+                            "> 0 (mean - 2 SE)" if r.rule == "positive_gap" else "-"),
+                           "ours mean": r.ours_mean, "ours std": r.ours_std,
+                           "per seed": ", ".join(f"{v:.3f}" for v in r.per_seed),
+                           "tolerance": r.tolerance, "verdict": r.verdict, "source": r.source} for r in rows])
+    secs: list[Any] = [("Reproduction", f"{name}: {entry(name).get('title', '')}\n{facts}", None, None),
+                       ("Published vs ours", f"Tolerance rule: max({FLOOR}, {SEED_FACTOR:g} x std of our stored "
+                        "per-seed values, published std); paired gaps: within when mean - 2 SE > 0.", None, table)]
+    fig = gap_figure(rows)
+    if fig is not None:
+        secs.append(("Gaps per variant", "\n".join(largest_gaps(rows)), fig, None))
+    runs = [f"- {v or '(one run)'}: {run_folder(out, v) / 'cells.csv'}" for v, _ in variants(name)]
+    secs.append(("Runs", "\n".join(runs) + "\n\n`python -m benchmark report <run folder>` draws any run's own report.",
+                 None, None))
+    return write_pages(out, f"Reproduction: {name}", secs)

@@ -91,12 +91,17 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
     from benchmark.gpu_monitor import sampled
 
+    from benchmark.train_checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(store.checkpoint_file(task.key))
     (result, _head), util = sampled(rt.device, lambda: train_pretext(backbone, pretext, images.images, task.train,
-                                                                      rt, task.seed, progress))
+                                                                      rt, task.seed, progress, checkpoint))
     meta = {"pretext_loss": result.final_loss, "pretext_acc": result.final_acc, "train_s": result.seconds,
             "step_losses": result.step_losses, "epoch_losses": result.epoch_losses, "steps": result.steps,
-            "stopped_at_epoch": result.stopped_at_epoch, "weights": backbone.weights, "train_compile_s": result.compile_s, "gpu_util": util}
+            "stopped_at_epoch": result.stopped_at_epoch, "resumed_at_step": result.resumed_at_step,
+            "weights": backbone.weights, "train_compile_s": result.compile_s, "gpu_util": util}
     store.put_weights(task.key, backbone.state_dict(), meta)
+    checkpoint.clear()  # the weights are stored: the checkpoint has done its job
     return TaskResult(task.key, task.kind, computed=True, info=meta,
                       seconds={"train": result.seconds, "compile": result.compile_s})
 

@@ -34,7 +34,8 @@ from benchmark.storage import (atomic_path, atomic_write_bytes, load_checked_byt
                                save_checked_bytes, save_npy, write_json, write_record)
 
 DEFAULT_CACHE = Path(os.environ.get("SSLBENCH_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
-KINDS = ("images", "labels", "weights", "features", "probes", "reductions", "cells", "files")
+KINDS = ("images", "labels", "weights", "checkpoints", "features", "probes", "reductions", "cells",
+         "files")
 STAGE_ARTIFACT = {"decode": "images", "train": "weights", "extract": "features", "probe": "probes",
                   "reduce": "reductions", "cell": "cells"}  # the artifact kind each stage task writes
 RUN_INFO = "run.json"
@@ -118,6 +119,10 @@ class ArtifactStore:
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
         atomic_write_bytes(self._p("weights", key, ".pt"), buf.getvalue())
         write_record(self._p("weights", key, ".json"), meta, {"pt": self._p("weights", key, ".pt")})
+
+    def checkpoint_file(self, key: str) -> Path:
+        """Where the training with cache key ``key`` keeps its checkpoint until its weights are stored."""
+        return self._p("checkpoints", key, ".pt")
 
     def get_verified_weights_meta(self, key: str) -> dict[str, Any] | None:
         """The training meta of trained weights whose ``.pt`` matches its checksum (None: missing or damaged)."""

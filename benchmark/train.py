@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from benchmark.loader import batches
 from benchmark.runtime import Runtime
 from benchmark.specs import TrainSpec
+from benchmark.train_checkpoint import Checkpoint
 from registry.backbones import Backbone
 from registry.pretexts import Pretext, normalize
 
@@ -34,6 +35,8 @@ class TrainResult:
     epoch_losses: list[float] = field(default_factory=list)
     compile_s: float = 0.0  # with --compile: the first step's wall time (compilation + one step), not in seconds
     stopped_at_epoch: int | None = None  # the plateau rule stopped training after this epoch
+    resumed_at_step: int | None = None  # training went on from a checkpoint saved after this many steps
+    checkpoints: int = 0  # checkpoints this process wrote
 
 
 def compile_backend() -> str:
@@ -78,10 +81,13 @@ def train_step(backbone: Backbone, head: nn.Module, pretext: Pretext, opt: torch
 
 
 def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec: TrainSpec, rt: Runtime,
-                  seed: int, progress: bool = True) -> tuple[TrainResult, nn.Module]:
+                  seed: int, progress: bool = True, checkpoint: Checkpoint | None = None
+                  ) -> tuple[TrainResult, nn.Module]:
     """Train ``backbone`` (in place) with ``pretext`` on uint8 images (N,3,S,S). Returns (result, head).
 
-    Seeded shuffling; cosine learning-rate decay over all steps; AMP and channels_last per ``rt``."""
+    Seeded shuffling; cosine learning-rate decay over all steps; AMP and channels_last per ``rt``. With
+    ``checkpoint``: goes on from the checkpoint's step when one is saved, and saves one when it is due
+    (a resumed training ends with the same weights and losses as one that never stopped)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n, size = images.shape[0], images.shape[-1]
@@ -104,28 +110,86 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     result = TrainResult()
     backbone.train()
     head.train()
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, desc=f"train {backbone.name}/{pretext.name}", unit="step", disable=not progress,
-               leave=False)
     plan = _step_plan(n, spec.batch_size, spec.epochs, steps_per_epoch, total, gen)
-    bar.total = len(plan)
     tally = _Tally()
-    stream = batches(images, (idx for _epoch, idx in plan), rt, rt.channels_last)
+    plateau = _Plateau(spec.plateau_patience, spec.plateau_delta) if spec.plateau_patience else None
+    parts = _Parts(backbone, head, opt, sched, scaler, gen, tally, plateau, rt)
+    saved = checkpoint.load() if checkpoint is not None else None
+    start, before_s = _restore(saved, parts) if saved is not None else (0, 0.0)
+    result.resumed_at_step = start if saved is not None else None
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(plan), initial=start, desc=f"train {backbone.name}/{pretext.name}", unit="step",
+               disable=not progress, leave=False)
+    stream = batches(images, (idx for _epoch, idx in plan[start:]), rt, rt.channels_last)
 
     def step_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = train_step(backbone, head, pretext, opt, scaler, x, gen, rt.autocast)
         sched.step()
         return out
 
+    def save(done: int) -> None:  # at a sync window, when a checkpoint is due
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save(_snapshot(parts, done, before_s + time.perf_counter() - t0 - result.compile_s))
+
     with compiled_forward(backbone, rt):
-        done = _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally)
+        done = _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally, plateau, start, save)
     _summarize(result, [e for e, _ in plan[:done]], tally)
     bar.close()
     if rt.device == "cuda":
         torch.cuda.synchronize()
-    result.seconds = time.perf_counter() - t0 - result.compile_s
+    result.seconds = before_s + time.perf_counter() - t0 - result.compile_s
     result.steps = done
+    result.checkpoints = checkpoint.saved if checkpoint is not None else 0
     return result, head
+
+
+@dataclass
+class _Parts:
+    """Everything a training's next step depends on: what a checkpoint saves and restores."""
+
+    backbone: nn.Module
+    head: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator
+    tally: "_Tally"
+    plateau: "_Plateau | None"
+    rt: Runtime
+
+
+def _snapshot(p: _Parts, step: int, seconds: float) -> dict[str, object]:
+    """The state after ``step`` steps (taken at a sync window: the tallies are already on the host side)."""
+    t = p.tally
+    return {"step": step, "seconds": seconds,
+            "backbone": p.backbone.state_dict(), "head": p.head.state_dict(), "opt": p.opt.state_dict(),
+            "sched": p.sched.state_dict(), "scaler": p.scaler.state_dict(),
+            "gen": p.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if p.rt.device == "cuda" else [],
+            "losses": torch.stack(t.losses) if t.losses else torch.empty(0),
+            "corrects": torch.stack(t.corrects) if t.corrects else torch.empty(0),
+            "seen": list(t.seen),
+            "plateau": [p.plateau.best, p.plateau.waited] if p.plateau is not None else None}
+
+
+def _restore(state: dict[str, object], p: _Parts) -> tuple[int, float]:
+    """Load a checkpoint into the training's parts; returns (steps done, seconds trained before)."""
+    p.backbone.load_state_dict(state["backbone"])  # type: ignore[arg-type]
+    p.head.load_state_dict(state["head"])  # type: ignore[arg-type]
+    p.opt.load_state_dict(state["opt"])  # type: ignore[arg-type]
+    p.sched.load_state_dict(state["sched"])  # type: ignore[arg-type]
+    p.scaler.load_state_dict(state["scaler"])  # type: ignore[arg-type]
+    p.gen.set_state(state["gen"])  # type: ignore[arg-type]
+    torch.set_rng_state(state["torch_rng"])  # type: ignore[arg-type]
+    if p.rt.device == "cuda" and state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])  # type: ignore[arg-type]
+    dev = p.rt.torch_device
+    p.tally.losses[:] = list(state["losses"].to(dev))  # type: ignore[union-attr]
+    p.tally.corrects[:] = list(state["corrects"].to(dev))  # type: ignore[union-attr]
+    p.tally.seen[:] = list(state["seen"])  # type: ignore[call-overload]
+    if p.plateau is not None and state["plateau"] is not None:
+        p.plateau.best, p.plateau.waited = state["plateau"]  # type: ignore[misc]
+    return int(state["step"]), float(state["seconds"])  # type: ignore[call-overload, arg-type]
 
 
 @dataclass
@@ -138,15 +202,16 @@ class _Tally:
 
 
 def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor], step_fn, pretext: Pretext,
-               rt: Runtime, spec: TrainSpec, bar: tqdm, result: TrainResult, tally: _Tally) -> int:
-    """Run the planned steps; returns how many ran (fewer when the plateau rule stopped training)."""
+               rt: Runtime, spec: TrainSpec, bar: tqdm, result: TrainResult, tally: _Tally,
+               plateau: _Plateau | None, start: int, save: Callable[[int], None]) -> int:
+    """Run the planned steps from ``start``; returns how many steps are done in all (fewer than planned when
+    the plateau rule stopped training). ``save(steps done)`` runs at each sync window before the last."""
     losses, corrects, seen = tally.losses, tally.corrects, tally.seen
-    checked = 0
-    plateau = _Plateau(spec.plateau_patience, spec.plateau_delta) if spec.plateau_patience else None
-    for step, ((epoch, _idx), x) in enumerate(zip(plan, stream)):
+    checked = start
+    for step, ((epoch, _idx), x) in enumerate(zip(plan[start:], stream), start):
         t_first = time.perf_counter()
         loss, out, targets = step_fn(x)
-        if step == 0 and rt.compile:
+        if step == start and rt.compile:
             loss.item()  # synchronize: the first step holds the compilation
             result.compile_s = time.perf_counter() - t_first
         losses.append(loss.float())
@@ -162,6 +227,8 @@ def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor
         if plateau is not None and last_of_epoch and plateau.stop(_epoch_score(plan, step, epoch, tally)):
             result.stopped_at_epoch = epoch + 1
             return step + 1
+        if checked == step + 1 < len(plan):
+            save(step + 1)
     return len(plan)
 
 

@@ -81,3 +81,50 @@ def test_ctrl_c_and_sigterm_end_with_one_line_and_their_exit_code(sig, code, wor
 
     info = json.loads((tmp_path / "out" / "run.json").read_text()) if (tmp_path / "out" / "run.json").exists() else None
     assert info is None or info["status"] == "interrupted"
+
+
+def test_kill_9_during_training_resumes_from_the_checkpoint_and_ends_as_a_run_that_never_stopped(tmp_path):
+    """A run killed while it trains keeps its training's last checkpoint; ``--resume`` goes on from it (the
+    weights record says from which step), deletes it once the weights are stored, and its cells equal, in
+    every column but the timings, those of a run that was never killed."""
+    import json
+
+    import pandas as pd
+
+    from benchmark.results import TIMING_COLUMNS
+
+    base = [sys.executable, "-m", "benchmark", "run", "--dataset", "digits", "--limit", "128",
+            "--backbones", "timm:resnet10t", "--pretexts", "rotation", "--clusterers", "kmeans", "--image-size",
+            "16", "--epochs", "8", "--batch-size", "16", "--seed", "0", "--no-progress"]
+    env = {**os.environ, "SSLBENCH_CHECKPOINT_EVERY_S": "0"}
+
+    def args(name: str) -> list[str]:
+        return base + ["--out", str(tmp_path / name), "--cache-dir", str(tmp_path / f"cache-{name}")]
+
+    ref = subprocess.run(args("ref"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ckpts = tmp_path / "cache-run" / "checkpoints"
+    proc = subprocess.Popen(args("run"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while not (ckpts.is_dir() and any(ckpts.glob("*.pt"))) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before its first checkpoint"
+    time.sleep(1.0)  # a few more sync windows: the checkpoint is past the first
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not list((tmp_path / "cache-run").glob("weights/*.json")), "training finished before the kill"
+    done = subprocess.run(args("run") + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (meta_file,) = (tmp_path / "cache-run").glob("weights/*.json")
+    meta = json.loads(meta_file.read_text())
+    meta = meta.get("meta", meta)
+    assert meta["resumed_at_step"] and 0 < meta["resumed_at_step"] < meta["steps"] == 8 * 8
+    assert not list(ckpts.glob("*")), "the checkpoint outlived the stored weights"
+    (ref_meta_file,) = (tmp_path / "cache-ref").glob("weights/*.json")
+    ref_meta = json.loads(ref_meta_file.read_text())
+    assert meta_file.name == ref_meta_file.name  # the same cache key
+    assert meta["step_losses"] == ref_meta.get("meta", ref_meta)["step_losses"]
+    cells = [pd.read_csv(tmp_path / name / "cells.csv").drop(columns=TIMING_COLUMNS) for name in ("ref", "run")]
+    pd.testing.assert_frame_equal(cells[0], cells[1])

@@ -42,6 +42,32 @@ def test_verdicts():
     assert reproduce.judge({"name": "ARI"}, [0.3]).verdict == "reported"
     assert reproduce.judge({"name": "purity", "at_least": 0.9}, [0.95, 0.89]).verdict == "outside"
     assert reproduce.judge(m, []).verdict == "no value"
+    gap = {"name": "probe gap", "rule": "positive_gap"}
+    assert reproduce.judge(gap, [0.03, 0.04, 0.035]).verdict == "within"
+    assert reproduce.judge(gap, [-0.03, 0.04, 0.01]).verdict == "outside (no clear gap)"
+    assert reproduce.judge(gap, [-0.05, -0.06, -0.055]).verdict == "outside (reversal found)"
+    failed = [reproduce.judge(gap, v).failed for v in ([0.03, 0.04, 0.035], [-0.03, 0.04, 0.01], [-0.05, -0.06])]
+    assert failed == [False, True, True]  # a reversal or an unclear gap makes `reproduce` exit 1
+    assert reproduce.judge(m, []).failed and not reproduce.judge({"name": "ARI"}, [0.3]).failed
+
+
+def test_largest_gap_names_the_variant_with_the_largest_mean_gap_per_column():
+    rows = [reproduce.judge({"name": f"gap {v}", "rule": "positive_gap", "column": c, "variant": v}, vals)
+            for c, v, vals in (("nmi", "layer1", [0.1, 0.12, 0.11]), ("nmi", "layer2", [0.2, 0.3, 0.25]),
+                               ("acc", "layer1", [-0.02, -0.03, -0.01]), ("acc", "layer2", [-0.05, -0.06, -0.07]))]
+    lines = reproduce.largest_gaps(rows)
+    assert lines[0].startswith("largest nmi gap: layer2, +0.250 ± 0.058 (2 SE over 3 seeds; within)")
+    assert lines[1].startswith("largest acc gap: layer1, -0.020") and "reversal found" in lines[1]
+    assert reproduce.gap_figure(rows)[:4] == b"\x89PNG" and reproduce.gap_figure(rows[:0]) is None
+
+
+def test_stored_verdicts_follow_from_the_stored_per_seed_values():
+    """Where the file records our verdict of a full run (``our_verdict``), the rule gives it again from the
+    stored per-seed values: the README's verdicts are recomputed, not typed in."""
+    stored = [m for e in reproduce.load().values() for m in e["metrics"] if "our_verdict" in m]
+    assert len(stored) >= 8
+    for m in stored:
+        assert reproduce.judge(m, [float(v) for v in m["our_seeds"]]).verdict == m["our_verdict"], m["name"]
 
 
 def test_split_purity_of_a_two_cluster_split(tmp_path):
@@ -73,4 +99,9 @@ def test_smoke_run_of_every_reproduction(name, tmp_path, capsys):
     assert len(infos) == len(reproduce.variants(name))
     fmnist = reproduce.entry(name)["grid"]["dataset"] == "fashion_mnist"
     assert all((i["data_version"] or {}).get("package") == ("dataset-fashion-mnist" if fmnist else None) for i in infos)
-    assert "published" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "published" in printed and f"report: {tmp_path / 'r' / 'report.html'}" in printed
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Published vs ours" in md and all(r["metric"] in md for r in out["rows"])
+    gaps = any(r["rule"] == "positive_gap" for r in out["rows"])
+    assert ("## Gaps per variant" in md) == gaps and (tmp_path / "r" / "report.html").stat().st_size > 1000

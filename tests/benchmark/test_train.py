@@ -141,3 +141,90 @@ def test_plateau_rule_stops_when_the_pretext_accuracy_stops_improving():
     res, _ = train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images,
                            TrainSpec(epochs=2, batch_size=16, lr_schedule="constant"), rt, 0, progress=False)
     assert res.stopped_at_epoch is None and res.steps == 4
+
+
+class _Died(Exception):
+    """Stands in for SIGKILL: the training stops right after a checkpoint is on disk."""
+
+
+def _died_after(path, steps: int):
+    from benchmark.train_checkpoint import Checkpoint
+
+    class Dying(Checkpoint):
+        def save(self, state):
+            super().save(state)
+            if state["step"] >= steps:
+                raise _Died
+
+    return Dying(path, every_s=0)
+
+
+@pytest.mark.parametrize("pretext,plateau", [("rotation", 1), ("jigsaw", None)])
+def test_a_training_resumed_from_its_checkpoint_ends_as_one_that_never_stopped(tmp_path, monkeypatch, pretext,
+                                                                                plateau):
+    """Killed after step 6 of 4-step epochs (mid epoch 2) and started again in a new model: the same weights,
+    head, step losses, last accuracy and plateau decision, bit for bit, as one run straight through. With
+    patience 1 and delta 1 the plateau rule stops after epoch 2 only if its state was restored (a fresh rule
+    would count epoch 2 as an improvement); jigsaw draws its permutations and tile offsets from the seeded
+    generator, whose state the checkpoint carries."""
+    import benchmark.train as train
+    from benchmark.runtime import select_runtime
+    from benchmark.train_checkpoint import Checkpoint
+
+    monkeypatch.setattr(train, "SYNC_EVERY", 2)
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 16, 16), dtype=np.uint8)
+    rt = select_runtime("cpu", False, False)
+    spec = TrainSpec(epochs=4, batch_size=8, plateau_patience=plateau, plateau_delta=1.0)
+
+    def run(checkpoint):
+        torch.manual_seed(0)
+        bb = build_backbone("timm:resnet10t", 16)
+        res, head = train_pretext(bb, build_pretext(pretext), images, spec, rt, 3, False, checkpoint)
+        return res, bb.state_dict(), head.state_dict()
+
+    ref, ref_bb, ref_head = run(None)
+    path = tmp_path / "ck.pt"
+    with pytest.raises(_Died):
+        run(_died_after(path, 6))
+    assert Checkpoint(path).load()["step"] == 6
+    got, got_bb, got_head = run(Checkpoint(path, every_s=3600))
+    assert got.resumed_at_step == 6 and ref.resumed_at_step is None
+    assert got.steps == ref.steps == (8 if plateau else 16)
+    assert got.stopped_at_epoch == ref.stopped_at_epoch == (2 if plateau else None)
+    assert got.step_losses == ref.step_losses and got.epoch_losses == ref.epoch_losses
+    assert got.final_acc == ref.final_acc and got.seconds > 0
+    for want, have in ((ref_bb, got_bb), (ref_head, got_head)):
+        assert want.keys() == have.keys()
+        for k in want:
+            assert torch.equal(want[k], have[k]), k
+
+
+def test_checkpoints_are_written_when_due_and_a_damaged_one_means_starting_over(tmp_path, monkeypatch):
+    import benchmark.train as train
+    from benchmark.runtime import select_runtime
+    from benchmark.train_checkpoint import Checkpoint, checkpoint_every_s
+
+    monkeypatch.setattr(train, "SYNC_EVERY", 2)
+    images = np.random.default_rng(0).integers(0, 256, (16, 3, 16, 16), dtype=np.uint8)
+    rt = select_runtime("cpu", False, False)
+    spec = TrainSpec(epochs=3, batch_size=8)
+    bb = build_backbone("timm:resnet10t", 16)
+    never = Checkpoint(tmp_path / "never.pt", every_s=3600)
+    res, _ = train_pretext(bb, build_pretext("rotation"), images, spec, rt, 0, False, never)
+    assert res.checkpoints == 0 and not never.path.exists()
+    every = Checkpoint(tmp_path / "every.pt", every_s=0)
+    res, _ = train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images, spec, rt, 0,
+                           False, every)
+    assert res.checkpoints == 2 and every.load()["step"] == 4  # sync windows after steps 2 and 4, not the last
+    every.path.write_bytes(every.path.read_bytes()[:-5] + b"xxxxx")
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        assert every.load() is None
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        res, _ = train_pretext(build_backbone("timm:resnet10t", 16), build_pretext("rotation"), images, spec, rt,
+                               0, False, Checkpoint(every.path, every_s=3600))
+    assert res.resumed_at_step is None and res.steps == 6
+    monkeypatch.setenv("SSLBENCH_CHECKPOINT_EVERY_S", "soon")
+    with pytest.raises(ValueError, match="bad SSLBENCH_CHECKPOINT_EVERY_S 'soon': allowed: a number"):
+        checkpoint_every_s()
+    monkeypatch.setenv("SSLBENCH_CHECKPOINT_EVERY_S", "0")
+    assert checkpoint_every_s() == 0.0
