@@ -115,6 +115,8 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     plateau = _Plateau(spec.plateau_patience, spec.plateau_delta) if spec.plateau_patience else None
     parts = _Parts(backbone, head, opt, sched, scaler, gen, tally, plateau, rt)
     saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None and saved.get("planned") != len(plan):  # another plan's checkpoint: start over
+        saved = None
     start, before_s = _restore(saved, parts) if saved is not None else (0, 0.0)
     result.resumed_at_step = start if saved is not None else None
     t0 = time.perf_counter()
@@ -129,7 +131,8 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
 
     def save(done: int) -> None:  # at a sync window, when a checkpoint is due
         if checkpoint is not None and checkpoint.due():
-            checkpoint.save(_snapshot(parts, done, before_s + time.perf_counter() - t0 - result.compile_s))
+            checkpoint.save({**_snapshot(parts, done, before_s + time.perf_counter() - t0 - result.compile_s),
+                             "planned": len(plan)})
 
     with compiled_forward(backbone, rt):
         done = _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally, plateau, start, save)
