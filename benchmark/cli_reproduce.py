@@ -21,9 +21,10 @@ def _config(name: str, args: argparse.Namespace, override: dict[str, Any] | None
     from benchmark import reproduce
 
     e = reproduce.entry(name)
-    cfg = _merge(e["grid"], override or {})
+    cfg = e["grid"]
     if args.full and "full" in e:  # the paper's whole training budget (opt-in: long)
         cfg = _merge(cfg, e["full"])
+    cfg = _merge(cfg, override or {})  # a variant's own settings come last (the conv autoencoder keeps its epoch)
     if args.smoke:  # a CI-sized run of the protocol: a few hundred images, one seed, no verdict
         cfg.update(e.get("smoke", {}))
         cfg["seeds"] = cfg["seeds"][:1]

@@ -105,3 +105,20 @@ def test_smoke_run_of_every_reproduction(name, tmp_path, capsys):
     assert "## Published vs ours" in md and all(r["metric"] in md for r in out["rows"])
     gaps = any(r["rule"] == "positive_gap" for r in out["rows"])
     assert ("## Gaps per variant" in md) == gaps and (tmp_path / "r" / "report.html").stat().st_size > 1000
+
+
+def test_full_gives_the_papers_budget_and_a_variant_keeps_its_own_settings():
+    """``--full`` sets DEC-keras's 300 pretraining epochs for the paper's autoencoder; the conv autoencoder
+    variant beside it keeps its own 1 epoch; ``--smoke`` cuts every variant to a few steps."""
+    import argparse
+
+    from benchmark.cli_reproduce import _config
+
+    def epochs(**flags):
+        args = argparse.Namespace(**{"full": False, "smoke": False, "seeds": None, **flags})
+        return {v: _config("fmnist-ae-kmeans", args, over)["train"]["epochs"]
+                for v, over in reproduce.variants("fmnist-ae-kmeans")}
+
+    assert epochs() == {"dec": 5, "conv": 1}
+    assert epochs(full=True) == {"dec": 300, "conv": 1}
+    assert epochs(smoke=True) == {"dec": 1, "conv": 1}
