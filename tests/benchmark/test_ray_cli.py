@@ -37,7 +37,12 @@ def start(args: list[str], marker: str, **env: str) -> subprocess.Popen:
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
     proc = start(args, uuid.uuid4().hex, **env)
-    out, err = proc.communicate(timeout=600)
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:  # never leave a driver computing behind a failed test
+        proc.kill()  # its reaper ends the private Ray instance
+        proc.communicate(timeout=60)
+        raise
     assert proc.returncode == 0, err[-3000:]
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
