@@ -84,4 +84,9 @@ class Checkpoint:
         return state
 
     def clear(self) -> None:
+        """Delete the checkpoint and any half-written copy of it (a kill -9 during a save leaves its temporary
+        file behind)."""
         self.path.unlink(missing_ok=True)
+        if self.path.parent.is_dir():
+            for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                tmp.unlink(missing_ok=True)

@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def many_photos(tmp_path_factory) -> Path:
-    """400 photos: more than the decode's POOL_MIN, so worker processes decode them."""
+    """1,200 photos: more than the decode's POOL_MIN, so worker processes decode them, and enough that an
+    idle 2-core machine is still decoding when the signal tests send theirs (400 could finish first)."""
     root = tmp_path_factory.mktemp("many") / "photos"
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True)
-        for i in range(200):
+        for i in range(600):
             Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     return root
 

@@ -228,3 +228,7 @@ def test_checkpoints_are_written_when_due_and_a_damaged_one_means_starting_over(
         checkpoint_every_s()
     monkeypatch.setenv("SSLBENCH_CHECKPOINT_EVERY_S", "0")
     assert checkpoint_every_s() == 0.0
+    (tmp_path / ".every.pt.abc123.tmp").write_bytes(b"half")  # what a kill -9 during a save leaves
+    (tmp_path / ".other.pt.abc123.tmp").write_bytes(b"half")  # another training's: kept
+    every.clear()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.abc123.tmp"]
