@@ -37,7 +37,15 @@ def _start(folder: Path, tmp_path: Path, marker: str) -> subprocess.Popen:
            "--pretexts", "none", "--clusterers", "kmeans", "--image-size", "16", "--out", str(tmp_path / "out"),
            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     env = {**os.environ, "SSLBENCH_TEST_MARKER": marker}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """The run starts with Ctrl-C's default action even when the tests do not have it: a shell starts a
+    background job (``make test &``, nohup) with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the Ctrl-C test's run would go on to the end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_workers(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[int]:
