@@ -140,18 +140,20 @@ def judge(metric: dict[str, Any], values: list[float]) -> Row:
                metric.get("rule", ""), metric.get("column", ""), metric.get("variant", ""))
 
 
+def published_text(r: Row, fmt: Any = str) -> str:
+    """The published column: the value (``fmt``), or the rule the row is judged by."""
+    if r.at_least is not None:
+        return f">= {r.at_least:g} every seed"
+    return "> 0 (mean - 2 SE)" if r.rule == "positive_gap" else fmt(r.published)
+
+
 def table(rows: list[Row]) -> str:
     from tabulate import tabulate
 
     def fmt(v: float | None) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
-    def published(r: Row) -> str:
-        if r.at_least is not None:
-            return f">= {r.at_least:g} every seed"
-        return "> 0 (mean - 2 SE)" if r.rule == "positive_gap" else fmt(r.published)
-
-    body = [[r.metric, published(r),
+    body = [[r.metric, published_text(r, fmt),
              f"{fmt(r.ours_mean)} ± {fmt(r.ours_std)} (n={len(r.per_seed)})",
              fmt(r.tolerance), r.verdict, r.source] for r in rows]
     return tabulate(body, headers=["metric", "published", "ours (mean ± std over seeds)", "tolerance", "verdict",
@@ -193,12 +195,20 @@ def _se(r: Row) -> float:
     return (r.ours_std or 0.0) / math.sqrt(max(1, len(r.per_seed)))
 
 
+def _gaps_by_column(rows: list[Row]) -> dict[str, list[Row]]:
+    """The paired-gap rows with a value, grouped by the column they read, in file order."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.rule == "positive_gap" and r.ours_mean is not None:
+            groups.setdefault(r.column, []).append(r)
+    return groups
+
+
 def largest_gaps(rows: list[Row]) -> list[str]:
     """Per column of the paired-gap rows: the variant with the largest mean gap (RotNet: which block)."""
     lines = []
-    gaps = [r for r in rows if r.rule == "positive_gap" and r.ours_mean is not None]
-    for col in dict.fromkeys(r.column for r in gaps):
-        best = max((r for r in gaps if r.column == col), key=lambda r: r.ours_mean)  # type: ignore[arg-type, return-value]
+    for col, sel in _gaps_by_column(rows).items():
+        best = max(sel, key=lambda r: r.ours_mean)  # type: ignore[arg-type, return-value]
         lines.append(f"largest {col} gap: {best.variant or best.metric}, {best.ours_mean:+.3f} ± {2 * _se(best):.3f} "
                      f"(2 SE over {len(best.per_seed)} seeds; {best.verdict})")
     return lines
@@ -206,8 +216,8 @@ def largest_gaps(rows: list[Row]) -> list[str]:
 
 def gap_figure(rows: list[Row]) -> bytes | None:
     """Mean paired gap per variant with ±2 SE bars, one panel per column; None without gap rows."""
-    gaps = [r for r in rows if r.rule == "positive_gap" and r.ours_mean is not None]
-    if not gaps:
+    groups = _gaps_by_column(rows)
+    if not groups:
         return None
     import matplotlib
 
@@ -216,10 +226,8 @@ def gap_figure(rows: list[Row]) -> bytes | None:
 
     from benchmark.report import _png
 
-    cols = list(dict.fromkeys(r.column for r in gaps))
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.5 * len(cols), 3.4), squeeze=False)
-    for ax, col in zip(axes[0], cols):
-        sel = [r for r in gaps if r.column == col]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
+    for ax, (col, sel) in zip(axes[0], groups.items()):
         x = np.arange(len(sel))
         colors = ["tab:green" if r.verdict == "within" else "tab:red" if "reversal" in r.verdict else "tab:gray"
                   for r in sel]
@@ -240,9 +248,7 @@ def write_report(name: str, out: Path, rows: list[Row], facts: str) -> tuple[Pat
 
     from benchmark.report import write_pages
 
-    table = pd.DataFrame([{"metric": r.metric, "published": r.published if r.published is not None else
-                           (f">= {r.at_least:g} every seed" if r.at_least is not None else
-                            "> 0 (mean - 2 SE)" if r.rule == "positive_gap" else "-"),
+    table = pd.DataFrame([{"metric": r.metric, "published": published_text(r, lambda v: "-" if v is None else v),
                            "ours mean": r.ours_mean, "ours std": r.ours_std,
                            "per seed": ", ".join(f"{v:.3f}" for v in r.per_seed),
                            "tolerance": r.tolerance, "verdict": r.verdict, "source": r.source} for r in rows])

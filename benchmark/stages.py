@@ -90,7 +90,6 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     backbone = _backbone(task)
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
     from benchmark.gpu_monitor import sampled
-
     from benchmark.train_checkpoint import Checkpoint
 
     checkpoint = Checkpoint(store.checkpoint_file(task.key))

@@ -51,6 +51,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def remove_partial_writes(path: Path) -> None:
+    """Delete the temporary files ``atomic_path`` left beside ``path`` (a kill -9 during the write)."""
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
     with atomic_path(path) as tmp:

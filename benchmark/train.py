@@ -114,11 +114,8 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     tally = _Tally()
     plateau = _Plateau(spec.plateau_patience, spec.plateau_delta) if spec.plateau_patience else None
     parts = _Parts(backbone, head, opt, sched, scaler, gen, tally, plateau, rt)
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None and saved.get("planned") != len(plan):  # another plan's checkpoint: start over
-        saved = None
-    start, before_s = _restore(saved, parts) if saved is not None else (0, 0.0)
-    result.resumed_at_step = start if saved is not None else None
+    start, before_s, resumed = _resume(checkpoint, parts, len(plan))
+    result.resumed_at_step = start if resumed else None
     t0 = time.perf_counter()
     bar = tqdm(total=len(plan), initial=start, desc=f"train {backbone.name}/{pretext.name}", unit="step",
                disable=not progress, leave=False)
@@ -131,8 +128,7 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
 
     def save(done: int) -> None:  # at a sync window, when a checkpoint is due
         if checkpoint is not None and checkpoint.due():
-            checkpoint.save({**_snapshot(parts, done, before_s + time.perf_counter() - t0 - result.compile_s),
-                             "planned": len(plan)})
+            checkpoint.save(_snapshot(parts, done, len(plan), before_s + time.perf_counter() - t0 - result.compile_s))
 
     with compiled_forward(backbone, rt):
         done = _run_steps(plan, stream, step_fn, pretext, rt, spec, bar, result, tally, plateau, start, save)
@@ -161,10 +157,10 @@ class _Parts:
     rt: Runtime
 
 
-def _snapshot(p: _Parts, step: int, seconds: float) -> dict[str, object]:
-    """The state after ``step`` steps (taken at a sync window: the tallies are already on the host side)."""
+def _snapshot(p: _Parts, step: int, planned: int, seconds: float) -> dict[str, object]:
+    """The state after ``step`` of ``planned`` steps (taken at a sync window: the tallies are already read)."""
     t = p.tally
-    return {"step": step, "seconds": seconds,
+    return {"step": step, "planned": planned, "seconds": seconds,
             "backbone": p.backbone.state_dict(), "head": p.head.state_dict(), "opt": p.opt.state_dict(),
             "sched": p.sched.state_dict(), "scaler": p.scaler.state_dict(),
             "gen": p.gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -173,6 +169,15 @@ def _snapshot(p: _Parts, step: int, seconds: float) -> dict[str, object]:
             "corrects": torch.stack(t.corrects) if t.corrects else torch.empty(0),
             "seen": list(t.seen),
             "plateau": [p.plateau.best, p.plateau.waited] if p.plateau is not None else None}
+
+
+def _resume(checkpoint: Checkpoint | None, p: _Parts, planned: int) -> tuple[int, float, bool]:
+    """(steps done, seconds trained before, whether resumed) after loading the checkpoint into ``p``; a
+    checkpoint of another plan (another number of steps) is not used: training starts over."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None or saved.get("planned") != planned:
+        return 0, 0.0, False
+    return (*_restore(saved, p), True)
 
 
 def _restore(state: dict[str, object], p: _Parts) -> tuple[int, float]:

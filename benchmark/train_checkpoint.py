@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmark.storage import corrupt, load_checked_bytes, save_checked_bytes
+from benchmark.storage import corrupt, load_checked_bytes, remove_partial_writes, save_checked_bytes
 
 CHECKPOINT_VERSION = 1
 DEFAULT_EVERY_S = 60.0
@@ -87,6 +87,4 @@ class Checkpoint:
         """Delete the checkpoint and any half-written copy of it (a kill -9 during a save leaves its temporary
         file behind)."""
         self.path.unlink(missing_ok=True)
-        if self.path.parent.is_dir():
-            for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-                tmp.unlink(missing_ok=True)
+        remove_partial_writes(self.path)

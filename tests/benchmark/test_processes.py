@@ -96,11 +96,10 @@ def test_kill_9_during_training_resumes_from_the_checkpoint_and_ends_as_a_run_th
     """A run killed while it trains keeps its training's last checkpoint; ``--resume`` goes on from it (the
     weights record says from which step), deletes it once the weights are stored, and its cells equal, in
     every column but the timings, those of a run that was never killed."""
-    import json
-
     import pandas as pd
 
     from benchmark.results import TIMING_COLUMNS
+    from benchmark.store import ArtifactStore
 
     base = [sys.executable, "-m", "benchmark", "run", "--dataset", "digits", "--limit", "128",
             "--backbones", "timm:resnet10t", "--pretexts", "rotation", "--clusterers", "kmeans", "--image-size",
@@ -127,13 +126,11 @@ def test_kill_9_during_training_resumes_from_the_checkpoint_and_ends_as_a_run_th
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     (meta_file,) = (tmp_path / "cache-run").glob("weights/*.json")
-    meta = json.loads(meta_file.read_text())
-    meta = meta.get("meta", meta)
+    meta = ArtifactStore(tmp_path / "cache-run").get_weights_meta(meta_file.stem)
     assert meta["resumed_at_step"] and 0 < meta["resumed_at_step"] < meta["steps"] == 8 * 8
     assert not list(ckpts.glob("*")), "the checkpoint outlived the stored weights"
     (ref_meta_file,) = (tmp_path / "cache-ref").glob("weights/*.json")
-    ref_meta = json.loads(ref_meta_file.read_text())
     assert meta_file.name == ref_meta_file.name  # the same cache key
-    assert meta["step_losses"] == ref_meta.get("meta", ref_meta)["step_losses"]
+    assert meta["step_losses"] == ArtifactStore(tmp_path / "cache-ref").get_weights_meta(meta_file.stem)["step_losses"]
     cells = [pd.read_csv(tmp_path / name / "cells.csv").drop(columns=TIMING_COLUMNS) for name in ("ref", "run")]
     pd.testing.assert_frame_equal(cells[0], cells[1])
