@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from benchmark.results import TIMING_COLUMNS
-from tests.procs import marked
+from tests.procs import describe, marked
 
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,13 +95,13 @@ def test_sigterm_and_kill_9_of_the_driver_leave_no_ray_process_and_resume_finish
     _o, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert err.strip().splitlines()[-1] == f"terminated; finished cells are kept, resume with --resume --out {out}"
-    assert gone(marker), f"processes of the terminated run: {marked(marker)}"
+    assert gone(marker), f"processes of the terminated run: {describe(marked(marker))}"
     kept = rows(out)
     assert 0 < kept < 8
 
     # kill -9 of the resumed run's driver while its workers compute: the reaper ends the instance
-    marker = uuid.uuid4().hex
-    proc = start(args + ["--resume"], marker)
+    marker, reaper_log = uuid.uuid4().hex, tmp_path / "reaper.log"
+    proc = start(args + ["--resume"], marker, SSLBENCH_REAPER_LOG=str(reaper_log))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (status(out) == "running" and busy_workers(marker)):
         time.sleep(0.05)
@@ -110,7 +110,9 @@ def test_sigterm_and_kill_9_of_the_driver_leave_no_ray_process_and_resume_finish
     assert len(marked(marker)) >= 4
     proc.kill()
     proc.wait(timeout=30)
-    assert gone(marker), f"processes of the killed run: {marked(marker)}"
+    assert gone(marker), (f"processes of the killed run: {describe(marked(marker))}; the reaper's log: "
+                          f"{reaper_log.read_text() if reaper_log.exists() else '(none)'}")
+    assert "driver gone; killed" in reaper_log.read_text() and "still alive" not in reaper_log.read_text()
     assert status(out) == "running"  # it never got to say otherwise
 
     run(args + ["--resume"])
