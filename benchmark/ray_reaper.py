@@ -81,7 +81,7 @@ def sweep(marker: str, exclude: set[int] | None = None, known: dict[int, str] | 
     while time.monotonic() < deadline:
         pids = {p for p in marked_pids(marker) if p not in skip}
         pids |= {p for p, start in (known or {}).items() if p not in skip and _still(p, start)}
-        pids = {p for p in pids if (_stat(p) or ["Z"])[0] != "Z"}
+        pids = {p for p in pids if alive(p)}
         if not pids:
             break
         for pid in sorted(pids):
