@@ -49,7 +49,7 @@ bench-gpu:
 	  --channels-last both --batch-size 256 --image-size 224 --pipeline --out $(GPU_HISTORY)
 	$(PY) -m benchmark bench --device cuda --backbones resnet50 --pretexts rotation,jigsaw,colorization,autoencoder \
 	  --precision bf16 --channels-last both --batch-size 128 --image-size 96 --out $(GPU_HISTORY)
-	$(PY) -m benchmark.probe_bench --json benchmarks/probe-bench-latest.json
+	$(PY) -m benchmark.perf.probe_bench --json benchmarks/probe-bench-latest.json
 	$(PY) -m benchmark compare $(GPU_BASELINE) $(GPU_HISTORY) $(if $(IGNORE),--ignore-fingerprint $(IGNORE))
 
 clean:

@@ -84,7 +84,7 @@ class NoOptions(Options):
 class ClusterSpec:
     """Clusterer options: k for k-means types (None: number of classes), DBSCAN eps (None: k-distance knee)."""
 
-    k: int | str | None = None  # "auto": chosen per cell by internal criteria (benchmark.stages.choose_k)
+    k: int | str | None = None  # "auto": chosen per cell by internal criteria (benchmark.pipeline.stages.choose_k)
     eps: float | None = None
     min_samples: int = 5
     density_dims: int = 50  # PCA copy for density clusterers (0 = no reduction)

@@ -29,7 +29,7 @@ H100_RESNET50_IMG_S = 6172.8  # ../shared/measurements/h100-2026-11-22/infer-ben
 
 
 def extract_seconds(n: int, mode: str) -> float:
-    from benchmark.cli import main
+    from benchmark.cli.main import main
 
     work = Path(tempfile.mkdtemp(prefix=f"rdt-{mode}-"))
     try:

@@ -23,7 +23,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmark.results import TIMING_COLUMNS  # noqa: E402
+from benchmark.driver.results import TIMING_COLUMNS  # noqa: E402
 
 
 def one_run(preset: str, label: str, flags: list[str], extra: list[str], keep: Path) -> dict:

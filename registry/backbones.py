@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from registry.base import Registry, UnknownNameError, unknown_message
 from benchmark.interfaces import BadInput
+from registry.base import Registry, UnknownNameError, unknown_message
 
 TIMM_PREFIX = "timm:"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.runtime import select_runtime
+from benchmark.runtime.device import select_runtime
 
 
 def make_photo(kind: int, rng: np.random.Generator, size: tuple[int, int] = (48, 40)) -> Image.Image:

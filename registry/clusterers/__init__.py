@@ -25,7 +25,7 @@ class Clusterer:
     uses_k = False
     score_name = "distance"  # what ``predict``'s second output is ("distance" or "confidence")
     version = 1  # bump when fitting changes, so cached cells are not reused
-    default_reduce = "standardize"  # the step before it unless --reduce says otherwise (benchmark.reduce)
+    default_reduce = "standardize"  # the step before it unless --reduce says otherwise (benchmark.scoring.reduce)
     seeded = False  # True: the labels depend on the seed (its stability is measured by refitting)
 
     def __init__(self, k: int, spec: ClusterSpec, seed: int, use_gpu: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Self-supervised pretext tasks, one module each in this package (discovered, no import list).
 
 Each task says how a batch of images becomes (inputs, targets), which head it needs for a backbone, how
-the head is applied, and its loss; ``benchmark.train`` is the one loop. A task declares its own options
+the head is applied, and its loss; ``benchmark.train.loop`` is the one loop. A task declares its own options
 (``Options``, a frozen dataclass): they are its only contribution to the feature cache key."""
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 from sklearn.datasets import make_blobs
 
-from benchmark.images import decode_file
-from benchmark.probe import linear_probe
-from benchmark.silhouette import silhouette_torch
-from benchmark.specs import ProbeSpec
+from benchmark.config.specs import ProbeSpec
+from benchmark.data.decode import decode_file
+from benchmark.probe.protocol import linear_probe
+from benchmark.scoring.silhouette import silhouette_torch
 
 
 @pytest.fixture(scope="module")

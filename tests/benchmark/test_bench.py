@@ -3,9 +3,17 @@ import json
 
 import pytest
 
-from benchmark.bench import (BenchSpec, compare, fingerprint, load_history, precision_reason, run_bench,
-                             time_steps, with_oom_retry)
-from benchmark.cli import main
+from benchmark.cli.main import main
+from benchmark.perf.bench import (
+    BenchSpec,
+    compare,
+    fingerprint,
+    load_history,
+    precision_reason,
+    run_bench,
+    time_steps,
+    with_oom_retry,
+)
 
 
 def test_bench_writes_a_history_with_fingerprint_and_flops(tmp_path, cpu):
@@ -39,7 +47,7 @@ def test_no_fraction_of_peak_exceeds_one(cpu, precisions):
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_peaks_order_fp32_tf32_bf16():
-    from benchmark.bench import math_mode, matmul_peak
+    from benchmark.perf.bench import math_mode, matmul_peak
 
     fp32, tf32, bf16 = (matmul_peak("cuda", m) for m in ("fp32", "tf32", "bf16"))
     assert fp32 < tf32 < bf16

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

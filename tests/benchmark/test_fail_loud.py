@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -190,12 +190,12 @@ def test_other_commands_name_the_bad_folder(tmp_path, capsys):
 
 
 def test_an_internal_error_is_exit_1_never_a_usage_error(folder, tmp_path, capsys, monkeypatch):
-    import benchmark.runner
+    import benchmark.driver.run
 
     def broken(*a, **k):
         raise ValueError("an internal bug")  # a plain ValueError from library code is not the user's fault
 
-    monkeypatch.setattr(benchmark.runner, "make_plan", broken)
+    monkeypatch.setattr(benchmark.driver.run, "make_plan", broken)
     rc = main(["run", "--dataset", str(folder), "--backbones", "raw_pixels", "--pretexts", "none", "--clusterers",
                "kmeans", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "--no-progress"])
     err = capsys.readouterr().err.strip()
@@ -264,7 +264,7 @@ def test_resume_uses_the_runs_thread_count(folder, tmp_path, capsys):
 
 
 def test_two_runs_cannot_write_one_folder(folder, tmp_path, capsys):
-    from benchmark.store import RunFolder
+    from benchmark.store.artifacts import RunFolder
 
     out = tmp_path / "o"
     with RunFolder(out).lock():
@@ -277,10 +277,10 @@ def test_two_runs_cannot_write_one_folder(folder, tmp_path, capsys):
 def test_disk_space_is_checked_before_the_decode(folder, tmp_path, capsys, monkeypatch):
     import shutil
 
-    import benchmark.validate
+    import benchmark.config.checks
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(benchmark.validate.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    monkeypatch.setattr(benchmark.config.checks.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     assert main(_tiny(folder, tmp_path, "--out", str(tmp_path / "o"))) == 2
     err = capsys.readouterr().err
     assert "bad --cache-dir" in err and "MB are free" in err
@@ -308,7 +308,7 @@ def test_a_umask_is_honoured_by_every_writer(tmp_path):
 
     code = ("import os; os.umask(0o027)\n"
             "from pathlib import Path\nimport numpy as np\n"
-            "from benchmark.storage import write_json, save_npy, write_record, save_checked_bytes\n"
+            "from benchmark.store.files import write_json, save_npy, write_record, save_checked_bytes\n"
             f"d = Path({str(tmp_path)!r})\n"
             "write_json(d / 'a.json', {}); save_npy(d / 'b.npy', np.zeros(2)); save_checked_bytes(d / 'c.px', b'x')\n"
             "write_record(d / 'd.json', {}, {'npy': d / 'b.npy'})\n")

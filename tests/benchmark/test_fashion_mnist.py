@@ -90,11 +90,11 @@ def test_train_split_trains_on_one_split_and_clusters_the_other(fake_root, tmp_p
     and assignments are the 20 test images."""
     import pandas as pd
 
-    from benchmark.cli import main
-    from benchmark.plan import TrainTask
-    from benchmark.runner import make_plan
-    from benchmark.presets import spec_from_config
-    from benchmark.store import ArtifactStore
+    from benchmark.cli.main import main
+    from benchmark.config.presets import spec_from_config
+    from benchmark.driver.run import make_plan
+    from benchmark.pipeline.plan import TrainTask
+    from benchmark.store.artifacts import ArtifactStore
 
     args = ["--dataset", "fashion_mnist", "--split", "test", "--train-split", "train", "--backbones", "seed_conv_ae",
             "--pretexts", "autoencoder", "--clusterers", "kmeans", "--image-size", "28", "--max-steps", "2",

@@ -1,9 +1,9 @@
 """GPU utilisation sampling (the CUDA reader is NVML's; here a stand-in reader) and its run.json summary."""
 import time
 
-from benchmark.gpu_monitor import Sampler, sampled
-from benchmark.runner import RunStats
-from benchmark.stages import TaskResult
+from benchmark.driver.run import RunStats
+from benchmark.pipeline.stages import TaskResult
+from benchmark.runtime.gpu_monitor import Sampler, sampled
 
 
 def test_sampler_averages_what_the_reader_gives_while_the_block_runs():

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.images import DecodeError, decode_file
-from benchmark.images import load_image_set
-from benchmark.store import ArtifactStore
+from benchmark.data.decode import DecodeError, decode_file
+from benchmark.data.images import load_image_set
+from benchmark.store.artifacts import ArtifactStore
 from registry.datasets import DigitsSource, FolderSource, SamplePhotosSource
 
 

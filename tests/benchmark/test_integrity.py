@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.cli import main
-from benchmark.results import COLUMNS
-from benchmark.runner import run_grid
-from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
-from benchmark.storage import CorruptArtifact
+from benchmark.cli.main import main
+from benchmark.config.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from benchmark.driver.results import COLUMNS
+from benchmark.driver.run import run_grid
+from benchmark.store.files import CorruptArtifact
 
 TIMING = {"cluster_s", "train_s", "extract_s", "images_per_s"}
 MODES = ("truncate", "flip", "header")
@@ -101,7 +101,7 @@ def test_a_damaged_artifact_is_recomputed_and_the_results_equal_a_clean_run(kind
     pd.testing.assert_frame_equal(_frame(ref), _frame(tmp_path / "run"))
     said = [str(w.message) for w in caught if issubclass(w.category, CorruptArtifact)]
     if kind == "labels":  # rewritten from the listing by every run before anything reads it
-        from benchmark.storage import read_record
+        from benchmark.store.files import read_record
 
         assert read_record(targets[0]) is not None
     else:
@@ -138,12 +138,12 @@ def test_predict_refuses_a_tampered_export_before_loading_anything(name, clean, 
     folder, exp = _export(clean, tmp_path)
     assert main(["predict", str(exp), str(folder), "--out", str(tmp_path / "ok.csv"), "--no-progress"]) == 0
     damage(exp / name, "flip", np.random.default_rng(7))
-    import benchmark.export
+    import benchmark.outputs.export
 
     def never(*a, **k):
         raise AssertionError("loaded a tampered export")
 
-    monkeypatch.setattr(benchmark.export, "_load_recipe", never)
+    monkeypatch.setattr(benchmark.outputs.export, "_load_recipe", never)
     capsys.readouterr()
     rc = main(["predict", str(exp), str(folder), "--out", str(tmp_path / "p.csv"), "--no-progress"])
     err = capsys.readouterr().err.strip()
@@ -156,7 +156,7 @@ def test_a_consistent_but_hostile_export_still_runs_no_code(clean, tmp_path, cap
     manifest's checksums to match: predict refuses to load it, and the pickle never runs."""
     import pickle
 
-    from benchmark.storage import read_json, write_record
+    from benchmark.store.files import read_json, write_record
 
     folder, exp = _export(clean, tmp_path)
     marker = tmp_path / "pwned"

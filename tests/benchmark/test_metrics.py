@@ -6,7 +6,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.datasets import make_blobs
 
-from benchmark.metrics import cluster_accuracy, external_scores, internal_scores
+from benchmark.scoring.metrics import cluster_accuracy, external_scores, internal_scores
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_hungarian_accuracy_is_permutation_invariant():
 
 
 def test_torch_silhouette_samples_equal_sklearn_including_singletons():
-    from benchmark.silhouette import silhouette_samples_torch
+    from benchmark.scoring.silhouette import silhouette_samples_torch
 
     X, y = make_blobs(n_samples=500, centers=5, n_features=16, random_state=0)
     y[0] = 7  # a singleton cluster: silhouette 0 by definition

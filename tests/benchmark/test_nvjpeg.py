@@ -1,11 +1,12 @@
-"""The GPU JPEG path (benchmark.nvjpeg): its selection, the CPU's parse that routes files, and its decode
+"""The GPU JPEG path (benchmark.data.nvjpeg): its selection, the CPU's parse that routes files, and its decode
 run on the CPU (torchvision's decode_jpeg on the CPU is the tested equivalent of the CUDA call)."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.images import decode_file, images_key
-from benchmark.nvjpeg import decode_batch, decode_files, orient, parse, select_decoder
+from benchmark.data.decode import decode_file
+from benchmark.data.images import images_key
+from benchmark.data.nvjpeg import decode_batch, decode_files, orient, parse, select_decoder
 from tests.conftest import make_photo
 
 
@@ -82,8 +83,7 @@ def test_decode_files_keeps_the_pil_skip_reasons_and_order(tmp_path):
 
 
 def test_a_batch_the_decoder_rejects_is_retried_file_by_file(tmp_path, monkeypatch):
-    from benchmark import nvjpeg
-
+    from benchmark.data import nvjpeg
     good = parse(_jpeg(tmp_path / "a.jpg"))
     bad = nvjpeg.Parsed(b"\xff\xd8" + b"\x00" * 64 + b"\xff\xd9", 1, False)  # passes the byte checks only
     out = decode_batch([good, bad, good], 16, device="cpu")

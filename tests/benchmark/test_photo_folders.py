@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 from tests.conftest import make_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,8 +101,7 @@ def test_every_format_and_mode_decodes_and_every_bad_file_is_listed(tmp_path, ca
 def test_unreadable_file_is_listed(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root reads files whatever their mode")
-    from benchmark.images import DecodeError, decode_file
-
+    from benchmark.data.decode import DecodeError, decode_file
     p = tmp_path / "secret.png"
     make_photo(0, np.random.default_rng(0)).save(p)
     p.chmod(0)

@@ -3,11 +3,10 @@ import json
 from dataclasses import replace
 
 import pandas as pd
-import pytest
 
-from benchmark.cli import main
-from benchmark.runner import run_grid
-from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.cli.main import main
+from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.driver.run import run_grid
 from benchmark.interfaces import ClusterSpec
 from registry.pretexts.jigsaw import JigsawOptions
 
@@ -100,8 +99,9 @@ def test_cache_prune_frees_what_no_run_uses(photo_folder, tmp_path, capsys):
 
 
 def test_adding_photos_decodes_only_the_new_ones_and_a_changed_photo_is_seen(photo_folder, tmp_path, cache):
-    from tests.conftest import make_photo
     import numpy as np
+
+    from tests.conftest import make_photo
 
     spec = spec_for(photo_folder, backbones=("raw_pixels",), pretexts=("none",))
     first = run_grid(spec, tmp_path / "a", cache, progress=False)

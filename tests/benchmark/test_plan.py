@@ -3,11 +3,21 @@ import pickle
 
 import pytest
 
+from benchmark.config.presets import load_preset, preset_names, spec_from_config
+from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.interfaces import ClusterSpec
-from benchmark.plan import (CellTask, DataInfo, DecodeTask, ExtractTask, ProbeTask, ReduceTask, RuntimeInfo,
-                            TrainTask, parse_cell_id, plan)
-from benchmark.presets import load_preset, preset_names, spec_from_config
-from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.pipeline.plan import (
+    CellTask,
+    DataInfo,
+    DecodeTask,
+    ExtractTask,
+    ProbeTask,
+    ReduceTask,
+    RuntimeInfo,
+    TrainTask,
+    parse_cell_id,
+    plan,
+)
 from registry.base import UnknownNameError
 from registry.pretexts.jigsaw import JigsawOptions
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from benchmark.probe import linear_probe
-from benchmark.specs import ProbeSpec
+from benchmark.config.specs import ProbeSpec
+from benchmark.probe.protocol import linear_probe
 
 
 def test_probe_on_separable_features_is_accurate_and_reports_mean_std():
@@ -42,7 +42,7 @@ def test_probe_with_too_few_labels_says_why():
 def test_the_probe_stage_runs_with_one_blas_thread_and_run_json_says_so():
     from threadpoolctl import threadpool_info
 
-    from benchmark.threads import describe, stage_threads
+    from benchmark.runtime.threads import describe, stage_threads
 
     with stage_threads("probe"):
         assert all(i["num_threads"] == 1 for i in threadpool_info())
@@ -79,7 +79,7 @@ def test_logreg_reaches_the_optimum_of_the_objective():
     """The gradient of scikit-learn's objective at the batched solution is ~0, for every C of a batch."""
     import torch
 
-    from benchmark.logreg import fit_multinomial
+    from benchmark.probe.logreg import fit_multinomial
 
     X, y = make_blobs(n_samples=60, centers=3, n_features=200, cluster_std=4.0, random_state=0)
     Xt = torch.as_tensor((X - X.mean(0)) / X.std(0))[None]
@@ -98,15 +98,15 @@ def test_probe_solver_is_checked_and_is_part_of_the_probe_key():
 
     with pytest.raises(BadInput, match="bad probe solver 'lbfgs': allowed: torch, sklearn"):
         ProbeSpec(solver="lbfgs")
-    from benchmark.plan import stable_hash
+    from benchmark.pipeline.plan import stable_hash
 
     assert stable_hash([ProbeSpec()]) != stable_hash([ProbeSpec(solver="sklearn")])
 
 
 def test_probe_runs_on_the_runs_device(monkeypatch):
     """The probe task carries the run's device to the torch solver (cuda on a GPU run)."""
-    from benchmark import probe_torch
-    from benchmark.plan import ProbeTask
+    from benchmark.pipeline.plan import ProbeTask
+    from benchmark.probe import torch_draws as probe_torch
 
     seen = []
     real = probe_torch.torch_draws

@@ -98,8 +98,8 @@ def test_kill_9_during_training_resumes_from_the_checkpoint_and_ends_as_a_run_th
     every column but the timings, those of a run that was never killed."""
     import pandas as pd
 
-    from benchmark.results import TIMING_COLUMNS
-    from benchmark.store import ArtifactStore
+    from benchmark.driver.results import TIMING_COLUMNS
+    from benchmark.store.artifacts import ArtifactStore
 
     base = [sys.executable, "-m", "benchmark", "run", "--dataset", "digits", "--limit", "128",
             "--backbones", "timm:resnet10t", "--pretexts", "rotation", "--clusterers", "kmeans", "--image-size",

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.metrics import effective_clusters, rankability, silhouette_with_noise, stability
-from benchmark.recommend import recommend
-from benchmark.results import COLUMNS
-from benchmark.summary import interval, leaderboard_text, paired_tie, summarize
+from benchmark.driver.results import COLUMNS
+from benchmark.driver.summary import interval, leaderboard_text, paired_tie, summarize
+from benchmark.outputs.recommend import recommend
+from benchmark.scoring.metrics import effective_clusters, rankability, silhouette_with_noise, stability
 
 
 def _row(**kw) -> dict:
@@ -113,7 +113,7 @@ def test_recommend_prefers_the_cheaper_of_tied_feature_sets_and_says_so():
 def test_umap_reduction_is_exported_as_arrays_and_places_training_points_on_their_embedding():
     from sklearn.datasets import make_blobs
 
-    from benchmark.reduce import Reduction, fit_reduction
+    from benchmark.scoring.reduce import Reduction, fit_reduction
 
     X, _ = make_blobs(300, n_features=60, centers=3, random_state=0)
     red, _std, Xc, params = fit_reduction(X.astype(np.float32), "umap", 5, seed=0)
@@ -125,7 +125,7 @@ def test_umap_reduction_is_exported_as_arrays_and_places_training_points_on_thei
 def test_k_auto_chooses_k_by_silhouette_and_stability_and_the_report_plots_it(photo_folder, tmp_path):
     import json
 
-    from benchmark.cli import main
+    from benchmark.cli.main import main
 
     out = tmp_path / "run"
     assert main(["run", "--dataset", str(photo_folder), "--backbones", "raw_pixels", "--pretexts", "none",

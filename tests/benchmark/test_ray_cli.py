@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.results import TIMING_COLUMNS
+from benchmark.driver.results import TIMING_COLUMNS
 from tests.procs import describe, marked
 
 pytest.importorskip("ray")

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.executor import ExecutorSpec
+from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.driver.results import TIMING_COLUMNS
+from benchmark.driver.run import run_grid
+from benchmark.executors.base import ExecutorSpec
+from benchmark.executors.ray.resources import SHARED_GPU, ThreadProfile, choose_extraction, task_resources
 from benchmark.interfaces import BadInput, ClusterSpec
-from benchmark.plan import CellTask, ProbeTask, RuntimeInfo, TrainTask
-from benchmark.ray_resources import SHARED_GPU, ThreadProfile, choose_extraction, task_resources
-from benchmark.results import TIMING_COLUMNS
-from benchmark.runner import run_grid
-from benchmark.specs import GridSpec, ProbeSpec, TrainSpec
-from benchmark.store import ArtifactStore
+from benchmark.pipeline.plan import CellTask, ProbeTask, RuntimeInfo, TrainTask
+from benchmark.store.artifacts import ArtifactStore
 
 PROFILE = ThreadProfile(torch_threads=2, blas_threads=2, cpus=2)
 SHAPE = {"cpus": 4.0, "gpus": 2.0, "max_node_cpus": 2.0, "max_node_memory": 8 * 2**30, "nodes": [{}]}
@@ -99,7 +99,7 @@ def test_extraction_goes_to_ray_data_as_asked_or_for_large_sets_spread_over_devi
 def test_missing_ray_is_one_usage_line_before_anything_is_written(tmp_path, monkeypatch, capsys):
     import sys
 
-    from benchmark.cli import main
+    from benchmark.cli.main import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     code = main(["run", "--preset", "quick", "--executor", "ray", "--out", str(tmp_path / "out"),
@@ -229,7 +229,7 @@ def test_rows_of_a_skipped_pretext_equal_serial_whatever_order_tasks_finish_in(r
 def test_train_and_extract_tasks_get_the_declared_gpus(ray_session, tmp_path, monkeypatch):
     """ray.init(num_gpus=2) on this CPU machine: train/extract tasks ask for one GPU each and concurrent ones
     get distinct CUDA_VISIBLE_DEVICES; the tasks compute on the CPU (FAKE_GPU_ENV)."""
-    from benchmark.ray_tasks import FAKE_GPU_ENV
+    from benchmark.executors.ray.tasks import FAKE_GPU_ENV
 
     monkeypatch.setenv(FAKE_GPU_ENV, "1")
     spec = small_spec(backbones=("resnet18", "timm:resnet10t"), device="auto",

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.ray_reaper import LOG_ENV, MARKER_ENV, alive, sweep
+from benchmark.executors.ray.reaper import LOG_ENV, MARKER_ENV, alive, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def test_reaper_ends_marked_and_descendant_processes_of_a_killed_driver_and_noth
     reaper = None
     try:
         a, b, d = (int(x) for x in driver.stdout.readline().split())
-        reaper = subprocess.Popen([sys.executable, "-m", "benchmark.ray_reaper", str(driver.pid), marker,
+        reaper = subprocess.Popen([sys.executable, "-m", "benchmark.executors.ray.reaper", str(driver.pid), marker,
                                    str(tmp_path / "instance-temp")], cwd=ROOT, env={**os.environ, LOG_ENV: str(log)},
                                   start_new_session=True)
         (tmp_path / "instance-temp").mkdir()
@@ -71,7 +71,7 @@ def test_reaper_ends_marked_and_descendant_processes_of_a_killed_driver_and_noth
 def test_a_reaper_told_to_stop_by_the_driver_kills_nothing(tmp_path):
     marker, log = "reapertest0002", tmp_path / "reaper.log"
     child = subprocess.Popen(["sleep", "600"], env={**os.environ, MARKER_ENV: marker})
-    reaper = subprocess.Popen([sys.executable, "-m", "benchmark.ray_reaper", str(os.getpid()), marker,
+    reaper = subprocess.Popen([sys.executable, "-m", "benchmark.executors.ray.reaper", str(os.getpid()), marker,
                                str(tmp_path)], cwd=ROOT, env={**os.environ, LOG_ENV: str(log)})
     try:
         deadline = time.time() + 60

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import reproduce
-from benchmark.cli import main
+from benchmark.cli.main import main
+from benchmark.outputs import reproduce
 from tests.benchmark.test_fashion_mnist import REAL
 
 
 def test_every_reproduction_names_its_sources_and_a_grid_that_parses():
-    from benchmark.presets import spec_from_config
+    from benchmark.config.presets import spec_from_config
 
     data = reproduce.load()
     assert "fmnist-kmeans-raw" in data
@@ -112,7 +112,7 @@ def test_full_gives_the_papers_budget_and_a_variant_keeps_its_own_settings():
     variant beside it keeps its own 1 epoch; ``--smoke`` cuts every variant to a few steps."""
     import argparse
 
-    from benchmark.cli_reproduce import _config
+    from benchmark.cli.reproduce import _config
 
     def epochs(**flags):
         args = argparse.Namespace(**{"full": False, "smoke": False, "seeds": None, **flags})

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.results import COLUMNS
-from benchmark.runner import run_grid
-from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from benchmark.config.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from benchmark.driver.results import COLUMNS
+from benchmark.driver.run import run_grid
 from registry.backbones import BACKBONES, backbone_info
 from registry.clusterers import CLUSTERERS, Clusterer
 from registry.pretexts import PRETEXTS

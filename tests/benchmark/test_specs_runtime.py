@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from benchmark.runtime import select_runtime
-from benchmark.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from benchmark.config.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
+from benchmark.runtime.device import select_runtime
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -52,7 +52,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error():
 
 
 def test_deterministic_mode_sets_the_global_flags_and_is_undone():
-    from benchmark.runtime import detect_runtime
+    from benchmark.runtime.device import detect_runtime
 
     try:
         rt = detect_runtime("cpu", deterministic=True)
@@ -67,7 +67,7 @@ def test_deterministic_mode_sets_the_global_flags_and_is_undone():
 
 
 def test_deterministic_and_compile_are_part_of_the_feature_key():
-    from benchmark.plan import RuntimeInfo, stable_hash
+    from benchmark.pipeline.plan import RuntimeInfo, stable_hash
 
     base = RuntimeInfo("cpu", "fp32", False, True, 2)
     keys = {stable_hash([base]), stable_hash([RuntimeInfo("cpu", "fp32", False, True, 2, deterministic=True)]),

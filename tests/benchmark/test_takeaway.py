@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.cli import main
-from benchmark.recommend import diff_runs, pareto_front, recommend
+from benchmark.cli.main import main
+from benchmark.outputs.recommend import diff_runs, pareto_front, recommend
 from registry.clusterers import CLUSTERERS
 
 

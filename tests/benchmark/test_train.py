@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.specs import TrainSpec
-from benchmark.train import extract_features, train_pretext
+from benchmark.config.specs import TrainSpec
+from benchmark.train.loop import extract_features, train_pretext
 from registry.backbones import build_backbone
 from registry.pretexts import build_pretext
 from tests.conftest import make_photo
@@ -56,8 +56,8 @@ def test_device_batches_equal_the_plain_conversion_for_a_memory_mapped_store(tmp
     import numpy as np
     import torch
 
-    from benchmark.loader import batches, bytes_per_batch
-    from benchmark.runtime import select_runtime
+    from benchmark.data.loader import batches, bytes_per_batch
+    from benchmark.runtime.device import select_runtime
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (10, 3, 8, 8), dtype=np.uint8)
@@ -77,9 +77,9 @@ def test_training_reads_the_loss_from_the_device_once_per_sync_window(monkeypatc
     loss is still reported with the step where it happened."""
     import numpy as np
 
-    from benchmark import train as train_mod
-    from benchmark.runtime import select_runtime
-    from benchmark.specs import TrainSpec
+    from benchmark.config.specs import TrainSpec
+    from benchmark.runtime.device import select_runtime
+    from benchmark.train import loop as train_mod
     from registry.backbones import build_backbone
     from registry.pretexts import build_pretext
 
@@ -101,11 +101,12 @@ def test_compile_trains_and_extracts_the_same_numbers_and_times_compilation_apar
     """--compile (here with torch.compile's aot_eager backend: inductor takes ~40 s per model on 2 cores)
     gives the eager numbers, reports the compile time apart from the training/extraction seconds, and
     leaves the backbone's own forward in place afterwards."""
-    import numpy as np
     from dataclasses import replace
 
-    from benchmark.runtime import select_runtime
-    from benchmark.train import train_pretext
+    import numpy as np
+
+    from benchmark.runtime.device import select_runtime
+    from benchmark.train.loop import train_pretext
 
     monkeypatch.setenv("SSLBENCH_COMPILE_BACKEND", "aot_eager")
     images = np.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), dtype=np.uint8)
@@ -130,7 +131,7 @@ def test_plateau_rule_stops_when_the_pretext_accuracy_stops_improving():
     """The training budget rule of the reproductions: epochs stop once the pretext's own accuracy has not
     improved by more than plateau_delta for plateau_patience epochs (it never looks at the probe); with a
     delta of 1 no epoch can improve, so it stops after the first epoch plus the patience."""
-    from benchmark.runtime import select_runtime
+    from benchmark.runtime.device import select_runtime
 
     images = np.random.default_rng(0).integers(0, 256, (32, 3, 16, 16), dtype=np.uint8)
     rt = select_runtime("cpu", False, False)
@@ -148,7 +149,7 @@ class _Died(Exception):
 
 
 def _died_after(path, steps: int):
-    from benchmark.train_checkpoint import Checkpoint
+    from benchmark.train.checkpoint import Checkpoint
 
     class Dying(Checkpoint):
         def save(self, state):
@@ -167,9 +168,9 @@ def test_a_training_resumed_from_its_checkpoint_ends_as_one_that_never_stopped(t
     patience 1 and delta 1 the plateau rule stops after epoch 2 only if its state was restored (a fresh rule
     would count epoch 2 as an improvement); jigsaw draws its permutations and tile offsets from the seeded
     generator, whose state the checkpoint carries."""
-    import benchmark.train as train
-    from benchmark.runtime import select_runtime
-    from benchmark.train_checkpoint import Checkpoint
+    import benchmark.train.loop as train
+    from benchmark.runtime.device import select_runtime
+    from benchmark.train.checkpoint import Checkpoint
 
     monkeypatch.setattr(train, "SYNC_EVERY", 2)
     images = np.random.default_rng(0).integers(0, 256, (32, 3, 16, 16), dtype=np.uint8)
@@ -200,9 +201,9 @@ def test_a_training_resumed_from_its_checkpoint_ends_as_one_that_never_stopped(t
 
 
 def test_checkpoints_are_written_when_due_and_a_damaged_one_means_starting_over(tmp_path, monkeypatch):
-    import benchmark.train as train
-    from benchmark.runtime import select_runtime
-    from benchmark.train_checkpoint import Checkpoint, checkpoint_every_s
+    import benchmark.train.loop as train
+    from benchmark.runtime.device import select_runtime
+    from benchmark.train.checkpoint import Checkpoint, checkpoint_every_s
 
     monkeypatch.setattr(train, "SYNC_EVERY", 2)
     images = np.random.default_rng(0).integers(0, 256, (16, 3, 16, 16), dtype=np.uint8)

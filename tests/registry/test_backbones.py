@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from registry.backbones import (BACKBONES, WeightsRequest, build_backbone, check_backbone, check_image_size)
+from registry.backbones import BACKBONES, WeightsRequest, build_backbone, check_backbone, check_image_size
 from registry.base import UnknownNameError
 
 NAMES = BACKBONES.names() + ["timm:resnet10t", "timm:mobilenetv3_small_100", "timm:vit_tiny_patch16_224"]
@@ -97,9 +97,9 @@ def test_feature_layer_gives_the_pooled_output_of_that_stage(name, layer, dim):
 
 
 def test_bad_feature_layers_are_one_line_errors():
+    from benchmark.config.specs import GridSpec
     from benchmark.interfaces import BadInput
-    from benchmark.plan import validate_names
-    from benchmark.specs import GridSpec
+    from benchmark.pipeline.plan import validate_names
     from registry.backbones import at_layer
 
     with pytest.raises(BadInput, match="bad --feature-layer 'layer9' for backbone 'resnet18': allowed: layer1, layer2"):

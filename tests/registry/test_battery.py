@@ -13,9 +13,9 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
+from benchmark.config.specs import TrainSpec
 from benchmark.interfaces import ClusterSpec
-from benchmark.specs import TrainSpec
-from benchmark.train import extract_features, train_pretext
+from benchmark.train.loop import extract_features, train_pretext
 from registry.backbones import BACKBONES, build_backbone
 from registry.clusterers import CLUSTERERS, Clusterer, build_clusterer
 from registry.datasets import DATASETS

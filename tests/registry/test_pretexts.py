@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.specs import TrainSpec
-from benchmark.train import extract_features, train_pretext
+from benchmark.config.specs import TrainSpec
+from benchmark.train.loop import extract_features, train_pretext
 from registry.backbones import build_backbone
+from registry.pretexts import PRETEXTS, build_pretext
 from registry.pretexts.autoencoder import AutoencoderOptions
 from registry.pretexts.colorization import ColorizationOptions, ab_bins, lab_to_rgb, rgb_to_lab, soft_encode
 from registry.pretexts.jigsaw import JigsawOptions, color_jitter, cut_tiles, permutation_set, tile_normalize
-from registry.pretexts import PRETEXTS, build_pretext
 from tests.conftest import make_photo
 
 TRAINING = [n for n in PRETEXTS.names() if n != "none"]

@@ -4,12 +4,19 @@ import contextlib
 import pytest
 import torch
 
-from benchmark.train import train_step
+from benchmark.train.loop import train_step
 from registry.backbones import build_backbone
 from registry.pretexts import PRETEXTS, build_pretext
 from registry.pretexts.jigsaw import JigsawOptions
-from registry.pretexts.relative_patch import (NEIGHBOURS, RelativePatchOptions, cut_pairs, jitter_window,
-                                              min_gap, patch_geometry, random_grayscale)
+from registry.pretexts.relative_patch import (
+    NEIGHBOURS,
+    RelativePatchOptions,
+    cut_pairs,
+    jitter_window,
+    min_gap,
+    patch_geometry,
+    random_grayscale,
+)
 
 S = 30  # 10-pixel cells
 DIRECTIONS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]  # (drow, dcol) of target k

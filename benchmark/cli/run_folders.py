@@ -1,0 +1,96 @@
+"""Command line: the commands that read run folders: `report`, `recommend`, `export`, `predict`, `diff`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from benchmark.cli.common import user_errors
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.outputs.report import write_report
+
+    with user_errors():
+        html_path, md_path = write_report(Path(args.run), n_best=args.best)
+    print(f"wrote {html_path} and {md_path}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.outputs.recommend import RULE, recommend
+    from benchmark.outputs.run_folder import load_run
+
+    with user_errors():
+        rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
+    c = rec.cell
+    print(f"recommended: {c['backbone']}/{c['pretext']}/{c['clusterer']} (weights {c['weights']})")
+    print(f"rule: {RULE}")
+    print(f"why: {rec.why}")
+    print("\nquality vs. throughput Pareto front (feature sets):")
+    print(tabulate(rec.pareto, headers="keys", tablefmt="github", showindex=False, floatfmt=".3f"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.outputs.export import export_cell
+
+    with user_errors():
+        m = export_cell(Path(args.run), Path(args.to), args.cell)
+    print(f"exported {m['cell']} to {args.to} (labels reproduce the run: {m['labels_match_run']})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from benchmark.outputs.export import predict
+
+    with user_errors():
+        r = predict(Path(args.export), Path(args.images), Path(args.out), args.device, not args.no_progress)
+    print(f"{r['n']} images assigned ({r['clusters']} clusters, {r['outliers']} outliers = -1), {r['skipped']} "
+          f"skipped, {r['images_per_s']:.1f} images/s end to end; wrote {args.out}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.outputs.recommend import diff_runs
+    from benchmark.outputs.run_folder import load_run
+
+    with user_errors():
+        d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
+    print(tabulate(d, headers="keys", tablefmt="github", showindex=False, floatfmt="+.3f", missingval="-"))
+    if args.out:
+        d.to_csv(args.out, index=False)
+    return 0
+
+
+def add_run_folder_commands(sub: Any) -> None:
+    """report, recommend, export, predict, diff: they read run folders."""
+    rep = sub.add_parser("report", help="write report.html and report.md into a run folder")
+    rep.add_argument("run")
+    rep.add_argument("--best", type=int, default=3, help="best cells to project and montage")
+    rep.set_defaults(func=cmd_report)
+    rec = sub.add_parser("recommend", help="the production recipe by a stated rule, and the Pareto front")
+    rec.add_argument("run")
+    rec.add_argument("--min-throughput", type=float, default=0.0, help="images/s floor for feature extraction")
+    rec.set_defaults(func=cmd_recommend)
+    exp = sub.add_parser("export", help="export a cell (default: the recommended one) as a recipe folder")
+    exp.add_argument("run")
+    exp.add_argument("--cell", help="backbone/pretext/clusterer[/seed] (default seed: the run's first)")
+    exp.add_argument("--to", required=True)
+    exp.set_defaults(func=cmd_export)
+    pre = sub.add_parser("predict", help="assign new photos with an exported recipe")
+    pre.add_argument("export")
+    pre.add_argument("images")
+    pre.add_argument("--out", required=True)
+    pre.add_argument("--device", default="auto")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.set_defaults(func=cmd_predict)
+    dif = sub.add_parser("diff", help="per-cell score changes between two runs (b - a)")
+    dif.add_argument("a")
+    dif.add_argument("b")
+    dif.add_argument("--out", help="CSV of the differences")
+    dif.set_defaults(func=cmd_diff)

@@ -1,0 +1,117 @@
+"""Result files: cells.csv (one row per cell), summary.csv, run.json, skipped.csv, assignments.csv (the
+leaderboard over seeds is ``benchmark.driver.summary``)."""
+from __future__ import annotations
+
+import io
+import math
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.pipeline.plan import cell_id as make_cell_id
+from benchmark.store.files import atomic_write_text
+
+COLUMNS = [
+    "dataset", "backbone", "weights", "pretext", "clusterer", "seed", "image_size", "n_images", "n_labeled",
+    "reduce", "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz",
+    "silhouette_sample", "silhouette_own", "silhouette_noise", "nmi", "ari", "cluster_acc", "stability",
+    "stability_std", "rankable", "rank_reason", "linear_probe_acc", "linear_probe_std", "probe_accuracies",
+    "pretext_loss", "pretext_acc", "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim",
+    "cluster_params", "status", "error", "notes", "feature_key", "probe_key", "cell_key",
+]
+TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
+STATUSES = ("ok", "degenerate", "failed", "skipped")
+
+
+def cell_id(row: Any) -> str:
+    """The id of a cells.csv row (backbone/pretext/clusterer/seed)."""
+    return make_cell_id(row["backbone"], row["pretext"], row["clusterer"], int(row["seed"]))
+
+
+def assignment_of(assign: dict[str, np.ndarray], row: Any) -> np.ndarray | None:
+    """A row's clusters from read_assignments (runs before the seed axis named columns b/p/c)."""
+    cid = cell_id(row)
+    if cid in assign:
+        return assign[cid]
+    return assign.get(cid.rsplit("/", 1)[0])
+
+
+def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
+    """All rows so far, atomically (a kill never leaves a half-written cells.csv)."""
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6g")
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_cells(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.to_dict("records")]
+
+
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    """summary.csv: the cells aggregated over seeds (benchmark.driver.summary), atomically."""
+    from benchmark.driver.summary import summarize
+
+    df = summarize(pd.DataFrame(rows, columns=COLUMNS))
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.6g")
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    df = pd.DataFrame(skipped, columns=["path", "reason"])
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def write_assignments(path: Path, names: list[str], labels: np.ndarray, class_names: list[str],
+                      cells: dict[str, np.ndarray]) -> None:
+    """One row per clustered image: path, label (empty if unlabeled), then one cluster column per cell."""
+    lab = [class_names[i] if i >= 0 else "" for i in labels]
+    df = pd.DataFrame({"path": names, "label": lab, **cells})  # one frame: no column-by-column inserts
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def read_assignments(path: Path) -> dict[str, np.ndarray]:
+    """{cell id: clusters} from an assignments.csv ({} when missing)."""
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path, keep_default_na=False)
+    return {c: df[c].to_numpy(np.int64) for c in df.columns if c not in ("path", "label")}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and device facts recorded in run.json."""
+    import sklearn
+    import timm
+    import torch
+
+    try:
+        import faiss
+
+        faiss_version = getattr(faiss, "__version__", "unknown")
+    except ImportError:
+        faiss_version = None
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+        "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "timm": timm.__version__, "faiss": faiss_version, "scikit_learn": sklearn.__version__,
+        "device": device, "git_commit": git_commit(), "cpu_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,116 @@
+"""What every executor shares: the spec, the protocol, the blocked-task rule. Executors run a plan's tasks respecting their dependencies and hand each result to the driver.
+
+Tasks get the store's location, not in-memory objects, so an executor may run them in other processes
+or on other machines; the driver (``on_done``) stays the only writer of the run files. A task whose
+dependency was skipped or failed is not run: it gets that status, with the reason. The executor is not
+part of a run's configuration (CONVENTIONS 7): the same plan gives the same keys and results in each."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from benchmark.interfaces import BadInput, check_choice
+from benchmark.pipeline.plan import Task
+from benchmark.pipeline.stages import TaskResult
+
+OnDone = Callable[[Task, TaskResult], None]
+EXECUTOR_NAMES = ("serial", "ray")
+EXTRACT_WITH = ("auto", "task", "ray-data")
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the machines that run the tasks have: whether CUDA is usable there, bf16 support, the device's
+    name (run.json). For the serial executor, this process's; for Ray, the cluster's."""
+
+    cuda: bool
+    bf16: bool
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """How stage tasks run (``--executor`` and the Ray options), validated before any compute.
+
+    address: None starts a private local Ray instance (``address="local"``), "auto" joins a running cluster,
+    host:port joins that one. gpus_per_task: GPUs a train/extract task asks for on CUDA (a fraction shares
+    one). extract_with: "task" (one Ray task per feature set), "ray-data" (Ray Data ``map_batches`` with an
+    actor pool), "auto" (ray-data above ``benchmark.executors.ray.data.AUTO_MIN_IMAGES``). num_cpus / num_gpus: the
+    CPUs and GPUs a private instance declares (None: the machine's). data_batch_size / data_pool: the Ray
+    Data batch size and actor pool size (None: one actor per GPU, or per CPU slot the task needs).
+    decode_shard_files: a photo folder of more new files than twice this is decoded by Ray tasks of this
+    many files each."""
+
+    name: str = "serial"
+    address: str | None = None
+    gpus_per_task: float = 1.0
+    extract_with: str = "auto"
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    data_batch_size: int = 256
+    data_pool: int | None = None
+    decode_shard_files: int = 512
+
+    def __post_init__(self) -> None:
+        check_choice("--executor", self.name, EXECUTOR_NAMES)
+        check_choice("--extract-with", self.extract_with, EXTRACT_WITH)
+        g = self.gpus_per_task
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0 or \
+                (g > 1 and g != int(g)):
+            raise BadInput(f"bad --gpus-per-task {g!r}: need a fraction in (0, 1] or a whole number of GPUs")
+        for flag, value, lo in (("--ray-num-cpus", self.num_cpus, 1), ("--ray-num-gpus", self.num_gpus, 0),
+                                ("--ray-batch-size", self.data_batch_size, 1), ("--ray-pool", self.data_pool, 1),
+                                ("decode shard size", self.decode_shard_files, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
+                raise BadInput(f"bad {flag} {value!r}: need an integer >= {lo}")
+        if self.name == "serial":
+            ray_only = {"--ray-address": self.address, "--ray-num-cpus": self.num_cpus,
+                        "--ray-num-gpus": self.num_gpus, "--ray-pool": self.data_pool}
+            given = [flag for flag, v in ray_only.items() if v is not None]
+            if self.extract_with == "ray-data":
+                given.append("--extract-with ray-data")
+            if given:
+                raise BadInput(f"bad {given[0]}: it needs --executor ray (the executor is serial)")
+        if self.address is not None and not self.address.strip():
+            raise BadInput("bad --ray-address '': allowed: auto, local, or HOST:PORT of a running cluster")
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self) -> DeviceFacts:
+        """Connect to the machines that run the tasks (before planning) and say what they have."""
+
+    def run(self, tasks: Sequence[Task], store_root: Path, on_done: OnDone, progress: bool = True) -> None:
+        """Run ``tasks`` (given in a topological order); call ``on_done`` once per task, in the driver."""
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records of the executor (name, versions, the cluster's resources)."""
+
+    def stop(self) -> None:
+        """Release what ``start`` took (a private Ray instance ends here)."""
+
+
+def blocked_result(task: Task, results: dict[str, TaskResult]) -> TaskResult | None:
+    """The result a task gets without running when a dependency did not finish ok (None: it may run)."""
+    for dep in task.deps:
+        r = results.get(dep)
+        if r is None or r.status == "ok":
+            continue
+        if r.status == "skipped":
+            return TaskResult(task.key, task.kind, status="skipped", error=r.error)
+        return TaskResult(task.key, task.kind, status="failed", error=r.error,
+                          info={"failed_upstream": r.kind})
+    return None
+
+
+def local_facts() -> DeviceFacts:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return DeviceFacts(cuda, bool(cuda and torch.cuda.is_bf16_supported()),
+                       torch.cuda.get_device_name(0) if cuda else None)
+
+

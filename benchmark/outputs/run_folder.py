@@ -1,0 +1,89 @@
+"""Reading a finished (or partial) run folder and the artifacts it points at, for report / recommend /
+export / diff. Old run folders are read as far as they go; what is missing is said in one line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.driver.results import COLUMNS, assignment_of, read_assignments, read_cells
+from benchmark.interfaces import BadInput
+from benchmark.store.artifacts import ArtifactStore, RunFolder
+
+
+@dataclass
+class Run:
+    path: Path
+    cells: pd.DataFrame
+    info: dict[str, Any]
+    skipped: pd.DataFrame
+
+    @property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.info.get("cache_dir", ".cache"))
+
+    @property
+    def older_layout(self) -> bool:
+        """Made before the artifact store (its cache cannot be read): scores only, no stored artifacts."""
+        return "labels_key" not in self.info
+
+    def missing(self, what: str) -> str:
+        """One line saying why ``what`` cannot be read from the store."""
+        if self.older_layout:
+            return (f"{self.path} was made by an older version of the harness (before the artifact store): its "
+                    f"{what} cannot be read; re-run the grid to get them")
+        return f"the {what} are not in the store {self.store.root} any more: re-run the grid"
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    def features(self, key: Any) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """(features (N, D), meta) of a feature key, or None when not in the store."""
+        if not isinstance(key, str) or not key:
+            return None
+        return self.store.get_array("features", key, mmap=True)
+
+    def feature_meta(self, key: Any) -> dict[str, Any] | None:
+        """The metadata of a feature set with its training's (loss curve) without reading the features."""
+        if not isinstance(key, str) or not key:
+            return None
+        meta = self.store.get_meta("features", key)
+        if meta and meta.get("train_key"):
+            meta = {**(self.store.get_weights_meta(meta["train_key"]) or {}), **meta}
+        return meta
+
+    def images(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(uint8 images (N,3,S,S), labels (N,)) of the run, or None when not in the store."""
+        from benchmark.data.images import open_image_set
+
+        key = str(self.info.get("images_key", ""))
+        if not key or self.store.get_images(key) is None:
+            return None
+        s = open_image_set(self.store, key, str(self.info.get("labels_key", "")))
+        return s.images, s.labels
+
+    def class_names(self) -> list[str]:
+        rec = self.store.get_labels(str(self.info.get("labels_key", "")))
+        return list(rec["class_names"]) if rec else []
+
+    def assignments(self) -> dict[str, np.ndarray]:
+        return read_assignments(self.folder.assignments)
+
+    def clusters_of(self, row: Any) -> np.ndarray | None:
+        return assignment_of(self.assignments(), row)
+
+
+def load_run(path: Path) -> Run:
+    folder = RunFolder(path)
+    if not folder.holds_run():
+        raise BadInput(f"bad run folder {str(path)!r}: no cells.csv in it")
+    info = folder.read_info() or {}
+    skipped = pd.read_csv(folder.skipped) if folder.skipped.is_file() else pd.DataFrame(columns=["path", "reason"])
+    cells = pd.DataFrame(read_cells(folder.cells)).reindex(columns=COLUMNS)  # older runs lack columns
+    if cells["seed"].isna().any():
+        cells["seed"] = cells["seed"].fillna((info.get("config") or {}).get("seed", 0))
+    return Run(path, cells, info, skipped)

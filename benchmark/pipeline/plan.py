@@ -1,0 +1,338 @@
+"""The planner: ``plan(spec, data) -> Plan``, a pure function from a validated grid to typed stage tasks.
+
+Each task is a frozen, picklable record with the keys of the tasks it depends on and its own key, built
+only from its own inputs:
+
+    DecodeTask    images key   = data content + S + decode version
+    TrainTask     weights key  = images key + backbone + weights + this pretext's options + train cfg + seed + runtime
+    ExtractTask   features key = images key + backbone + weights + trained-weights key + feature input + seed + runtime
+    ProbeTask     probe key    = features key + labels key + probe spec (solver included) + seed + device
+    ReduceTask    reduce key   = features key + reduction + seed
+    CellTask      cell key     = reduce key + features key + labels key + clusterer (+ version, options, k) + seed
+
+Nothing is computed here; names are validated against the registries before any compute."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
+from benchmark.runtime.threads import stage_limit
+from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
+
+TRAIN_VERSION = 1
+FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
+PROBE_VERSION = 2  # 2: batched torch solver by default, device in the key
+REDUCE_VERSION = 2  # 2: --reduce methods (none, standardize, l2, pca, umap)
+CELL_VERSION = 5  # 5: stability, silhouette in the clusterer's space and with noise, rankable
+COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the planner needs to know of the data (from its listing, before any decode)."""
+
+    dataset: str
+    labels_csv: str | None
+    images_key: str
+    labels_key: str
+    n_listed: int
+    n_classes: int  # among labeled listed images
+    decoder: str = "pil"  # "nvjpeg" for photo folders on CUDA (benchmark.data.nvjpeg)
+    split: str | None = None  # --split of data sets that have splits
+    limit: int | None = None  # --limit: a seeded subset
+    train_images_key: str | None = None  # --train-split: the images the pretexts train on (None: images_key)
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The compute settings that change numbers (part of the feature key, CONVENTIONS 2)."""
+
+    device: str
+    precision: str
+    channels_last: bool
+    channels_last_infer: bool
+    threads: int
+    deterministic: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    key: str
+    dataset: str
+    labels_csv: str | None
+    image_size: int
+    decoder: str = "pil"
+    split: str | None = None
+    limit: int | None = None
+    deps: tuple[str, ...] = ()
+    kind: str = "decode"
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    key: str
+    images_key: str
+    backbone: str
+    pretext: str
+    options: object  # the pretext's Options
+    train: TrainSpec
+    seed: int
+    image_size: int
+    weights_path: str | None
+    runtime: RuntimeInfo
+    deps: tuple[str, ...] = ()
+    kind: str = "train"
+
+
+@dataclass(frozen=True)
+class ExtractTask:
+    key: str
+    images_key: str
+    backbone: str
+    pretext: str  # whose feature input the backbone sees (and whose training, when train_key is set)
+    options: object
+    train_key: str | None
+    seed: int
+    image_size: int
+    batch_size: int
+    weights_path: str | None
+    runtime: RuntimeInfo
+    feature_layer: str | None = None  # --feature-layer: the pooled output of this stage
+    deps: tuple[str, ...] = ()
+    kind: str = "extract"
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    key: str
+    features_key: str
+    images_key: str
+    labels_key: str
+    probe: ProbeSpec
+    seed: int
+    device: str = "cpu"  # where the torch solver runs (the run's device)
+    blas_threads: int | None = 1  # benchmark.runtime.threads.stage_limit for this data set (part of the key)
+    deps: tuple[str, ...] = ()
+    kind: str = "probe"
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    key: str
+    features_key: str
+    method: str  # see benchmark.scoring.reduce.METHODS
+    dims: int
+    seed: int
+    deps: tuple[str, ...] = ()
+    kind: str = "reduce"
+
+
+@dataclass(frozen=True)
+class CellTask:
+    key: str
+    features_key: str
+    reduce_key: str
+    images_key: str
+    labels_key: str
+    clusterer: str
+    k: int
+    cluster: ClusterSpec
+    seed: int
+    device: str
+    blas_threads: int | None = 1  # benchmark.runtime.threads.stage_limit for this data set (part of the key)
+    deps: tuple[str, ...] = ()
+    kind: str = "cell"
+
+
+Task = Union[DecodeTask, TrainTask, ExtractTask, ProbeTask, ReduceTask, CellTask]
+
+
+@dataclass(frozen=True)
+class CellSlot:
+    """One cell of the grid (backbone / pretext / clusterer / seed) and the tasks that produce its row."""
+
+    backbone: str
+    pretext: str
+    clusterer: str
+    seed: int
+    features_key: str
+    probe_key: str
+    cell_key: str
+    notes: str = ""
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.backbone, self.pretext, self.clusterer, self.seed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: GridSpec
+    data: DataInfo
+    runtime: RuntimeInfo
+    k: int
+    tasks: tuple[Task, ...]  # topological order, one task per key
+    cells: tuple[CellSlot, ...]  # grid order
+    by_key: dict[str, Task] = field(default_factory=dict, compare=False)
+
+    def needed_for(self, slots: list[CellSlot]) -> list[Task]:
+        """The tasks (in plan order) that the given cells' rows need: their cell and probe tasks and
+        everything those depend on."""
+        want: set[str] = set()
+        stack = [k for s in slots for k in (s.cell_key, s.probe_key)]
+        while stack:
+            key = stack.pop()
+            if key in want or key not in self.by_key:
+                continue
+            want.add(key)
+            stack.extend(self.by_key[key].deps)
+        return [t for t in self.tasks if t.key in want]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tasks:
+            out[t.kind] = out.get(t.kind, 0) + 1
+        return out
+
+
+def cell_id(backbone: str, pretext: str, clusterer: str, seed: int) -> str:
+    """The one spelling of a cell id (CONVENTIONS 5: the seed is part of the cell)."""
+    return f"{backbone}/{pretext}/{clusterer}/{seed}"
+
+
+def parse_cell_id(text: str) -> tuple[str, str, str, int | None]:
+    """``backbone/pretext/clusterer[/seed]`` -> parts (seed None when not given). timm names hold no '/'."""
+    parts = text.split("/")
+    if len(parts) == 4 and parts[3].isdigit():
+        return parts[0], parts[1], parts[2], int(parts[3])
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2], None
+    raise BadInput(f"bad cell {text!r}: write backbone/pretext/clusterer[/seed]")
+
+
+def check_member_names(backbones: tuple[str, ...], pretexts: tuple[str, ...], clusterers: tuple[str, ...]) -> None:
+    """Every name must exist in its registry (timm names against timm's list)."""
+    from registry.backbones import check_backbone
+    from registry.clusterers import CLUSTERERS
+    from registry.pretexts import PRETEXTS
+
+    for b in backbones:
+        check_backbone(b)
+    for p in pretexts:
+        PRETEXTS.get(p)
+    for c in clusterers:
+        CLUSTERERS.get(c)
+
+
+def validate_names(spec: GridSpec) -> None:
+    """Every name must exist in its registry (timm names against timm's list); sizes must fit; paths exist."""
+    import os
+
+    from registry.backbones import check_image_size
+    from registry.pretexts import PRETEXTS
+
+    check_member_names(spec.backbones, spec.pretexts, spec.clusterers)
+    for b in spec.backbones:
+        check_image_size(b, spec.image_size)
+    if spec.feature_layer:
+        from registry.backbones import feature_layers
+
+        for b in spec.backbones:
+            allowed = feature_layers(b)
+            if allowed and spec.feature_layer not in allowed:
+                raise BadInput(f"bad --feature-layer {spec.feature_layer!r} for backbone {b!r}: allowed: "
+                               f"{', '.join(allowed)}")
+    for name, _opts in spec.pretext_options:
+        PRETEXTS.get(name)
+    for c in spec.clusterers:
+        spec.reduction_for(c)
+    if spec.labels and not os.path.isfile(spec.labels):
+        raise BadInput(f"bad --labels {spec.labels!r}: no such file")
+    for bname, path in spec.weights_paths().items():
+        if not os.path.isfile(path):
+            raise BadInput(f"bad --weights {bname}={path!r}: no such file")
+
+
+def has_layers(backbone: str) -> bool:
+    from registry.backbones import feature_layers
+
+    return bool(feature_layers(backbone))
+
+
+def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
+    if spec.cluster.k == "auto":
+        return 0  # chosen per cell
+    if spec.cluster.k is not None:
+        return int(spec.cluster.k)
+    if data.n_classes >= 2:
+        return data.n_classes
+    raise BadInput("no labels to take the number of clusters from: pass --k")
+
+
+def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: dict[str, str] | None = None
+         ) -> Plan:
+    """The task graph of ``spec`` (see the module docstring). ``weights_digests``: {backbone: content hash of
+    its --weights checkpoint}."""
+    from registry.backbones import backbone_info
+    from registry.clusterers import clusterer_class
+    from registry.pretexts import build_pretext
+
+    validate_names(spec)
+    k = number_of_clusters(spec, data)
+    tasks: dict[str, Task] = {}
+    decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size, data.decoder, data.split,
+                        data.limit)
+    tasks[decode.key] = decode
+    train_images = data.train_images_key or data.images_key
+    if train_images != data.images_key:
+        tasks[train_images] = DecodeTask(train_images, data.dataset, data.labels_csv, spec.image_size, data.decoder,
+                                         spec.train_split, data.limit)
+    slots: list[CellSlot] = []
+    for seed in spec.seeds:
+        for bname in spec.backbones:
+            info = backbone_info(bname)
+            wpath = spec.weights_paths().get(bname) if info.uses_weights else None
+            weights = (wpath, (weights_digests or {}).get(bname)) if wpath else None
+            for pname in spec.pretexts:
+                pretext = build_pretext(pname, spec.options_for(pname))
+                notes = ""
+                if pretext.trains and not info.trainable:  # raw pixels: the pretext changes nothing
+                    notes = f"{pname} has nothing to train in {bname}; {COPY_NOTE}"
+                    pretext = build_pretext("none")
+                train_key = None
+                if pretext.trains:
+                    train_key = stable_hash(["weights", TRAIN_VERSION, train_images, bname, weights, pretext.key(),
+                                             spec.train, seed, spec.image_size, runtime])
+                    tasks.setdefault(train_key, TrainTask(
+                        train_key, train_images, bname, pretext.name, pretext.opts, spec.train, seed,
+                        spec.image_size, wpath, runtime, deps=(train_images,)))
+                batch = max(spec.train.batch_size, 128)
+                layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
+                fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
+                                    pretext.name, seed, spec.image_size, batch, runtime]
+                                   + ([layer] if layer else []))
+                tasks.setdefault(fkey, ExtractTask(
+                    fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
+                    batch, wpath, runtime, layer,
+                    deps=(data.images_key,) + ((train_key,) if train_key else ())))
+                pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
+                                    stage_limit("probe", data.n_listed), runtime.device])
+                tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
+                                                 runtime.device, stage_limit("probe", data.n_listed), deps=(fkey,)))
+                for cname in spec.clusterers:
+                    cls = clusterer_class(cname)
+                    method, dims = spec.reduction_for(cname)
+                    rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed,
+                                        [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA, UMAP_EPOCHS] if method == "umap" else None])
+                    tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
+                    ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
+                                        spec.cluster, seed, runtime.device, stage_limit("cell", data.n_listed)])
+                    tasks.setdefault(ckey, CellTask(ckey, fkey, rkey, data.images_key, data.labels_key, cname, k,
+                                                    spec.cluster, seed, runtime.device,
+                                                    stage_limit("cell", data.n_listed), deps=(rkey, fkey)))
+                    slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes))
+    ordered = tuple(tasks.values())  # insertion order is a topological order: deps are added first
+    return Plan(spec, data, runtime, k, ordered, tuple(slots), by_key=dict(tasks))

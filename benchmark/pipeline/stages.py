@@ -1,0 +1,355 @@
+"""Stage tasks run: ``execute(task, store_root) -> TaskResult``.
+
+A task reads its inputs from the artifact store and writes its output there; only a small record
+travels back (to the driver, the one writer of the run files), so a task can run in another process or
+on another machine. A finished artifact is read, never recomputed (``computed`` False)."""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, Task, TrainTask
+from benchmark.store.artifacts import ArtifactStore
+
+
+@dataclass
+class TaskResult:
+    """What a task reports: status (ok / skipped / failed), whether it computed (vs. found its artifact),
+    seconds per stage, and a small info dict."""
+
+    key: str
+    kind: str
+    status: str = "ok"
+    error: str = ""
+    computed: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (category name, message) the task raised
+    placement: dict[str, Any] = field(default_factory=dict)  # where it ran (node, GPUs; the Ray executor)
+
+
+def _backbone(task: TrainTask | ExtractTask, gray: bool = False):  # noqa: ANN202
+    from registry.backbones import WeightsRequest, build_backbone
+
+    torch.manual_seed(task.seed)  # random init is part of the seeded recipe
+    return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),
+                          channels=1 if gray else 3)
+
+
+def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.data.images import decode_listing, listing_fingerprint
+    from registry.datasets import limit_listing, resolve_dataset
+
+    got = store.get_images(task.key)
+    if got is not None:
+        meta = got[1]
+        return TaskResult(task.key, task.kind, info=_decode_info(meta))
+    listing = limit_listing(resolve_dataset(task.dataset, task.labels_csv, task.split).list(), task.limit)
+    t0 = time.perf_counter()
+    _fp, shas = listing_fingerprint(listing, store)
+    meta = decode_listing(listing, task.image_size, task.key, shas, store, progress, task.decoder)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"decode": time.perf_counter() - t0},
+                      info={**_decode_info(meta), "decoded_now": meta["decoded_now"]})
+
+
+def _decode_info(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"n": len(meta["names"]), "n_skipped": len(meta["skipped"]), "grayscale": meta["grayscale"]}
+
+
+def _not_applicable(task: TrainTask | ExtractTask, store: ArtifactStore) -> str | None:
+    from registry.pretexts import build_pretext
+
+    got = store.get_images(task.images_key)
+    gray = bool(got[1]["grayscale"]) if got else False
+    return build_pretext(task.pretext, task.options).not_applicable(gray, task.backbone)  # type: ignore[arg-type]
+
+
+def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.data.images import open_image_set
+    from benchmark.runtime.device import detect_runtime
+    from benchmark.train.loop import train_pretext
+    from registry.pretexts import build_pretext
+
+    reason = _not_applicable(task, store)
+    if reason:
+        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+    meta = store.get_verified_weights_meta(task.key)
+    if meta is not None:
+        return TaskResult(task.key, task.kind, info=meta)
+    images = open_image_set(store, task.images_key, None)
+    pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    backbone = _backbone(task)
+    rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
+    from benchmark.runtime.gpu_monitor import sampled
+    from benchmark.train.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(store.checkpoint_file(task.key))
+    (result, _head), util = sampled(rt.device, lambda: train_pretext(backbone, pretext, images.images, task.train,
+                                                                      rt, task.seed, progress, checkpoint))
+    meta = {"pretext_loss": result.final_loss, "pretext_acc": result.final_acc, "train_s": result.seconds,
+            "step_losses": result.step_losses, "epoch_losses": result.epoch_losses, "steps": result.steps,
+            "stopped_at_epoch": result.stopped_at_epoch, "resumed_at_step": result.resumed_at_step,
+            "weights": backbone.weights, "train_compile_s": result.compile_s, "gpu_util": util}
+    store.put_weights(task.key, backbone.state_dict(), meta)
+    checkpoint.clear()  # the weights are stored: the checkpoint has done its job
+    return TaskResult(task.key, task.kind, computed=True, info=meta,
+                      seconds={"train": result.seconds, "compile": result.compile_s})
+
+
+@dataclass
+class Extractor:
+    """What an extract task computes with: the backbone (trained weights loaded, cut at the feature layer),
+    the image store, the runtime, the pretext whose feature input the backbone sees, the training meta."""
+
+    backbone: Any
+    images: Any  # benchmark.data.images.ImageSet
+    rt: Any  # benchmark.runtime.device.Runtime
+    pretext: Any
+    train_meta: dict[str, Any]
+
+
+def extractor(task: ExtractTask, store: ArtifactStore) -> Extractor:
+    """Build what ``task`` extracts with (the same for one task or a Ray Data actor pool)."""
+    from benchmark.data.images import open_image_set
+    from benchmark.runtime.device import detect_runtime
+    from registry.pretexts import build_pretext
+
+    images = open_image_set(store, task.images_key, None)
+    backbone = _backbone(task, images.grayscale)
+    train_meta: dict[str, Any] = {}
+    if task.train_key:
+        got = store.get_weights(task.train_key)
+        if got is None:
+            raise RuntimeError(f"trained weights {task.train_key} are missing from {store.root}")
+        state, train_meta = got
+        backbone.load_state_dict(state)
+    rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
+    pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    if task.feature_layer:
+        from registry.backbones import at_layer
+
+        backbone = at_layer(backbone, task.feature_layer)
+    return Extractor(backbone, images, rt, pretext, train_meta)
+
+
+def extraction_meta(task: ExtractTask, feats: np.ndarray, secs: float, weights: str, trainable: bool,
+                    train_meta: dict[str, Any], compile_s: float = 0.0, util: float | None = None) -> dict[str, Any]:
+    """The features artifact's meta (the NaN check first: non-finite features fail the task)."""
+    if not np.isfinite(feats).all():
+        raise RuntimeError(f"{task.backbone}/{task.pretext}: features contain NaN or inf")
+    n = feats.shape[0]
+    return {"weights": weights, "extract_s": secs, "images_per_s": n / secs if secs > 0 else None,
+            "feature_dim": int(feats.shape[1]), "trainable": bool(trainable),
+            "pretext_loss": train_meta.get("pretext_loss"), "pretext_acc": train_meta.get("pretext_acc"),
+            "train_s": train_meta.get("train_s", 0.0), "train_key": task.train_key,
+            "extract_compile_s": compile_s, "gpu_util": util}
+
+
+def extraction_done(task: ExtractTask, store: ArtifactStore) -> TaskResult | None:
+    """The result of an extract task that needs no compute: skipped (its pretext cannot apply) or cached."""
+    reason = _not_applicable(task, store)
+    if reason:
+        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+    cached = store.get_array("features", task.key, mmap=True)
+    return TaskResult(task.key, task.kind, info=cached[1]) if cached is not None else None
+
+
+def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.runtime.gpu_monitor import sampled
+    from benchmark.train.loop import extract_features
+
+    done = extraction_done(task, store)
+    if done is not None:
+        return done
+    ex = extractor(task, store)
+    timing: dict[str, float] = {}
+    (feats, secs), util = sampled(ex.rt.device, lambda: extract_features(
+        ex.backbone, ex.images.images, ex.rt, batch_size=task.batch_size, progress=progress, pretext=ex.pretext,
+        timing=timing))
+    meta = extraction_meta(task, feats, secs, ex.backbone.weights, ex.backbone.trainable, ex.train_meta,
+                           timing.get("compile_s", 0.0), util)
+    store.put_array("features", task.key, feats, meta)
+    return TaskResult(task.key, task.kind, computed=True, info=meta,
+                      seconds={"extract": secs, "compile": timing.get("compile_s", 0.0)})
+
+
+def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.data.images import open_image_set
+    from benchmark.probe.protocol import linear_probe
+
+    rec = store.get_record("probes", task.key)
+    if rec is not None:
+        return TaskResult(task.key, task.kind, info=rec)
+    feats = _features(store, task.features_key)
+    labels = open_image_set(store, task.images_key, task.labels_key).labels
+    from benchmark.runtime.threads import limit_threads
+
+    t0 = time.perf_counter()
+    with limit_threads(task.blas_threads):
+        probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed, task.device)
+    secs = time.perf_counter() - t0
+    rec = {"probe_acc": probe.mean, "probe_std": probe.std, "accuracies": list(probe.accuracies),
+           "probe_c": list(probe.chosen_c), "probe_k": probe.k_per_class, "n_test": probe.n_test,
+           "probe_reason": probe.reason, "probe_s": secs, "probe_solver": task.probe.solver}
+    store.put_record("probes", task.key, rec)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"probe": secs}, info=rec)
+
+
+def _features(store: ArtifactStore, key: str) -> np.ndarray:
+    got = store.get_array("features", key, mmap=True)
+    if got is None:
+        raise RuntimeError(f"features {key} are missing from {store.root}")
+    return got[0]
+
+
+def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    from benchmark.runtime.threads import stage_threads
+    from benchmark.scoring.reduce import fit_reduction
+
+    cached = store.get_array("reductions", task.key, mmap=True)
+    if cached is not None:
+        return TaskResult(task.key, task.kind, info=cached[1])
+    t0 = time.perf_counter()
+    feats = np.asarray(_features(store, task.features_key))
+    with stage_threads("cell", feats.shape[0]):
+        _red, _X, Xc, params = fit_reduction(feats, task.method, task.dims, task.seed)
+    secs = time.perf_counter() - t0
+    meta = {"method": task.method, "dims": int(Xc.shape[1]), "params": params, "reduce_s": secs}
+    store.put_array("reductions", task.key, Xc, meta)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"reduce": secs}, info=meta)
+
+
+STABILITY_REPEATS = 3  # fits of a seeded clusterer on the same features (seeds s, s+1000, s+2000)
+
+
+K_AUTO_MAX = 15
+K_AUTO_STABLE = 0.8
+K_AUTO_SAMPLE = 3000
+
+
+def choose_k(task: CellTask, Xc: np.ndarray) -> tuple[int, list[list[float]]]:
+    """``--k auto`` for clusterers that take k: for k = 2..min(15, N/10), the silhouette (in the clusterer's
+    space, on a seeded sample of 3,000) and the stability (mean pairwise ARI of 3 seeds; 1 for unseeded
+    clusterers); pick the best silhouette among k with stability >= 0.8 (all k when none is). No labels used.
+    Returns (k, [[k, silhouette, stability], ...])."""
+    from benchmark.scoring.metrics import stability
+    from benchmark.scoring.silhouette import silhouette_torch
+    from registry.clusterers import build_clusterer, clusterer_class
+
+    if not clusterer_class(task.clusterer).uses_k:
+        return 2, []
+    n = len(Xc)
+    rng = np.random.default_rng(task.seed)
+    sample = np.sort(rng.permutation(n)[:K_AUTO_SAMPLE])
+    curve: list[list[float]] = []
+    for k in range(2, max(2, min(K_AUTO_MAX, n // 10)) + 1):
+        runs = []
+        for i in range(STABILITY_REPEATS if clusterer_class(task.clusterer).seeded else 1):
+            runs.append(build_clusterer(task.clusterer, k, task.cluster, task.seed + 1000 * i).fit(Xc))
+        lab = runs[0][sample]
+        sil = silhouette_torch(Xc[sample], lab) if len(np.unique(lab[lab >= 0])) >= 2 else float("nan")
+        curve.append([k, round(float(sil), 6), round(stability(runs)[0], 6)])
+    stable = [c for c in curve if c[2] >= K_AUTO_STABLE and np.isfinite(c[1])] or \
+        [c for c in curve if np.isfinite(c[1])] or curve
+    return int(max(stable, key=lambda c: c[1])[0]), curve
+
+
+def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult:
+    import json
+
+    from benchmark.data.images import open_image_set
+    from benchmark.scoring.metrics import (
+        external_scores,
+        internal_scores,
+        rankability,
+        silhouette_with_noise,
+        stability,
+    )
+    from benchmark.scoring.reduce import fit_reduction
+    from registry.clusterers import build_clusterer
+
+    cached = store.get_cell(task.key)
+    if cached is not None:
+        return TaskResult(task.key, task.kind, info=cached[0])
+    got = store.get_array("reductions", task.reduce_key)
+    if got is None:
+        raise RuntimeError(f"reduction {task.reduce_key} is missing from {store.root}")
+    Xc, red_meta = got
+    Xc = np.asarray(Xc)
+    _red, X, _, _ = fit_reduction(np.asarray(_features(store, task.features_key)), "standardize", 0, task.seed)
+    labels = open_image_set(store, task.images_key, task.labels_key).labels
+    from benchmark.runtime.threads import limit_threads
+
+    k, k_curve = task.k, None
+    with limit_threads(task.blas_threads):
+        if k == 0:
+            k, k_curve = choose_k(task, Xc)
+    clusterer = build_clusterer(task.clusterer, k, task.cluster, task.seed, use_gpu=task.device == "cuda")
+    with limit_threads(task.blas_threads):
+        t0 = time.perf_counter()
+        assign = clusterer.fit(Xc)
+        cluster_s = time.perf_counter() - t0
+        repeats = [assign]
+        if clusterer.seeded:  # the notebook's test: repeat it, do you get the same pattern?
+            for i in range(1, task.cluster.stability_repeats):
+                again = build_clusterer(task.clusterer, k, task.cluster, task.seed + 1000 * i,
+                                        use_gpu=task.device == "cuda")
+                repeats.append(again.fit(Xc))
+        stab, stab_std = stability(repeats) if len(repeats) > 1 or not clusterer.seeded else (None, None)
+        t0 = time.perf_counter()
+        inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
+        own = internal_scores(Xc, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
+        sil_noise = silhouette_with_noise(X, assign, task.cluster.silhouette_max_n, task.seed, task.device)
+        outer = external_scores(labels, assign)
+        score_s = time.perf_counter() - t0
+    params = {**clusterer.params, **(red_meta.get("params") or {})}
+    if k_curve is not None:
+        params.update(k=k, k_from="auto: the best silhouette among k with stability >= 0.8", k_curve=k_curve)
+    status = "ok" if not inner.reason else "degenerate"
+    rankable, why = rankability(assign, status)
+    rec = dict(n_clusters=inner.n_clusters, noise_fraction=inner.noise_fraction, silhouette=inner.silhouette,
+               davies_bouldin=inner.davies_bouldin, calinski_harabasz=inner.calinski_harabasz,
+               silhouette_sample=inner.silhouette_sample, silhouette_own=own.silhouette,
+               silhouette_noise=sil_noise, stability=stab, stability_std=stab_std, rankable=rankable,
+               rank_reason=why, reduce=red_meta.get("method"), cluster_s=cluster_s,
+               cluster_params=json.dumps(params, sort_keys=True), status=status, error=inner.reason)
+    if outer is not None:
+        rec.update(nmi=outer.nmi, ari=outer.ari, cluster_acc=outer.cluster_acc)
+    store.put_cell(task.key, rec, assign)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"cluster": cluster_s, "score": score_s}, info=rec)
+
+
+RUNNERS: dict[type, Callable[[Any, ArtifactStore, bool], TaskResult]] = {
+    DecodeTask: run_decode, TrainTask: run_train, ExtractTask: run_extract, ProbeTask: run_probe,
+    ReduceTask: run_reduce, CellTask: run_cell,
+}
+
+
+def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskResult:
+    """Run one task against the store at ``store_root``; an exception becomes a failed result. The
+    warnings the task raised travel back in ``warnings`` (the driver shows and logs them)."""
+    from benchmark.interfaces import BadInput
+
+    store = ArtifactStore(store_root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            result = RUNNERS[type(task)](task, store, progress)
+        except Exception as exc:  # noqa: BLE001  a failing task fails its dependents only
+            result = TaskResult(task.key, task.kind, status="failed",
+                                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                                info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__,
+                                      "bad_input": isinstance(exc, BadInput)})
+    result.warnings = list(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
+    result.pid = os.getpid()
+    return result
