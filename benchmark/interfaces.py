@@ -10,10 +10,28 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+
+class Status(str, Enum):
+    """The status of a task and of a cells.csv row: ``ok``; ``degenerate`` (scores undefined, e.g. one
+    cluster); ``failed`` (an error of its own or upstream); ``skipped`` (by a rule: a pretext that does not
+    apply). Compares equal to its value and writes as it."""
+
+    OK = "ok"
+    DEGENERATE = "degenerate"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 class BadInput(ValueError):
@@ -40,6 +58,87 @@ def check_range(name: str, value: float, lo: float, hi: float, hi_open: bool = F
     ok = ok and lo <= value and (value < hi if hi_open else value <= hi)
     if not ok:
         raise BadInput(f"bad {name} {value!r}: allowed {lo:g} <= value {'<' if hi_open else '<='} {hi:g}")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What one configuration field accepts (scikit-learn's ``_parameter_constraints`` is the model), declared
+    in the field's metadata (``setting``) and checked at construction (``check_settings``), before any compute.
+
+    kind: ``int``, ``real``, ``choice``, ``bool``, ``text``, ``names`` (a comma list of names), ``ints`` (a
+    comma list of integers, each in [lo, hi]); lo/hi: inclusive bounds (``lo_open``: lo excluded);
+    ``optional``: None allowed; ``auto``: the string "auto" allowed too."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    auto: bool = False
+    lo_open: bool = False
+
+    def allowed(self) -> str:
+        """What is allowed, in words: "an integer >= 1", "one of sgd, adam", ..."""
+        if self.kind == "choice":
+            return ", ".join(self.choices)
+        bounds = []
+        if self.lo is not None:
+            bounds.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            bounds.append(f"<= {self.hi:g}")
+        what = {"int": "an integer", "real": "a finite number", "bool": "true or false", "text": "text",
+                "names": "a comma list of names", "ints": "a comma list of integers"}[self.kind]
+        return " ".join([what, " and ".join(bounds)]).strip() + (", or auto" if self.auto else "")
+
+    def _number_ok(self, value: Any) -> bool:
+        integral = self.kind in ("int", "ints")
+        if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        return low_ok and (self.hi is None or value <= self.hi)
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if self.auto and value == "auto":
+            return True
+        if self.kind in ("int", "real"):
+            return self._number_ok(value)
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "text":
+            return isinstance(value, str)
+        if self.kind == "names":
+            return isinstance(value, tuple) and all(isinstance(v, str) and v for v in value)
+        return isinstance(value, tuple) and all(self._number_ok(v) for v in value)  # ints
+
+    def check(self, label: str, value: Any) -> None:
+        if not self.ok(value):
+            sep = ": allowed:" if self.kind == "choice" else ": need"
+            raise BadInput(f"bad {label} {value!r}{sep} {self.allowed()}")
+
+
+def setting(default: Any = dataclasses.MISSING, constraint: Constraint | None = None, *, flag: str = "",
+            label: str = "", help: str = "", factory: Callable[[], Any] | None = None) -> Any:
+    """A configuration field: its default, its constraint, its command-line flag (without dashes; "" for
+    none), the label its error messages use (default: the field name with spaces) and its help text."""
+    meta = {"constraint": constraint, "flag": flag, "label": label, "help": help}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_settings(obj: Any) -> None:
+    """Check every field of a dataclass that declares a constraint (BadInput names the value and what is
+    allowed)."""
+    for f in fields(obj):
+        c = f.metadata.get("constraint")
+        if c is not None:
+            c.check(f.metadata.get("label") or f.name.replace("_", " "), getattr(obj, f.name))
 
 
 def stable_hash(obj: object, n: int = 16) -> str:
@@ -84,28 +183,19 @@ class NoOptions(Options):
 class ClusterSpec:
     """Clusterer options: k for k-means types (None: number of classes), DBSCAN eps (None: k-distance knee)."""
 
-    k: int | str | None = None  # "auto": chosen per cell by internal criteria (benchmark.pipeline.stages.choose_k)
-    eps: float | None = None
-    min_samples: int = 5
-    density_dims: int = 50  # PCA copy for density clusterers (0 = no reduction)
-    silhouette_max_n: int = 20000  # above this, silhouette is computed on a seeded sample
-    kmeans_n_init: int = 4  # k-means restarts (scikit-learn KMeans)
-    stability_repeats: int = 3  # fits of a seeded clusterer for the stability column (1: not measured)
+    k: int | str | None = setting(None, Constraint("int", 2, optional=True, auto=True), flag="k",
+                                  help="clusters for k-means types (default: the number of classes); auto: chosen "
+                                       "per cell by silhouette and stability")
+    eps: float | None = setting(None, Constraint("real", 0, optional=True, lo_open=True), flag="eps",
+                                help="DBSCAN eps (default: the k-distance knee)")
+    min_samples: int = setting(5, Constraint("int", 2))
+    density_dims: int = setting(50, Constraint("int", 0))  # PCA copy for density clusterers (0 = no reduction)
+    silhouette_max_n: int = setting(20000, Constraint("int", 1))  # above this, silhouette on a seeded sample
+    kmeans_n_init: int = setting(4, Constraint("int", 1))  # k-means restarts (scikit-learn KMeans)
+    stability_repeats: int = setting(3, Constraint("int", 1))  # fits of a seeded clusterer for stability
 
     def __post_init__(self) -> None:
-        if self.k is not None and self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int)
-                                                         or self.k < 2):
-            raise BadInput(f"bad k {self.k!r}: need an integer >= 2, or auto")
-        if self.eps is not None:
-            check_positive("eps", self.eps)
-        for name in ("kmeans_n_init", "stability_repeats"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise BadInput(f"bad {name} {v!r}: need an integer >= 1")
-        if self.min_samples < 2:
-            raise BadInput(f"bad min samples {self.min_samples!r}: need >= 2")
-        check_positive("density dims", self.density_dims, allow_zero=True)
-        check_positive("silhouette max n", self.silhouette_max_n)
+        check_settings(self)
 
 
 @dataclass

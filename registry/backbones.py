@@ -313,7 +313,7 @@ def dec_ae(image_size: int, req: WeightsRequest) -> Backbone:
 
     def mlp(sizes: list[int]) -> list[nn.Module]:
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU(inplace=True))

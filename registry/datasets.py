@@ -64,7 +64,7 @@ class SamplePhotosSource:
         h = hashlib.sha256(b"".join(i.tobytes() for i in data.images)).hexdigest()[:16]
         rng = np.random.default_rng(self.seed)
         boxes, labels, names = [], [], []
-        for fname, photo in zip(data.filenames, data.images):
+        for fname, photo in zip(data.filenames, data.images, strict=False):
             ph_h, ph_w = photo.shape[:2]
             for j in range(self.per_photo):
                 ph, pw = (int(v) for v in rng.integers(48, 160, size=2))
@@ -107,7 +107,7 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     if bad and len(bad) == len(rows):
         raise BadInput(f"bad labels file {str(path)!r}: need two columns filename,label")
     if bad:
-        warnings.warn(f"labels file {path}: {len(bad)} rows without filename,label ignored")
+        warnings.warn(f"labels file {path}: {len(bad)} rows without filename,label ignored", stacklevel=2)
     bad_rows = set(bad)
     repeated, conflicting = [], []
     for r in (r for i, r in enumerate(rows) if i not in bad_rows):
@@ -117,10 +117,10 @@ def read_labels_csv(path: Path) -> dict[str, str]:
             continue
         mapping[name] = label
     if repeated:
-        warnings.warn(f"labels file {path}: {len(repeated)} duplicate rows ignored, e.g. {repeated[0]!r}")
+        warnings.warn(f"labels file {path}: {len(repeated)} duplicate rows ignored, e.g. {repeated[0]!r}", stacklevel=2)
     if conflicting:
         warnings.warn(f"labels file {path}: {len(conflicting)} files listed twice with different labels; keeping "
-                      f"the first, e.g. {conflicting[0]!r}")
+                      f"the first, e.g. {conflicting[0]!r}", stacklevel=2)
     return mapping
 
 
@@ -145,13 +145,13 @@ class FolderSource:
             ambiguous = sorted(k for k in mapping if k not in rels and base_count.get(k, 0) > 1)
             if ambiguous:
                 warnings.warn(f"labels file: {len(ambiguous)} bare file names match several images and are "
-                              f"ignored (give the path relative to the folder), e.g. {ambiguous[0]!r}")
+                              f"ignored (give the path relative to the folder), e.g. {ambiguous[0]!r}", stacklevel=2)
             out = [mapping.get(r, mapping.get(Path(r).name) if base_count[Path(r).name] == 1 else None)
                    for r in rels]
             unmatched = sorted(set(mapping) - set(rels) - set(base_count))
             if unmatched:
                 warnings.warn(f"labels file: {len(unmatched)} listed files not found among the images, "
-                              f"e.g. {unmatched[0]!r}")
+                              f"e.g. {unmatched[0]!r}", stacklevel=2)
             return out, "csv"
         tops = {r.split("/", 1)[0] for r in rels if "/" in r}
         if len(tops) >= 2:  # ImageFolder style; files at the top level stay unlabeled

@@ -15,14 +15,18 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmark.cli.common import RESULTS, UsageError, _Parser, _split, user_errors
+from benchmark.cli.common import RESULTS, UsageError, _Parser, user_errors
 from benchmark.cli.measure import add_measurement_commands
 from benchmark.cli.reproduce import add_reproduce_command
+from benchmark.cli.run_flags import add_executor_args, apply_run_flags, executor_spec_from_args
+from benchmark.cli.run_flags import add_run_args as add_grid_args
 from benchmark.cli.run_folders import add_run_folder_commands
 from benchmark.config.presets import load_preset, preset_names, spec_from_config
 from benchmark.config.specs import GridSpec
 from benchmark.driver.results import cell_id
-from benchmark.store.artifacts import DEFAULT_CACHE, STAGE_ARTIFACT, RunFolder
+from benchmark.executors.base import ExecutorSpec
+from benchmark.pipeline.kinds import STAGE_KINDS
+from benchmark.store.artifacts import DEFAULT_CACHE, RunFolder
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INTERNAL, EXIT_USAGE, EXIT_CELLS_FAILED = 0, 1, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -33,111 +37,13 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
 
 
-# flag -> (section of the configuration, field); sections as in the preset files
-RUN_FLAGS: dict[str, tuple[str | None, str]] = {
-    "dataset": (None, "dataset"), "labels": (None, "labels"), "backbones": (None, "backbones"),
-    "pretexts": (None, "pretexts"), "clusterers": (None, "clusterers"), "image_size": (None, "image_size"),
-    "seeds": (None, "seeds"), "device": (None, "device"), "weights": (None, "weights"),
-    "epochs": ("train", "epochs"), "max_steps": ("train", "max_steps"), "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"), "optimizer": ("train", "optimizer"), "weight_decay": ("train", "weight_decay"),
-    "k": ("cluster", "k"), "eps": ("cluster", "eps"), "probe_k": ("probe", "k_per_class"),
-    "probe_draws": ("probe", "draws"), "probe_solver": ("probe", "solver"), "reduce": (None, "reduce"),
-    "deterministic": (None, "deterministic"), "compile": (None, "compile"), "split": (None, "split"), "limit": (None, "limit"),
-    "train_split": (None, "train_split"), "feature_layer": (None, "feature_layer"),
-}
-LIST_FLAGS = {"backbones", "pretexts", "clusterers"}
-
-
-def _boolean(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: true, false")
-
-
-def _k_value(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: an integer >= 2, or auto") from None
-
-
-def _pretext_flags() -> list[tuple[str, str, str, Any]]:
-    """(pretext, field, flag, dataclass field) for every option every registered pretext declares."""
-    from registry.pretexts import PRETEXTS, pretext_class
-
-    out = []
-    for name in PRETEXTS.names():
-        cls = pretext_class(name).Options
-        for flag, f in cls.flags():
-            out.append((name, f.name, flag, f))
-    return out
-
-
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="default", help=f"a grid file of benchmark/presets: {', '.join(preset_names())}")
-    p.add_argument("--dataset", help="digits, sample_photos, or a folder of images")
-    p.add_argument("--labels", help="CSV filename,label for a folder (the rest stays unlabeled)")
-    p.add_argument("--backbones", help="comma list: vgg16,resnet18,resnet34,resnet50,raw_pixels,timm:<name>")
-    p.add_argument("--pretexts", help="comma list of pretext tasks (see `list`)")
-    p.add_argument("--clusterers", help="comma list of clusterers (see `list`)")
-    p.add_argument("--image-size", type=int, help="images are resized to S x S")
-    p.add_argument("--epochs", type=int, help="pretext training epochs")
-    p.add_argument("--max-steps", type=int, help="cap on pretext training steps")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="pretext learning rate")
-    p.add_argument("--optimizer", help="sgd or adam")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--seeds", help="comma list of seeds, e.g. 0,1,2 (every cell runs once per seed)")
-    p.add_argument("--seed", type=int, help="shorthand for --seeds N")
-    p.add_argument("--device", help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
-    p.add_argument("--k", type=_k_value, help="clusters for k-means types (default: the number of classes); "
-                                             "auto: chosen per cell by silhouette and stability")
-    p.add_argument("--eps", type=float, help="DBSCAN eps (default: k-distance knee)")
-    p.add_argument("--reduce", help="step before clustering: none, standardize, l2, pca[:D], umap[:D], for all or "
-                                    "per clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for "
-                                    "density clusterers, standardize for the rest")
-    p.add_argument("--probe-k", type=int, help="labeled images per class for the linear probe (default 10)")
-    p.add_argument("--probe-draws", type=int, help="seeded draws of the probe's labeled subset (default 20; "
-                                                   "presets set their own)")
-    p.add_argument("--probe-solver", help="torch (batched, on the run's device; default) or sklearn (the "
-                                          "reference LogisticRegression, one fit at a time)")
-    p.add_argument("--weights", help="local checkpoint (state_dict) for the deep backbones")
-    p.add_argument("--split", help="split of a data set that has them: fashion_mnist train, test (default), all")
-    p.add_argument("--limit", type=int, help="a seeded subset of N images of the data set")
-    p.add_argument("--feature-layer", help="features of an intermediate stage, pooled: layer1..layer4 (ResNet), "
-                                           "pool1..pool5 (VGG16), a timm model's feature_info stage")
-    p.add_argument("--train-split", help="train the pretexts on this split (e.g. train) and take features of "
-                                         "--split (e.g. test)")
-    p.add_argument("--deterministic", action="store_const", const=True,
-                   help="deterministic kernels: CUDA reruns and resumes bit-identical (slower; see README)")
-    p.add_argument("--compile", action="store_const", const=True,
-                   help="torch.compile the backbones for training and extraction (compile time kept apart in run.json)")
-    for pretext, _field, flag, f in _pretext_flags():
-        kind = type(f.default) if f.default is not None else str
-        kind = _boolean if kind is bool else kind
-        p.add_argument(f"--{flag}", dest=f"opt__{pretext}__{f.name}", type=kind, metavar=f.name.upper(),
-                       help=f"{pretext}: {f.metadata.get('help', f.name)}")
+    """`run` / `plan`: the generated grid flags (``run_flags``), then where results go and how tasks run."""
+    add_grid_args(p)
     p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
     p.add_argument("--cache-dir", help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
-    p.add_argument("--executor", default="serial", help="how stage tasks run: serial (default, this process) or "
-                                                        "ray (Ray tasks on a private local instance or a cluster)")
-    p.add_argument("--ray-address", help="Ray: auto joins the running cluster, HOST:PORT that one; default: a "
-                                         "private local instance")
-    p.add_argument("--gpus-per-task", type=float, default=1.0,
-                   help="Ray on CUDA: GPUs a train/extract task asks for (a fraction shares a GPU; default 1)")
-    p.add_argument("--extract-with", default="auto", help="Ray: task (one task per feature set), ray-data (Ray "
-                                                          "Data map_batches with a GPU actor pool) or auto")
-    p.add_argument("--ray-num-cpus", type=int, help="Ray: CPUs the private local instance declares (default all)")
-    p.add_argument("--ray-num-gpus", type=int, help="Ray: GPUs the private local instance declares (default all)")
-    p.add_argument("--ray-batch-size", type=int, default=256, help="Ray Data extraction: rows per batch (default 256)")
-    p.add_argument("--ray-pool", type=int, help="Ray Data extraction: actors in the pool (default one per GPU, or "
-                                                "per CPU slot without GPUs)")
+    add_executor_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the task graph (cached / to compute) and stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report", action="store_true", help="write report.html / report.md at the end (run_all.py does)")
@@ -147,28 +53,7 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     """The preset's configuration with explicit flags applied (nested as in the preset files)."""
     with user_errors():
         cfg = load_preset(args.preset)
-    for flag, (section, name) in RUN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is None:
-            continue
-        if flag in LIST_FLAGS:
-            value = list(_split(value))
-        elif flag == "seeds":
-            try:
-                value = [int(v) for v in _split(value)]
-            except ValueError:
-                raise UsageError(f"bad --seeds {value!r}: need a comma list of integers >= 0") from None
-        target = cfg.setdefault(section, {}) if section else cfg
-        target[name] = value
-    if getattr(args, "seed", None) is not None:
-        if args.seeds is not None:
-            raise UsageError("give --seed or --seeds, not both")
-        cfg["seeds"] = [args.seed]
-    for key, value in vars(args).items():
-        if key.startswith("opt__") and value is not None:
-            _, pretext, field_name = key.split("__")
-            cfg.setdefault("pretext_options", {}).setdefault(pretext, {})[field_name] = value
-    return cfg
+    return apply_run_flags(cfg, args)
 
 
 def build_spec(args: argparse.Namespace) -> GridSpec:
@@ -181,13 +66,10 @@ def build_spec(args: argparse.Namespace) -> GridSpec:
     return spec
 
 
-def executor_spec(args: argparse.Namespace) -> "ExecutorSpec":
+def executor_spec(args: argparse.Namespace) -> ExecutorSpec:
     """The executor flags as a validated spec (the executor is not part of the run's configuration)."""
-    from benchmark.executors.base import ExecutorSpec
     with user_errors():
-        spec = ExecutorSpec(name=args.executor, address=args.ray_address, gpus_per_task=args.gpus_per_task,
-                            extract_with=args.extract_with, num_cpus=args.ray_num_cpus, num_gpus=args.ray_num_gpus,
-                            data_batch_size=args.ray_batch_size, data_pool=args.ray_pool)
+        spec = executor_spec_from_args(args)
         if spec.name == "ray":
             from benchmark.executors.ray.executor import require_ray
 
@@ -202,9 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return print_plan(spec, args)
     import pandas as pd
 
-    from benchmark.driver.results import COLUMNS
     from benchmark.driver.run import run_grid
     from benchmark.driver.summary import leaderboard_text
+    from benchmark.scoring import columns
 
     out = Path(args.out) if args.out else RESULTS / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if RunFolder(out).holds_run() and not args.resume:
@@ -214,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _current_out[:] = [out]
     with user_errors():
         result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress, executor=executor)
-    print(leaderboard_text(pd.DataFrame(result.rows, columns=COLUMNS)))
+    print(leaderboard_text(pd.DataFrame(result.rows, columns=columns.names())))
     s = result.stats
     print(f"\n{len(result.rows)} cells, {result.images.n} images ({result.images.n_labeled} labeled, "
           f"{len(result.images.skipped)} skipped) in {result.wall_s:.1f} s; computed: {s.trained} trainings, "
@@ -247,19 +129,18 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     with user_errors():
         plan_, _rec, rt = make_plan(spec, store)
-    kinds = STAGE_ARTIFACT
     rows = []
-    for kind, artifact in kinds.items():
-        tasks = [t for t in plan_.tasks if t.kind == kind]
-        cached = sum(store.has(artifact, t.key) for t in tasks)
-        rows.append({"stage": kind, "tasks": len(tasks), "cached": cached, "to compute": len(tasks) - cached})
+    for kind in STAGE_KINDS.values():
+        tasks = [t for t in plan_.tasks if t.kind == kind.kind]
+        cached = sum(store.has(kind.artifact, t.key) for t in tasks)
+        rows.append({"stage": kind.kind, "tasks": len(tasks), "cached": cached, "to compute": len(tasks) - cached})
     print(tabulate(rows, headers="keys", tablefmt="github"))
     print(f"\n{len(plan_.cells)} cells ({len(spec.backbones)} backbones x {len(spec.pretexts)} pretexts x "
           f"{len(spec.clusterers)} clusterers x {len(spec.seeds)} seeds), k = {plan_.k}, "
           f"{plan_.data.n_listed} images listed, runtime {rt.describe()}")
     if getattr(args, "verbose", False):
         for t in plan_.tasks:
-            mark = "cached" if store.has(kinds[t.kind], t.key) else "to compute"
+            mark = "cached" if store.has(STAGE_KINDS[t.kind].artifact, t.key) else "to compute"
             what = "/".join(str(getattr(t, a)) for a in ("backbone", "pretext", "clusterer", "method", "seed")
                             if hasattr(t, a))
             print(f"{t.kind:8s} {t.key} {mark:10s} {what}  <- {', '.join(t.deps) or '-'}")

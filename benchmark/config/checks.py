@@ -20,7 +20,7 @@ def check_weights(spec: GridSpec) -> dict[str, str]:
     paths = spec.weights_paths()
     if spec.weights and not paths:
         warnings.warn(f"--weights {spec.weights!r} is not used: no backbone of the grid takes weights "
-                      f"({', '.join(spec.backbones)})")
+                      f"({', '.join(spec.backbones)})", stacklevel=2)
     for bname, path in paths.items():
         try:
             build_backbone(bname, spec.image_size, WeightsRequest(path=path))

@@ -1,77 +1,68 @@
 """Frozen, validated configuration dataclasses. Bad values raise ValueError before any compute."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from benchmark.config.reduction import parse_method, parse_reduce
-from benchmark.interfaces import (  # noqa: F401  re-exported
+from benchmark.interfaces import (
     BadInput,
     ClusterSpec,
+    Constraint,
     Options,
-    check_choice,
-    check_positive,  # noqa: F401
-    stable_hash,
+    check_positive,
+    check_settings,
+    setting,
 )
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def _int(name: str, value: Any, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise BadInput(f"bad {name} {value!r}: need an integer >= {lo}")
+PROBE_SOLVERS = ("torch", "sklearn")
+MAX_SEED = 2**31 - 2002  # the harness offsets seeds (+1000 per stability refit, +1 into FAISS's C int)
 
 
 @dataclass(frozen=True)
 class TrainSpec:
     """Pretext training options shared by every pretext task (one training loop)."""
 
-    epochs: int = 1
-    batch_size: int = 64
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    max_steps: int | None = None  # cap on optimizer steps per run (None: whole epochs)
-    lr_schedule: str = "cosine"  # "cosine" decay over all steps, or "constant" (DEC's pretraining)
-    plateau_patience: int | None = None  # stop after this many epochs without the pretext's own accuracy
-    # (loss where it has none) improving by plateau_delta: a budget rule that never looks at the probe
-    plateau_delta: float = 0.005
+    epochs: int = setting(1, Constraint("int", 0), flag="epochs", help="pretext training epochs")
+    batch_size: int = setting(64, Constraint("int", 1), flag="batch-size", label="batch size",
+                              help="pretext training batch size")
+    lr: float = setting(0.01, Constraint("real", 0, lo_open=True), flag="lr", label="learning rate",
+                        help="pretext learning rate")
+    optimizer: str = setting("sgd", Constraint("choice", choices=OPTIMIZERS), flag="optimizer",
+                             help="sgd or adam")
+    momentum: float = setting(0.9, Constraint("real", 0))
+    weight_decay: float = setting(5e-4, Constraint("real", 0), flag="weight-decay", label="weight decay",
+                                  help="pretext weight decay")
+    max_steps: int | None = setting(None, Constraint("int", 1, optional=True), flag="max-steps",
+                                    help="cap on pretext training steps (default: whole epochs)")
+    lr_schedule: str = setting("cosine", Constraint("choice", choices=("cosine", "constant")),
+                               help="cosine decay over all steps, or constant (DEC's pretraining)")
+    plateau_patience: int | None = setting(None, Constraint("int", 1, optional=True),
+                                           help="stop after this many epochs without the pretext's own accuracy "
+                                                "(loss where it has none) improving by plateau_delta: a budget rule "
+                                                "that never looks at the probe")
+    plateau_delta: float = setting(0.005, Constraint("real", 0))
 
     def __post_init__(self) -> None:
-        _int("epochs", self.epochs, 0)
-        check_choice("lr schedule", self.lr_schedule, ("cosine", "constant"))
-        if self.plateau_patience is not None:
-            _int("plateau patience", self.plateau_patience, 1)
-        check_positive("plateau delta", self.plateau_delta, allow_zero=True)
-        _int("batch size", self.batch_size, 1)
-        check_positive("learning rate", self.lr)
-        check_positive("weight decay", self.weight_decay, allow_zero=True)
-        check_positive("momentum", self.momentum, allow_zero=True)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.max_steps is not None:
-            _int("max steps", self.max_steps, 1)
-
-
-PROBE_SOLVERS = ("torch", "sklearn")
+        check_settings(self)
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
     """Linear probe protocol: k labeled images per class, C chosen on a validation split of them."""
 
-    k_per_class: int = 10
-    draws: int = 20
+    k_per_class: int = setting(10, Constraint("int", 2), flag="probe-k", label="probe k",
+                               help="labeled images per class for the linear probe (default 10)")
+    draws: int = setting(20, Constraint("int", 1), flag="probe-draws", label="probe draws",
+                         help="seeded draws of the probe's labeled subset (default 20; presets set their own)")
     c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
-    solver: str = "torch"  # "torch": batched Newton-CG (benchmark.probe.logreg); "sklearn": the reference
+    solver: str = setting("torch", Constraint("choice", choices=PROBE_SOLVERS), flag="probe-solver",
+                          label="probe solver", help="torch (batched Newton-CG on the run's device; default) or "
+                                                     "sklearn (the reference LogisticRegression, one fit at a time)")
 
     def __post_init__(self) -> None:
-        if self.solver not in PROBE_SOLVERS:
-            raise BadInput(f"bad probe solver {self.solver!r}: allowed: {', '.join(PROBE_SOLVERS)}")
-        if isinstance(self.k_per_class, bool) or not isinstance(self.k_per_class, int) or self.k_per_class < 2:
-            raise BadInput(f"bad probe k {self.k_per_class!r}: need >= 2 labeled images per class")
-        _int("probe draws", self.draws, 1)
+        check_settings(self)
         if not self.c_grid:
             raise BadInput(f"bad probe C grid {self.c_grid!r}: need positive values")
         for c in self.c_grid:
@@ -80,49 +71,62 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """Everything a run needs. Names are checked against the registries by the planner.
+    """Everything a run needs. Names are checked against the registries by the planner. A field with a
+    ``flag`` is a ``run`` flag (the command line is generated from these fields, their constraints and help).
 
     ``pretext_options``: (pretext name, its Options) for pretexts whose options differ from the defaults."""
 
-    dataset: str
-    backbones: tuple[str, ...]
-    pretexts: tuple[str, ...]
-    clusterers: tuple[str, ...]
-    image_size: int = 32
-    seeds: tuple[int, ...] = (0,)
-    device: str = "auto"
-    labels: str | None = None
-    weights: str | None = None  # "backbone=PATH,..." (a bare PATH when the grid has one deep backbone)
-    reduce: str = ""  # --reduce: "umap" for all, or "kmeans=standardize,hdbscan=umap:10"; "" = the defaults
-    train: TrainSpec = field(default_factory=TrainSpec)
+    dataset: str = setting(constraint=Constraint("text"), flag="dataset",
+                           help="a built-in data set or a folder of images")
+    backbones: tuple[str, ...] = setting(constraint=Constraint("names"), flag="backbones",
+                                         help="comma list of backbones (timm:<name> for any timm model)")
+    pretexts: tuple[str, ...] = setting(constraint=Constraint("names"), flag="pretexts",
+                                        help="comma list of pretext tasks")
+    clusterers: tuple[str, ...] = setting(constraint=Constraint("names"), flag="clusterers",
+                                          help="comma list of clusterers")
+    image_size: int = setting(32, Constraint("int", 8, 1024), flag="image-size", label="image size",
+                              help="images are resized to S x S")
+    seeds: tuple[int, ...] = setting((0,), Constraint("ints", 0, MAX_SEED), flag="seeds",
+                                     help="comma list of seeds, e.g. 0,1,2 (every cell runs once per seed)")
+    device: str = setting("auto", Constraint("choice", choices=DEVICES), flag="device",
+                          help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
+    labels: str | None = setting(None, Constraint("text", optional=True), flag="labels",
+                                 help="CSV filename,label for a folder (the rest stays unlabeled)")
+    weights: str | None = setting(None, Constraint("text", optional=True), flag="weights",
+                                  help="local checkpoint (state_dict) for the deep backbones: PATH, or "
+                                       "backbone=PATH,...")
+    reduce: str = setting("", Constraint("text"), flag="reduce",
+                          help="step before clustering: none, standardize, l2, pca[:D], umap[:D], for all or per "
+                               "clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for density "
+                               "clusterers, pca:50 for Ward, standardize for the rest")
+    train: TrainSpec = setting(factory=TrainSpec)
     pretext_options: tuple[tuple[str, Options], ...] = ()
-    probe: ProbeSpec = field(default_factory=ProbeSpec)
-    cluster: ClusterSpec = field(default_factory=ClusterSpec)
-    split: str | None = None  # --split of data sets that have splits (fashion_mnist: train, test, all)
-    limit: int | None = None  # --limit N: a seeded subset of N images of the data set (smoke runs, quick looks)
-    train_split: str | None = None  # --train-split: pretexts train on this split, features come from --split
-    feature_layer: str | None = None  # --feature-layer: features of this stage (layer1..4, pool1..5, timm stages)
-    deterministic: bool = False  # --deterministic: deterministic kernels (CUDA reruns bit-identical)
-    compile: bool = False  # --compile: torch.compile the backbone for training and extraction
+    probe: ProbeSpec = setting(factory=ProbeSpec)
+    cluster: ClusterSpec = setting(factory=ClusterSpec)
+    split: str | None = setting(None, Constraint("text", optional=True), flag="split",
+                                help="split of a data set that has them")
+    limit: int | None = setting(None, Constraint("int", 2, optional=True), flag="limit",
+                                help="a seeded subset of N images of the data set")
+    train_split: str | None = setting(None, Constraint("text", optional=True), flag="train-split",
+                                      help="train the pretexts on this split (e.g. train) and take features of "
+                                           "--split (e.g. test)")
+    feature_layer: str | None = setting(None, Constraint("text", optional=True), flag="feature-layer",
+                                        help="features of an intermediate stage, pooled (the backbone's stages: "
+                                             "see `list`)")
+    deterministic: bool = setting(False, Constraint("bool"), flag="deterministic",
+                                  help="deterministic kernels: CUDA reruns and resumes bit-identical (slower)")
+    compile: bool = setting(False, Constraint("bool"), flag="compile",
+                            help="torch.compile the backbones for training and extraction (compile time kept "
+                                 "apart in run.json)")
 
     def __post_init__(self) -> None:
-        if self.limit is not None:
-            _int("limit", self.limit, 2)
-        for name in ("deterministic", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise BadInput(f"bad {name} {getattr(self, name)!r}: allowed: true, false")
+        check_settings(self)
         for kind, names in (("backbones", self.backbones), ("pretexts", self.pretexts),
                             ("clusterers", self.clusterers), ("seeds", self.seeds)):
             if not names:
                 raise BadInput(f"no {kind} given: name at least one")
             if len(set(names)) != len(names):
                 raise BadInput(f"duplicate {kind} in {','.join(map(str, names))}")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
-                or not 8 <= self.image_size <= 1024:
-            raise BadInput(f"bad image size {self.image_size!r}: allowed 8..1024")
-        check_choice("device", self.device, DEVICES)
-        for s in self.seeds:
-            _int("seed", s, 0)
 
     @property
     def seed(self) -> int:

@@ -59,7 +59,7 @@ def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
     memo = store.get_memo(root_id)
     out: list[str | None] = [None] * len(listing.names)
     todo: list[tuple[int, list[int]]] = []
-    for i, (name, path) in enumerate(zip(listing.names, listing.files)):
+    for i, (name, path) in enumerate(zip(listing.names, listing.files, strict=False)):
         try:
             st = path.stat()
         except OSError:
@@ -73,7 +73,7 @@ def content_hashes(listing: Listing, store: ArtifactStore) -> list[str | None]:
     if todo:  # hashlib releases the GIL: threads hash files on every core
         with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
             shas = list(pool.map(_sha_or_none, [listing.files[i] for i, _ in todo]))
-        for (i, stamp), sha in zip(todo, shas):
+        for (i, stamp), sha in zip(todo, shas, strict=False):
             out[i] = sha
             if sha is not None:
                 memo[listing.names[i]] = stamp + [sha]
@@ -131,7 +131,7 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
             decoded = nvjpeg.decode_files(files, size)[0]
         else:
             decoded = decode_paths(files, size)
-        for i, res in zip(chunk, decoded):
+        for i, res in zip(chunk, decoded, strict=False):
             store.put_file(shas[i], size, file_version(decoder), res)  # type: ignore[arg-type]
             results[i] = res
         bar.update(len(chunk))
@@ -181,7 +181,7 @@ def align_labels(names: list[str], record: dict[str, object] | None) -> np.ndarr
     """Class indices (len(names),) of ``names`` from a labels record; -1 for unlabeled or unlisted names."""
     if not record:
         return np.full(len(names), -1, np.int64)
-    by_name = dict(zip(record["names"], record["labels"]))  # type: ignore[call-overload]
+    by_name = dict(zip(record["names"], record["labels"], strict=False))  # type: ignore[call-overload]
     return np.array([by_name.get(n, -1) for n in names], np.int64)
 
 

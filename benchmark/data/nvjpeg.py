@@ -99,7 +99,7 @@ def decode_batch(items: list[Parsed], size: int, device: str = "cuda") -> list[n
         if len(items) == 1:
             return [None]
         return [r for it in items for r in decode_batch([it], size, device)]
-    out = [resize_square(orient(img, it.orientation), size) for img, it in zip(imgs, items)]
+    out = [resize_square(orient(img, it.orientation), size) for img, it in zip(imgs, items, strict=False)]
     return [t.cpu().numpy() for t in out]
 
 
@@ -112,9 +112,9 @@ def decode_files(paths: list[Path], size: int, device: str = "cuda") -> tuple[li
     gpu = [i for i, it in enumerate(parsed) if it is not None]
     for start in range(0, len(gpu), BATCH):
         chunk = gpu[start:start + BATCH]
-        for i, arr in zip(chunk, decode_batch([parsed[i] for i in chunk], size, device)):  # type: ignore[misc]
+        for i, arr in zip(chunk, decode_batch([parsed[i] for i in chunk], size, device), strict=False):  # type: ignore[misc]
             results[i] = arr
     fallback = [i for i, r in enumerate(results) if r is None]
-    for i, res in zip(fallback, decode_paths([paths[i] for i in fallback], size)):
+    for i, res in zip(fallback, decode_paths([paths[i] for i in fallback], size), strict=False):
         results[i] = res
     return results, len(fallback)  # type: ignore[return-value]

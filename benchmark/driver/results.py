@@ -12,19 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.driver.summary import summarize
 from benchmark.pipeline.plan import cell_id as make_cell_id
+from benchmark.scoring import columns
 from benchmark.store.files import atomic_write_text
-
-COLUMNS = [
-    "dataset", "backbone", "weights", "pretext", "clusterer", "seed", "image_size", "n_images", "n_labeled",
-    "reduce", "n_clusters", "noise_fraction", "silhouette", "davies_bouldin", "calinski_harabasz",
-    "silhouette_sample", "silhouette_own", "silhouette_noise", "nmi", "ari", "cluster_acc", "stability",
-    "stability_std", "rankable", "rank_reason", "linear_probe_acc", "linear_probe_std", "probe_accuracies",
-    "pretext_loss", "pretext_acc", "train_s", "extract_s", "cluster_s", "images_per_s", "feature_dim",
-    "cluster_params", "status", "error", "notes", "feature_key", "probe_key", "cell_key",
-]
-TIMING_COLUMNS = ["train_s", "extract_s", "cluster_s", "images_per_s"]
-STATUSES = ("ok", "degenerate", "failed", "skipped")
 
 
 def cell_id(row: Any) -> str:
@@ -42,7 +33,7 @@ def assignment_of(assign: dict[str, np.ndarray], row: Any) -> np.ndarray | None:
 
 def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
     """All rows so far, atomically (a kill never leaves a half-written cells.csv)."""
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=columns.names())
     buf = io.StringIO()
     df.to_csv(buf, index=False, float_format="%.6g")
     atomic_write_text(path, buf.getvalue())
@@ -58,9 +49,7 @@ def read_cells(path: Path) -> list[dict[str, Any]]:
 
 def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
     """summary.csv: the cells aggregated over seeds (benchmark.driver.summary), atomically."""
-    from benchmark.driver.summary import summarize
-
-    df = summarize(pd.DataFrame(rows, columns=COLUMNS))
+    df = summarize(pd.DataFrame(rows, columns=columns.names()))
     buf = io.StringIO()
     df.to_csv(buf, index=False, float_format="%.6g")
     atomic_write_text(path, buf.getvalue())

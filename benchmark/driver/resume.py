@@ -86,11 +86,11 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
     before = threads.get("torch_intra_op")
     if isinstance(before, int) and before != now["torch_intra_op"]:
         warnings.warn(f"--resume: the run used {before} torch threads and this process has "
-                      f"{now['torch_intra_op']}; using {before} so features and cache keys stay equal")
+                      f"{now['torch_intra_op']}; using {before} so features and cache keys stay equal", stacklevel=2)
         torch.set_num_threads(before)
     libs = [(x.get("api"), x.get("version")) for x in threads.get("blas") or []]
     if libs and libs != [(x.get("api"), x.get("version")) for x in now["blas"]]:
         warnings.warn(f"--resume: the BLAS/OpenMP libraries differ from the run's ({libs}); new cells may differ "
-                      "from the old ones at float rounding")
+                      "from the old ones at float rounding", stacklevel=2)
     return replace(spec, backbones=tuple(axes["backbones"]), pretexts=tuple(axes["pretexts"]),
                    clusterers=tuple(axes["clusterers"]), seeds=tuple(axes["seeds"]))

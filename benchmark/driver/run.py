@@ -20,8 +20,6 @@ from benchmark.config.specs import GridSpec
 from benchmark.data.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
 from benchmark.data.nvjpeg import select_decoder
 from benchmark.driver.results import (
-    COLUMNS,
-    cell_id,
     environment,
     write_assignments,
     write_cells,
@@ -31,34 +29,34 @@ from benchmark.driver.results import (
 from benchmark.driver.resume import adopt_previous, kept_rows, run_config
 from benchmark.driver.runlog import RunLog
 from benchmark.driver.summary import SORT_RULE
+from benchmark.executors.base import DeviceFacts, Executor, ExecutorSpec, local_facts
 from benchmark.executors.factory import make_executor
-from benchmark.executors.base import DeviceFacts, ExecutorSpec, local_facts
-from benchmark.interfaces import BadInput
+from benchmark.interfaces import BadInput, Status
+from benchmark.pipeline.kinds import STAGE_KINDS
 from benchmark.pipeline.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
 from benchmark.pipeline.stages import TaskResult
 from benchmark.runtime.device import Runtime, apply_determinism, cpu_model, select_runtime
 from benchmark.runtime.threads import describe as describe_threads
+from benchmark.scoring import columns
 from benchmark.store.artifacts import ArtifactStore, RunFolder
 from benchmark.store.files import CorruptArtifact
 from registry.datasets import limit_listing, resolve_dataset
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
-COMPUTED_NAMES = {"decode": "decoded_images", "train": "trained", "extract": "extracted", "probe": "probed",
-                  "reduce": "reduced", "cell": "clustered"}
 
 
 @dataclass
 class RunStats:
     """What a run computed (vs. read from the store) and how long each stage took, in seconds."""
 
-    computed: dict[str, int] = field(default_factory=lambda: {v: 0 for v in COMPUTED_NAMES.values()})
+    computed: dict[str, int] = field(default_factory=lambda: {k.counter: 0 for k in STAGE_KINDS.values()})
     resumed_cells: int = 0
     stage_s: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in STAGES})
     gpu_util: dict[str, list[float]] = field(default_factory=dict)  # stage -> sampled GPU utilisation (%)
 
     def add(self, result: TaskResult) -> None:
         if result.computed:
-            name = COMPUTED_NAMES[result.kind]
+            name = STAGE_KINDS[result.kind].counter
             self.computed[name] += int(result.info.get("decoded_now", 0)) if result.kind == "decode" else 1
             for stage, secs in result.seconds.items():
                 self.stage_s[stage] = self.stage_s.get(stage, 0.0) + secs
@@ -149,7 +147,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
     return plan(spec, data, runtime_info(rt), digests), rec, rt
 
 
-class Writer:
+class Recorder:
     """The driver's view of the run: collects task results, builds rows, writes the run files."""
 
     def __init__(self, plan_: Plan, store: ArtifactStore, folder: RunFolder, labels_rec: dict[str, Any],
@@ -242,7 +240,7 @@ class Writer:
         from registry.pretexts import build_pretext
 
         spec, meta = self.plan.spec, self.images_meta
-        row: dict[str, Any] = {c: None for c in COLUMNS}
+        row: dict[str, Any] = {c: None for c in columns.names()}
         row.update(dataset=spec.dataset, backbone=slot.backbone, pretext=slot.pretext, clusterer=slot.clusterer,
                    seed=slot.seed, image_size=spec.image_size, n_images=len(self.names),
                    n_labeled=int((self.labels >= 0).sum()),
@@ -283,10 +281,10 @@ class Writer:
 def _warn_small_classes(labels: np.ndarray, class_names: list[str], k: int) -> None:
     """The probe needs k labeled images per class plus one to test on; say which classes fall short."""
     names, counts = np.unique(labels[labels >= 0], return_counts=True)
-    short = [f"{class_names[c]} ({n})" for c, n in zip(names, counts) if n < k + 1]
+    short = [f"{class_names[c]} ({n})" for c, n in zip(names, counts, strict=False) if n < k + 1]
     if short:
         warnings.warn(f"labels: {len(short)} classes have fewer than {k + 1} labeled images, e.g. {short[0]}; "
-                      f"the probe uses k = {max(int(counts.min()) - 1, 0)} per class")
+                      f"the probe uses k = {max(int(counts.min()) - 1, 0)} per class", stacklevel=2)
 
 
 def task_label(task: Task) -> str:
@@ -305,19 +303,49 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
     t_start = time.perf_counter()
     check_writable_dir(out, "--out")
     check_writable_dir(cache_dir, "--cache-dir")
-    runner = make_executor(executor)
+    chosen = make_executor(executor)
     folder = RunFolder(out)
     if resume and folder.holds_run():
         spec = adopt_previous(spec, folder)
     store = ArtifactStore(cache_dir)
-    facts = runner.start()
+    facts = chosen.start()
     try:
-        return _run(spec, folder, store, resume, progress, runner, facts, t_start)
+        return _run(spec, folder, store, resume, progress, chosen, facts, t_start)
     finally:
-        runner.stop()
+        chosen.stop()
 
 
-def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, progress: bool, runner: Any,
+def _start_info(spec: GridSpec, plan_: Plan, rt: Any, executor: Executor, facts: DeviceFacts,
+                cache_dir: Path) -> dict[str, Any]:
+    """run.json as the run starts: its configuration, environment, executor, keys and thread settings."""
+    return {"config": run_config(spec),
+            "environment": environment(facts.name if rt.device == "cuda" and facts.name else cpu_model()),
+            "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
+            "executor": executor.name, "executor_info": executor.describe(), "images_key": plan_.data.images_key,
+            "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
+            "threads": describe_threads(), "pid": os.getpid(),
+            "data_version": data_version(spec.dataset), "decoder": plan_.data.decoder}
+
+
+def _finished_info(recorder: Recorder, rows: list[dict[str, Any]], wall: float, rt: Any,
+                   n_warnings: int) -> dict[str, Any]:
+    """What run.json adds when the run ends: times per stage, what was computed, where tasks ran."""
+    stats, plan_ = recorder.stats, recorder.plan
+    stage_sum = sum(stats.stage_s.values())
+    placement = [{"task": task_label(plan_.by_key[k]), "kind": r.kind, "key": k, "status": r.status,
+                  "computed": r.computed, "pid": r.pid, **r.placement}
+                 for k, r in recorder.results.items() if r.placement]
+    failed = [r for r in rows if r["status"] == Status.FAILED]
+    return dict(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
+                gpu_util_pct=stats.gpu_util_mean(), overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
+                computed={**stats.computed, "resumed_cells": stats.resumed_cells},
+                task_pids=sorted({r.pid for r in recorder.results.values() if r.pid}), driver_pid=os.getpid(),
+                task_placement=placement, n_images=len(recorder.names),
+                n_labeled=int((recorder.labels >= 0).sum()), failed_cells=len(failed),
+                n_skipped=len(recorder.images_meta.get("skipped", [])), runtime=rt.describe(), warnings=n_warnings)
+
+
+def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, progress: bool, executor: Executor,
          facts: DeviceFacts, t_start: float) -> RunResult:
     out, cache_dir = folder.path, store.root
     plan_, rec, rt = make_plan(spec, store, facts)
@@ -329,55 +357,37 @@ def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, 
         # every cell depends on the decode; with nothing to do, the decode alone (read from the store when
         # cached) names the images for assignments.csv
         tasks = plan_.needed_for(todo) or [plan_.tasks[0]]
-        info: dict[str, Any] = {"config": run_config(spec), "environment": environment(facts.name if rt.device == "cuda" and facts.name else cpu_model()),
-                                "sort_rule": SORT_RULE, "status": "running", "cache_dir": str(cache_dir),
-                                "executor": runner.name, "executor_info": runner.describe(), "images_key": plan_.data.images_key,
-                                "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
-                                "threads": describe_threads(), "pid": os.getpid(),
-                                "data_version": data_version(spec.dataset), "decoder": plan_.data.decoder}
+        info = _start_info(spec, plan_, rt, executor, facts, cache_dir)
         folder.write_info(info)
-        writer = Writer(plan_, store, folder, rec, kept, kept_assign, log)
+        recorder = Recorder(plan_, store, folder, rec, kept, kept_assign, log)
         bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
 
         def on_done(task: Task, result: TaskResult) -> None:
-            writer.on_done(task, result)
+            recorder.on_done(task, result)
             if task.kind == "decode" and task.key == plan_.data.images_key:
-                _warn_small_classes(writer.labels, list(rec["class_names"]), spec.probe.k_per_class)
+                _warn_small_classes(recorder.labels, list(rec["class_names"]), spec.probe.k_per_class)
             bar.set_description(f"grid: {task_label(task)}")
             bar.update(1)
 
         try:
-            runner.run(tasks, cache_dir, on_done, progress)
+            executor.run(tasks, cache_dir, on_done, progress)
         except BaseException as exc:
             bar.close()
             status = "failed" if isinstance(exc, Exception) else "interrupted"
             info.update(status=status, error=f"{type(exc).__name__}: {exc}"[:300])
             folder.write_info(info)
-            writer.write_summary()
+            recorder.write_summary()
             log.write(f"{status}: {type(exc).__name__}: {exc}; finished cells are kept")
             raise
         bar.close()
-        writer.finish()
-        writer.write_summary()
+        recorder.finish()
+        recorder.write_summary()
         wall = time.perf_counter() - t_start
-        stats = writer.stats
-        stage_sum = sum(stats.stage_s.values())
-        labels, meta = writer.labels, writer.images_meta
-        pids = sorted({r.pid for r in writer.results.values() if r.pid})
-        placement = [{"task": task_label(plan_.by_key[k]), "kind": r.kind, "key": k, "status": r.status,
-                      "computed": r.computed, "pid": r.pid, **r.placement}
-                     for k, r in writer.results.items() if r.placement]
-        rows = writer.ordered_rows()
-        failed = [cell_id(r) for r in rows if r["status"] == "failed"]
-        info.update(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
-                    gpu_util_pct=stats.gpu_util_mean(),
-                    overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
-                    computed={**stats.computed, "resumed_cells": stats.resumed_cells}, task_pids=pids, driver_pid=os.getpid(),
-                    task_placement=placement,
-                    n_images=len(writer.names), n_labeled=int((labels >= 0).sum()), failed_cells=len(failed),
-                    n_skipped=len(meta.get("skipped", [])), runtime=rt.describe(), warnings=log.n_warnings)
+        rows = recorder.ordered_rows()
+        info.update(_finished_info(recorder, rows, wall, rt, log.n_warnings))
         folder.write_info(info)
-        log.write(f"finished: {len(rows)} cells, {len(failed)} failed, {wall:.1f} s")
-    images = ImagesSummary(len(writer.names), int((labels >= 0).sum()),
+        log.write(f"finished: {len(rows)} cells, {info['failed_cells']} failed, {wall:.1f} s")
+    labels, meta, stats = recorder.labels, recorder.images_meta, recorder.stats
+    images = ImagesSummary(len(recorder.names), int((labels >= 0).sum()),
                            [tuple(s) for s in meta.get("skipped", [])])
     return RunResult(out, rows, stats, images, wall, plan_)

@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from benchmark.pipeline.plan import COPY_NOTE
+from benchmark.scoring import columns
 
 GROUP = ["backbone", "pretext", "clusterer"]
 SORT_RULE = ("one row per backbone/pretext/clusterer over the seeds; rankable cells first, by the mean NMI where "
              "the data set has labels, else the mean silhouette (descending); then the pooled probe accuracy")
-SCORES = ["nmi", "ari", "cluster_acc", "silhouette", "silhouette_own", "silhouette_noise", "davies_bouldin",
-          "linear_probe_acc", "stability", "noise_fraction", "n_clusters"]
 
 
 def interval(values: np.ndarray) -> tuple[float, float, float, float]:
@@ -80,15 +79,16 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     primary = primary_score(df)
     rows = []
     for key, g in df.groupby(GROUP, sort=False):
-        out: dict[str, Any] = dict(zip(GROUP, key))
+        out: dict[str, Any] = dict(zip(GROUP, key, strict=False))
         out["seeds"] = int(g["seed"].nunique())
-        for s in SCORES:
+        for s in columns.summary_columns("interval"):
             m, sd, lo, hi = interval(pd.to_numeric(g.get(s), errors="coerce").to_numpy())
             out.update({f"{s}_mean": m, f"{s}_std": sd, f"{s}_lo": lo, f"{s}_hi": hi})
         draws = [a for _, r in g.iterrows() for a in probe_draws(r)]
         m, sd, lo, hi = interval(np.array(draws))
         out.update(probe_pooled_mean=m, probe_pooled_lo=lo, probe_pooled_hi=hi)
-        out["images_per_s"] = pd.to_numeric(g["images_per_s"], errors="coerce").mean()
+        for s in columns.summary_columns("mean"):
+            out[s] = pd.to_numeric(g.get(s), errors="coerce").mean()
         out["rankable"] = bool(g["_rankable"].all())
         reasons = [str(x) for x in g.get("rank_reason", pd.Series(dtype=str)).fillna("") if str(x)]
         out["rank_reason"] = reasons[0] if reasons else ("" if out["rankable"] else "status degenerate")

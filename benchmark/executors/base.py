@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from benchmark.interfaces import BadInput, check_choice
+from benchmark.interfaces import BadInput, Constraint, check_settings, setting
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
 
@@ -43,28 +43,37 @@ class ExecutorSpec:
     decode_shard_files: a photo folder of more new files than twice this is decoded by Ray tasks of this
     many files each."""
 
-    name: str = "serial"
-    address: str | None = None
-    gpus_per_task: float = 1.0
-    extract_with: str = "auto"
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    data_batch_size: int = 256
-    data_pool: int | None = None
-    decode_shard_files: int = 512
+    name: str = setting("serial", Constraint("choice", choices=EXECUTOR_NAMES), flag="executor",
+                        label="--executor", help="how stage tasks run: serial (this process) or ray (Ray tasks "
+                                                 "on a private local instance or a cluster)")
+    address: str | None = setting(None, Constraint("text", optional=True), flag="ray-address",
+                                  label="--ray-address", help="Ray: auto joins the running cluster, HOST:PORT "
+                                                              "that one; default: a private local instance")
+    gpus_per_task: float = setting(1.0, Constraint("real", 0, lo_open=True), flag="gpus-per-task",
+                                   label="--gpus-per-task", help="Ray on CUDA: GPUs a train/extract task asks for "
+                                                                 "(a fraction shares a GPU; default 1)")
+    extract_with: str = setting("auto", Constraint("choice", choices=EXTRACT_WITH), flag="extract-with",
+                                label="--extract-with", help="Ray: task (one task per feature set), ray-data (Ray "
+                                                             "Data map_batches with a GPU actor pool) or auto")
+    num_cpus: int | None = setting(None, Constraint("int", 1, optional=True), flag="ray-num-cpus",
+                                   label="--ray-num-cpus", help="Ray: CPUs the private local instance declares "
+                                                                "(default all)")
+    num_gpus: int | None = setting(None, Constraint("int", 0, optional=True), flag="ray-num-gpus",
+                                   label="--ray-num-gpus", help="Ray: GPUs the private local instance declares "
+                                                                "(default all)")
+    data_batch_size: int = setting(256, Constraint("int", 1), flag="ray-batch-size", label="--ray-batch-size",
+                                   help="Ray Data extraction: rows per batch (default 256)")
+    data_pool: int | None = setting(None, Constraint("int", 1, optional=True), flag="ray-pool",
+                                    label="--ray-pool", help="Ray Data extraction: actors in the pool (default one "
+                                                             "per GPU, or per CPU slot without GPUs)")
+    decode_shard_files: int = setting(512, Constraint("int", 1), label="decode shard size")
 
     def __post_init__(self) -> None:
-        check_choice("--executor", self.name, EXECUTOR_NAMES)
-        check_choice("--extract-with", self.extract_with, EXTRACT_WITH)
         g = self.gpus_per_task
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0 or \
                 (g > 1 and g != int(g)):
             raise BadInput(f"bad --gpus-per-task {g!r}: need a fraction in (0, 1] or a whole number of GPUs")
-        for flag, value, lo in (("--ray-num-cpus", self.num_cpus, 1), ("--ray-num-gpus", self.num_gpus, 0),
-                                ("--ray-batch-size", self.data_batch_size, 1), ("--ray-pool", self.data_pool, 1),
-                                ("decode shard size", self.decode_shard_files, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
-                raise BadInput(f"bad {flag} {value!r}: need an integer >= {lo}")
+        check_settings(self)
         if self.name == "serial":
             ray_only = {"--ray-address": self.address, "--ray-num-cpus": self.num_cpus,
                         "--ray-num-gpus": self.num_gpus, "--ray-pool": self.data_pool}

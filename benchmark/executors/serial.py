@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmark.executors.base import DeviceFacts, ExecutorSpec, OnDone, blocked_result, local_facts
+from benchmark.pipeline.kinds import execute
 from benchmark.pipeline.plan import Task
-from benchmark.pipeline.stages import TaskResult, execute
+from benchmark.pipeline.stages import TaskResult
 
 
 class SerialExecutor:

@@ -22,6 +22,7 @@ from benchmark.outputs.recommend import recommend
 from benchmark.outputs.run_folder import Run, load_run
 from benchmark.pipeline.plan import parse_cell_id
 from benchmark.runtime.device import detect_runtime
+from benchmark.scoring import columns
 from benchmark.scoring.reduce import Reduction, fit_reduction
 from benchmark.store.files import INTEGRITY, atomic_write_bytes, check_record, read_json, save_arrays, write_record
 from benchmark.train.loop import extract_features
@@ -114,8 +115,8 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
         "preprocess": {"resize": "whole image, bilinear, no crop", "exif_orientation": True,
                        "input": "what pretext " + str(row["pretext"]) + " showed the backbone",
                        "reduce": method, "reduce_dims": int(Xc.shape[1])},
-        "scores": {s: (None if row[s] is None or (isinstance(row[s], float) and np.isnan(row[s])) else row[s])
-                   for s in ("nmi", "ari", "silhouette", "davies_bouldin", "linear_probe_acc", "images_per_s")},
+        "scores": {s: (None if row.get(s) is None or (isinstance(row[s], float) and np.isnan(row[s])) else row[s])
+                   for s in [c.name for c in columns.shown_in("export")]},
         "labels_match_run": same, "source_run": str(run_dir), "environment": environment("cpu"),
         "pretext_options": (cfg.get("pretext_options") or {}).get(row["pretext"], {}),
         "n_training_images": int(feats.shape[0]),

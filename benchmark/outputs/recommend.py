@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.interfaces import BadInput
+from benchmark.scoring import columns
 
 RULE = ("among rankable cells (status ok, at most half noise, not one giant cluster) whose feature extraction "
         "reaches the throughput floor, take the feature set (backbone x pretext) with the best linear-probe "
         "accuracy, pooled over seeds and draws; feature sets tied with it (the 95% interval of the paired "
         "per-draw differences contains 0) compete on throughput, and the fastest wins; within it, the rankable "
         "clusterer with the best mean NMI where labels exist, else the best mean silhouette")
-DIFF_SCORES = ["nmi", "ari", "cluster_acc", "silhouette", "davies_bouldin", "linear_probe_acc", "images_per_s"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
     fs = rank.groupby(["backbone", "pretext"], sort=False).agg(
         weights=("weights", "first"), images_per_s=("images_per_s", "mean")).reset_index()
     fs["linear_probe_acc"] = [np.mean(list(draws[(b, p)].values())) if draws[(b, p)] else np.nan
-                              for b, p in zip(fs["backbone"], fs["pretext"])]
+                              for b, p in zip(fs["backbone"], fs["pretext"], strict=False)]
     fast = fs[fs["images_per_s"].fillna(0) >= min_throughput]
     if fast.empty:
         raise BadInput(f"no feature set reaches {min_throughput:g} images/s; the fastest does "
@@ -139,13 +139,14 @@ def diff_runs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     keys = ["backbone", "pretext", "clusterer", "seed"]
     a = a.assign(seed=pd.to_numeric(a["seed"], errors="coerce").fillna(0).astype(int))
     b = b.assign(seed=pd.to_numeric(b["seed"], errors="coerce").fillna(0).astype(int))
-    left = a[keys + DIFF_SCORES + ["status"]].assign(_order_a=range(len(a)))
-    right = b[keys + DIFF_SCORES + ["status"]].assign(_order_b=range(len(b)))
+    diff = [c.name for c in columns.shown_in("diff")]
+    left = a.reindex(columns=keys + diff + ["status"]).assign(_order_a=range(len(a)))
+    right = b.reindex(columns=keys + diff + ["status"]).assign(_order_b=range(len(b)))
     m = left.merge(right, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
     m = m.sort_values(["_order_a", "_order_b"], na_position="last").reset_index(drop=True)  # run a's grid order
     out = m[keys].copy()
     out["in"] = m["_merge"].map({"both": "both", "left_only": "a only", "right_only": "b only"}).astype(str)
-    for s in DIFF_SCORES:
+    for s in diff:
         va = pd.to_numeric(m[f"{s}_a"], errors="coerce")
         vb = pd.to_numeric(m[f"{s}_b"], errors="coerce")
         out[f"d_{s}"] = vb - va

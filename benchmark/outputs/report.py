@@ -12,10 +12,8 @@ import pandas as pd
 
 from benchmark.driver.results import cell_id
 from benchmark.outputs.run_folder import Run, load_run
+from benchmark.scoring import columns
 from benchmark.store.files import atomic_write_text
-
-SCORES = [("nmi", "NMI (higher is better)"), ("silhouette", "silhouette (higher is better)"),
-          ("davies_bouldin", "Davies-Bouldin (lower is better)"), ("linear_probe_acc", "linear probe accuracy")]
 
 
 def best_cells(df: pd.DataFrame, summary: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -44,18 +42,18 @@ def summary_table(s: pd.DataFrame) -> pd.DataFrame:
     primary = s.attrs["primary"]
     out = pd.DataFrame({"#": range(1, len(s) + 1), "backbone": s["backbone"], "pretext": s["pretext"],
                         "clusterer": s["clusterer"], "seeds": s["seeds"]})
-    for col in dict.fromkeys([primary, "nmi", "ari", "silhouette", "silhouette_noise", "davies_bouldin"]):
+    for col in dict.fromkeys([primary] + [c.name for c in columns.shown_in("leaderboard")]):
         if s[f"{col}_mean"].notna().any():
             out[col] = s[f"{col}_mean"].round(4)
             if s["seeds"].max() > 1:
                 out[f"{col} 95%"] = [f"[{lo:.3f}, {hi:.3f}]" if not pd.isna(lo) else "-"
-                                     for lo, hi in zip(s[f"{col}_lo"], s[f"{col}_hi"])]
+                                     for lo, hi in zip(s[f"{col}_lo"], s[f"{col}_hi"], strict=False)]
     out["probe"] = s["probe_pooled_mean"].round(4)
     out["clusters"] = s["n_clusters_mean"].round(1)
     out["noise"] = s["noise_fraction_mean"].round(3)
     out["stability"] = s["stability_mean"].round(3)
     out["images/s"] = s["images_per_s"].round(0)
-    out["rankable"] = ["yes" if r else f"no: {why}" for r, why in zip(s["rankable"], s["rank_reason"])]
+    out["rankable"] = ["yes" if r else f"no: {why}" for r, why in zip(s["rankable"], s["rank_reason"], strict=False)]
     out["vs leader"] = s["tied_with_leader"].map({"leader": "leader", "tied": "tied", "no": ""}).fillna("")
     return out
 
@@ -89,16 +87,17 @@ def heatmap_figs(df: pd.DataFrame) -> list[tuple[str, bytes]]:
     out = []
     for clusterer in df["clusterer"].unique():
         sub = df[df["clusterer"] == clusterer]
-        scores = [(c, t) for c, t in SCORES if pd.to_numeric(sub[c], errors="coerce").notna().any()]
+        scores = [(c.name, c.title) for c in columns.shown_in("heatmap")
+                  if pd.to_numeric(sub.get(c.name), errors="coerce").notna().any()]
         if not scores:
             continue
         fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores) + 2.5, 0.5 * sub["backbone"].nunique() + 2),
                                  sharey=True, squeeze=False)
-        for n, (ax, (col, title)) in enumerate(zip(axes[0], scores)):
+        for n, (ax, (col, title)) in enumerate(zip(axes[0], scores, strict=False)):
             piv = sub.pivot_table(index="backbone", columns="pretext", values=col, aggfunc="first", sort=False)
             piv = piv.reindex(index=df["backbone"].unique(), columns=df["pretext"].unique())  # grid order
             vals = piv.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-            cmap = "viridis_r" if col == "davies_bouldin" else "viridis"
+            cmap = "viridis_r" if columns.column(col).better == "lower" else "viridis"
             ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, aspect="auto")
             ax.set_xticks(range(piv.shape[1]), piv.columns, rotation=30, ha="right")
             if n == 0:
@@ -177,7 +176,7 @@ def k_curve_fig(df: pd.DataFrame, limit: int = 8) -> bytes | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
-    for (cid, curve, k), color in zip(curves[:limit], plt.cm.tab10.colors):
+    for (cid, curve, k), color in zip(curves[:limit], plt.cm.tab10.colors, strict=False):
         c = np.asarray(curve, float)
         ax.plot(c[:, 0], c[:, 1], "-o", color=color, ms=3, label=f"{cid} (k={k})")
         ax.plot(c[:, 0], c[:, 2], "--", color=color, alpha=0.6)
@@ -212,7 +211,7 @@ def throughput_fig(df: pd.DataFrame) -> bytes:
     computes = fs["backbone"].map(lambda b: backbone_info(b).trainable)
     fs = fs[pd.to_numeric(fs["images_per_s"], errors="coerce").notna() & computes]
     fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(fs), 3) + 1))
-    names = [f"{b} / {p}" for b, p in zip(fs["backbone"], fs["pretext"])]
+    names = [f"{b} / {p}" for b, p in zip(fs["backbone"], fs["pretext"], strict=False)]
     ax.barh(names, fs["images_per_s"].astype(float))
     ax.set_xlabel("feature extraction, images/s")
     ax.invert_yaxis()

@@ -92,7 +92,7 @@ def metric_values(metric: dict[str, Any], cells: "Any", out: Path) -> list[float
         return [split_purity(out, row, metric["group"]) for _, row in rows.iterrows()]
     if "baseline_where" in metric:  # a paired gap per seed: these cells minus the baseline's
         base = _select(cells, metric["baseline_where"]).set_index("seed")[kind]
-        return [float(v) - float(base[s]) for s, v in zip(rows["seed"], rows[kind]) if s in base.index and v == v]
+        return [float(v) - float(base[s]) for s, v in zip(rows["seed"], rows[kind], strict=False) if s in base.index and v == v]
     return [float(v) for v in rows[kind] if v == v]
 
 
@@ -227,7 +227,7 @@ def gap_figure(rows: list[Row]) -> bytes | None:
     from benchmark.outputs.report import _png
 
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
-    for ax, (col, sel) in zip(axes[0], groups.items()):
+    for ax, (col, sel) in zip(axes[0], groups.items(), strict=False):
         x = np.arange(len(sel))
         colors = ["tab:green" if r.verdict == "within" else "tab:red" if "reversal" in r.verdict else "tab:gray"
                   for r in sel]

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.driver.results import COLUMNS, assignment_of, read_assignments, read_cells
+from benchmark.driver.results import assignment_of, read_assignments, read_cells
 from benchmark.interfaces import BadInput
+from benchmark.scoring import columns
 from benchmark.store.artifacts import ArtifactStore, RunFolder
 
 
@@ -83,7 +84,7 @@ def load_run(path: Path) -> Run:
         raise BadInput(f"bad run folder {str(path)!r}: no cells.csv in it")
     info = folder.read_info() or {}
     skipped = pd.read_csv(folder.skipped) if folder.skipped.is_file() else pd.DataFrame(columns=["path", "reason"])
-    cells = pd.DataFrame(read_cells(folder.cells)).reindex(columns=COLUMNS)  # older runs lack columns
+    cells = pd.DataFrame(read_cells(folder.cells)).reindex(columns=columns.names())  # older runs lack columns
     if cells["seed"].isna().any():
         cells["seed"] = cells["seed"].fillna((info.get("config") or {}).get("seed", 0))
     return Run(path, cells, info, skipped)

@@ -179,7 +179,7 @@ def matmul_peak(device: str, mode: str = "fp32", sizes: tuple[int, ...] | None =
         for n in sizes:
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
-            times = time_steps(lambda: a @ b, device, warmup=2, iters=3, repeats=repeats)
+            times = time_steps(lambda a=a, b=b: a @ b, device, warmup=2, iters=3, repeats=repeats)
             best = max(best, 2.0 * n ** 3 / (min(times) / 1000.0))
         return best
     finally:

@@ -42,10 +42,10 @@ def measure(draws: int = 5, seed: int = 0) -> list[dict]:
         spec = ProbeSpec(draws=draws)
         linear_probe(X, y, spec, seed)  # warm-up
         with threadpool_limits(limits=1):
-            ref, t_sk1 = _timed(lambda: linear_probe(X, y, ProbeSpec(draws=draws, solver="sklearn"), seed))
-            ours, t_torch = _timed(lambda: linear_probe(X, y, spec, seed))
+            ref, t_sk1 = _timed(lambda X=X, y=y: linear_probe(X, y, ProbeSpec(draws=draws, solver="sklearn"), seed))
+            ours, t_torch = _timed(lambda X=X, y=y, spec=spec: linear_probe(X, y, spec, seed))
             conv = linear_probe(X, y, spec, seed, reference_tol=1e-10)
-        _, t_skd = _timed(lambda: linear_probe(X, y, ProbeSpec(draws=draws, solver="sklearn"), seed))
+        _, t_skd = _timed(lambda X=X, y=y: linear_probe(X, y, ProbeSpec(draws=draws, solver="sklearn"), seed))
         rows.append({"features": name, "draws": draws, "sklearn_1thread_s": t_sk1, "sklearn_default_threads_s": t_skd,
                      "torch_s": t_torch, "speedup_vs_1thread": t_sk1 / t_torch,
                      "speedup_vs_default_threads": t_skd / t_torch,

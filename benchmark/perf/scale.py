@@ -43,13 +43,13 @@ def kmeans_vs_sklearn(n: int = 100_000, d: int = 512, ks: tuple[int, ...] = (10,
     X, _ = blobs(n, d, 10, seed)
     rows = []
     for k in ks:
-        def fk(max_points: int = n) -> float:
+        def fk(max_points: int = n, k: int = k) -> float:
             km = faiss.Kmeans(d, k, niter=niter, nredo=1, seed=seed + 1, verbose=False,
                               max_points_per_centroid=max_points, min_points_per_centroid=1)
             km.train(X)
             return float(km.index.search(X, 1)[0].sum())
 
-        def sk() -> float:
+        def sk(k: int = k) -> float:
             return float(KMeans(k, n_init=1, max_iter=niter, tol=0.0, random_state=seed, init="random").fit(X).inertia_)
 
         fi, tf = _timed(fk)
@@ -98,18 +98,18 @@ def decode_speed(sizes: tuple[tuple[int, int], ...] = ((1633, 1080), (4032, 3024
                 base.rotate(i * 7, expand=False).resize((w, h), Image.Resampling.BICUBIC).save(p, quality=90)
                 paths.append(p)
 
-            def plain() -> None:
+            def plain(paths: list[Path] = paths) -> None:
                 for p in paths:
                     with Image.open(p) as im:
                         ImageOps.exif_transpose(im.convert("RGB")).resize((target, target), Image.Resampling.BILINEAR)
 
-            def ours_serial() -> None:
+            def ours_serial(paths: list[Path] = paths) -> None:
                 for p in paths:
                     decode_file(p, target)
 
             _, t_plain = _timed(plain)
             _, t_ours = _timed(ours_serial)
-            _, t_par = _timed(lambda: decode_many(paths * 25, target, Path(tmp), workers=os.cpu_count(),
+            _, t_par = _timed(lambda paths=paths: decode_many(paths * 25, target, Path(tmp), workers=os.cpu_count(),
                                                   progress=False))
             rows.append({"what": f"decode {w}x{h} JPEG -> {target}px", "plain_img_s": n / t_plain,
                          "draft_img_s": n / t_ours, "draft_speedup": t_plain / t_ours,

@@ -272,14 +272,64 @@ def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
     raise BadInput("no labels to take the number of clusters from: pass --k")
 
 
+def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, bname: str,
+                   pname: str, seed: int, weights_digests: dict[str, str]) -> tuple[str, str, str]:
+    """Add the train (when the pretext trains), extract and probe tasks of one feature set.
+    Returns (features key, probe key, notes)."""
+    from registry.backbones import backbone_info
+    from registry.pretexts import build_pretext
+
+    info = backbone_info(bname)
+    train_images = data.train_images_key or data.images_key
+    wpath = spec.weights_paths().get(bname) if info.uses_weights else None
+    weights = (wpath, weights_digests.get(bname)) if wpath else None
+    pretext = build_pretext(pname, spec.options_for(pname))
+    notes = ""
+    if pretext.trains and not info.trainable:  # raw pixels: the pretext changes nothing
+        notes = f"{pname} has nothing to train in {bname}; {COPY_NOTE}"
+        pretext = build_pretext("none")
+    train_key = None
+    if pretext.trains:
+        train_key = stable_hash(["weights", TRAIN_VERSION, train_images, bname, weights, pretext.key(),
+                                 spec.train, seed, spec.image_size, runtime])
+        tasks.setdefault(train_key, TrainTask(
+            train_key, train_images, bname, pretext.name, pretext.opts, spec.train, seed,
+            spec.image_size, wpath, runtime, deps=(train_images,)))
+    batch = max(spec.train.batch_size, 128)
+    layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
+    fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
+                        pretext.name, seed, spec.image_size, batch, runtime] + ([layer] if layer else []))
+    tasks.setdefault(fkey, ExtractTask(
+        fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
+        batch, wpath, runtime, layer, deps=(data.images_key,) + ((train_key,) if train_key else ())))
+    threads = stage_limit("probe", data.n_listed)
+    pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed, threads, runtime.device])
+    tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
+                                     runtime.device, threads, deps=(fkey,)))
+    return fkey, pkey, notes
+
+
+def _cell_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, fkey: str,
+                cname: str, k: int, seed: int) -> str:
+    """Add the reduce and cell tasks of one clusterer on one feature set. Returns the cell key."""
+    from registry.clusterers import clusterer_class
+
+    method, dims = spec.reduction_for(cname)
+    umap = [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA, UMAP_EPOCHS] if method == "umap" else None
+    rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed, umap])
+    tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
+    threads = stage_limit("cell", data.n_listed)
+    ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, clusterer_class(cname).version, k,
+                        spec.cluster, seed, runtime.device, threads])
+    tasks.setdefault(ckey, CellTask(ckey, fkey, rkey, data.images_key, data.labels_key, cname, k, spec.cluster,
+                                    seed, runtime.device, threads, deps=(rkey, fkey)))
+    return ckey
+
+
 def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: dict[str, str] | None = None
          ) -> Plan:
     """The task graph of ``spec`` (see the module docstring). ``weights_digests``: {backbone: content hash of
     its --weights checkpoint}."""
-    from registry.backbones import backbone_info
-    from registry.clusterers import clusterer_class
-    from registry.pretexts import build_pretext
-
     validate_names(spec)
     k = number_of_clusters(spec, data)
     tasks: dict[str, Task] = {}
@@ -293,46 +343,11 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
     slots: list[CellSlot] = []
     for seed in spec.seeds:
         for bname in spec.backbones:
-            info = backbone_info(bname)
-            wpath = spec.weights_paths().get(bname) if info.uses_weights else None
-            weights = (wpath, (weights_digests or {}).get(bname)) if wpath else None
             for pname in spec.pretexts:
-                pretext = build_pretext(pname, spec.options_for(pname))
-                notes = ""
-                if pretext.trains and not info.trainable:  # raw pixels: the pretext changes nothing
-                    notes = f"{pname} has nothing to train in {bname}; {COPY_NOTE}"
-                    pretext = build_pretext("none")
-                train_key = None
-                if pretext.trains:
-                    train_key = stable_hash(["weights", TRAIN_VERSION, train_images, bname, weights, pretext.key(),
-                                             spec.train, seed, spec.image_size, runtime])
-                    tasks.setdefault(train_key, TrainTask(
-                        train_key, train_images, bname, pretext.name, pretext.opts, spec.train, seed,
-                        spec.image_size, wpath, runtime, deps=(train_images,)))
-                batch = max(spec.train.batch_size, 128)
-                layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
-                fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
-                                    pretext.name, seed, spec.image_size, batch, runtime]
-                                   + ([layer] if layer else []))
-                tasks.setdefault(fkey, ExtractTask(
-                    fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
-                    batch, wpath, runtime, layer,
-                    deps=(data.images_key,) + ((train_key,) if train_key else ())))
-                pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed,
-                                    stage_limit("probe", data.n_listed), runtime.device])
-                tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
-                                                 runtime.device, stage_limit("probe", data.n_listed), deps=(fkey,)))
+                fkey, pkey, notes = _feature_tasks(tasks, spec, data, runtime, bname, pname, seed,
+                                                   weights_digests or {})
                 for cname in spec.clusterers:
-                    cls = clusterer_class(cname)
-                    method, dims = spec.reduction_for(cname)
-                    rkey = stable_hash(["reduce", REDUCE_VERSION, fkey, method, dims, seed,
-                                        [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA, UMAP_EPOCHS] if method == "umap" else None])
-                    tasks.setdefault(rkey, ReduceTask(rkey, fkey, method, dims, seed, deps=(fkey,)))
-                    ckey = stable_hash(["cell", CELL_VERSION, rkey, fkey, data.labels_key, cname, cls.version, k,
-                                        spec.cluster, seed, runtime.device, stage_limit("cell", data.n_listed)])
-                    tasks.setdefault(ckey, CellTask(ckey, fkey, rkey, data.images_key, data.labels_key, cname, k,
-                                                    spec.cluster, seed, runtime.device,
-                                                    stage_limit("cell", data.n_listed), deps=(rkey, fkey)))
+                    ckey = _cell_tasks(tasks, spec, data, runtime, fkey, cname, k, seed)
                     slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes))
     ordered = tuple(tasks.values())  # insertion order is a topological order: deps are added first
     return Plan(spec, data, runtime, k, ordered, tuple(slots), by_key=dict(tasks))

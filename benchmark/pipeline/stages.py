@@ -1,22 +1,18 @@
-"""Stage tasks run: ``execute(task, store_root) -> TaskResult``.
+"""The runner of each stage kind (``benchmark.pipeline.kinds`` dispatches to them): ``run_x(task, store) -> TaskResult``.
 
 A task reads its inputs from the artifact store and writes its output there; only a small record
 travels back (to the driver, the one writer of the run files), so a task can run in another process or
 on another machine. A finished artifact is read, never recomputed (``computed`` False)."""
 from __future__ import annotations
 
-import os
 import time
-import traceback
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, Task, TrainTask
+from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, TrainTask
 from benchmark.store.artifacts import ArtifactStore
 
 
@@ -267,13 +263,7 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     import json
 
     from benchmark.data.images import open_image_set
-    from benchmark.scoring.metrics import (
-        external_scores,
-        internal_scores,
-        rankability,
-        silhouette_with_noise,
-        stability,
-    )
+    from benchmark.scoring.columns import CellFit, score_cell
     from benchmark.scoring.reduce import fit_reduction
     from registry.clusterers import build_clusterer
 
@@ -304,52 +294,15 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
                 again = build_clusterer(task.clusterer, k, task.cluster, task.seed + 1000 * i,
                                         use_gpu=task.device == "cuda")
                 repeats.append(again.fit(Xc))
-        stab, stab_std = stability(repeats) if len(repeats) > 1 or not clusterer.seeded else (None, None)
         t0 = time.perf_counter()
-        inner = internal_scores(X, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
-        own = internal_scores(Xc, assign, task.cluster.silhouette_max_n, task.seed, device=task.device)
-        sil_noise = silhouette_with_noise(X, assign, task.cluster.silhouette_max_n, task.seed, task.device)
-        outer = external_scores(labels, assign)
+        fit = CellFit(X, Xc, assign, labels, repeats, clusterer.seeded, task.cluster.silhouette_max_n, task.seed,
+                      task.device)
+        rec = score_cell(fit)
         score_s = time.perf_counter() - t0
     params = {**clusterer.params, **(red_meta.get("params") or {})}
     if k_curve is not None:
         params.update(k=k, k_from="auto: the best silhouette among k with stability >= 0.8", k_curve=k_curve)
-    status = "ok" if not inner.reason else "degenerate"
-    rankable, why = rankability(assign, status)
-    rec = dict(n_clusters=inner.n_clusters, noise_fraction=inner.noise_fraction, silhouette=inner.silhouette,
-               davies_bouldin=inner.davies_bouldin, calinski_harabasz=inner.calinski_harabasz,
-               silhouette_sample=inner.silhouette_sample, silhouette_own=own.silhouette,
-               silhouette_noise=sil_noise, stability=stab, stability_std=stab_std, rankable=rankable,
-               rank_reason=why, reduce=red_meta.get("method"), cluster_s=cluster_s,
-               cluster_params=json.dumps(params, sort_keys=True), status=status, error=inner.reason)
-    if outer is not None:
-        rec.update(nmi=outer.nmi, ari=outer.ari, cluster_acc=outer.cluster_acc)
+    rec.update(reduce=red_meta.get("method"), cluster_s=cluster_s, cluster_params=json.dumps(params, sort_keys=True),
+               status=fit.status.value, error=fit.internal.reason)
     store.put_cell(task.key, rec, assign)
     return TaskResult(task.key, task.kind, computed=True, seconds={"cluster": cluster_s, "score": score_s}, info=rec)
-
-
-RUNNERS: dict[type, Callable[[Any, ArtifactStore, bool], TaskResult]] = {
-    DecodeTask: run_decode, TrainTask: run_train, ExtractTask: run_extract, ProbeTask: run_probe,
-    ReduceTask: run_reduce, CellTask: run_cell,
-}
-
-
-def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskResult:
-    """Run one task against the store at ``store_root``; an exception becomes a failed result. The
-    warnings the task raised travel back in ``warnings`` (the driver shows and logs them)."""
-    from benchmark.interfaces import BadInput
-
-    store = ArtifactStore(store_root)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        try:
-            result = RUNNERS[type(task)](task, store, progress)
-        except Exception as exc:  # noqa: BLE001  a failing task fails its dependents only
-            result = TaskResult(task.key, task.kind, status="failed",
-                                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
-                                info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__,
-                                      "bad_input": isinstance(exc, BadInput)})
-    result.warnings = list(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
-    result.pid = os.getpid()
-    return result

@@ -151,7 +151,7 @@ def fit_multinomial(groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]
         lams.append(lam.reshape(-1))
     A, _ = _fit_reduced(torch.cat(Zs), torch.cat(Ys), torch.cat(ws), torch.cat(lams), tol, max_iter, max_cg)
     out, start = [], 0
-    for (X, _, lam), M in zip(groups, Ms):
+    for (X, _, lam), M in zip(groups, Ms, strict=False):
         B, n, _ = X.shape
         G = lam.shape[1]
         Ag = A[start:start + B * G].reshape(B, G, N + 1, n_classes)

@@ -3,13 +3,15 @@ the keys of the stages they govern.
 
 BLAS libraries oversubscribe threads on small problems: the linear probe (logistic regression on 1,797 x
 3,072 raw-pixel features, 5 draws x 4 C values) took 27.2 s with OpenBLAS's default 2 threads and 2.3 s
-with one on this 2-core VM, with identical accuracies (``python -m benchmark.runtime.threads`` measures it). So
+with one on this 2-core VM, with identical accuracies (``python -m benchmark.perf.threads_bench`` measures it). So
 the probe runs with one BLAS / OpenMP thread. Clustering and scoring one feature set (k-means, FAISS,
 DBSCAN, HDBSCAN and the scores on 1,797 x 512 features, 6 feature sets) took 8.4-9.7 s with the default
 and 6.1 s with one thread, so cells run with one too."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 STAGE_BLAS_THREADS: dict[str, int | None] = {"probe": 1, "cell": 1}  # None / absent: the library default
@@ -50,3 +52,43 @@ def describe() -> dict[str, Any]:
     libs = [{"api": i.get("internal_api"), "version": i.get("version"), "threads": i.get("num_threads")}
             for i in threadpool_info()]
     return {"torch_intra_op": torch.get_num_threads(), "blas": libs, "stage_blas_threads": STAGE_BLAS_THREADS}
+
+
+@dataclass(frozen=True)
+class ThreadProfile:
+    """The driver's thread settings, applied in every worker: torch intra-op threads, the BLAS/OpenMP
+    default, and the cores the driver's machine has (decode pool size)."""
+
+    torch_threads: int
+    blas_threads: int
+    cpus: int
+
+    @classmethod
+    def current(cls) -> "ThreadProfile":
+        import torch
+        from threadpoolctl import threadpool_info
+
+        counts = [int(i.get("num_threads") or 0) for i in threadpool_info()]
+        cpus = os.cpu_count() or 1
+        return cls(torch.get_num_threads(), max(counts, default=0) or cpus, cpus)
+
+    def env_vars(self) -> dict[str, str]:
+        """The environment a worker starts with: Ray sets OMP_NUM_THREADS to a task's CPUs otherwise, which
+        would change the library defaults that the serial executor sees."""
+        return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(self.blas_threads))}
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """Run a task in a worker with the driver's settings; the stage limits of the task apply inside."""
+        import numpy  # noqa: F401  the thread pools must be loaded to be limited
+        import scipy.linalg  # noqa: F401
+        import sklearn.cluster  # noqa: F401
+        import torch
+
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            pass
+        torch.set_num_threads(self.torch_threads)
+        with limit_threads(self.blas_threads):
+            yield

@@ -60,7 +60,7 @@ def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     ci = {c: i for i, c in enumerate(classes)}
     ki = {c: i for i, c in enumerate(clusters)}
     table = np.zeros((clusters.size, classes.size), np.int64)
-    for t, p in zip(y_true, y_pred):
+    for t, p in zip(y_true, y_pred, strict=False):
         if p >= 0:
             table[ki[p], ci[t]] += 1
     rows, cols = linear_sum_assignment(-table)

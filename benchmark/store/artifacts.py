@@ -46,8 +46,6 @@ from benchmark.store.files import (
 DEFAULT_CACHE = Path(os.environ.get("SSLBENCH_CACHE", Path(__file__).resolve().parents[2] / ".cache"))
 KINDS = ("images", "labels", "weights", "checkpoints", "features", "probes", "reductions", "cells",
          "files")
-STAGE_ARTIFACT = {"decode": "images", "train": "weights", "extract": "features", "probe": "probes",
-                  "reduce": "reductions", "cell": "cells"}  # the artifact kind each stage task writes
 RUN_INFO = "run.json"
 
 

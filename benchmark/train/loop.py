@@ -216,7 +216,7 @@ def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor
     the plateau rule stopped training). ``save(steps done)`` runs at each sync window before the last."""
     losses, corrects, seen = tally.losses, tally.corrects, tally.seen
     checked = start
-    for step, ((epoch, _idx), x) in enumerate(zip(plan[start:], stream), start):
+    for step, ((epoch, _idx), x) in enumerate(zip(plan[start:], stream, strict=False), start):
         t_first = time.perf_counter()
         loss, out, targets = step_fn(x)
         if step == start and rt.compile:
@@ -324,7 +324,7 @@ def extract_features(backbone: Backbone, images: np.ndarray, rt: Runtime, batch_
     stream = batches(images, (slice(i, i + batch_size) for i in starts), rt, rt.channels_last_infer)
     compile_s = 0.0
     with compiled_forward(backbone, rt):
-        for i, x in zip(starts, stream):
+        for i, x in zip(starts, stream, strict=False):
             t_first = time.perf_counter()
             with rt.autocast():
                 f = backbone.features(prepare(x))

@@ -27,6 +27,7 @@ class Clusterer:
     version = 1  # bump when fitting changes, so cached cells are not reused
     default_reduce = "standardize"  # the step before it unless --reduce says otherwise (benchmark.scoring.reduce)
     seeded = False  # True: the labels depend on the seed (its stability is measured by refitting)
+    fit_memory_mib = 0  # memory its fit needs beyond the features and their copies (the cell stage's memory model)
 
     def __init__(self, k: int, spec: ClusterSpec, seed: int, use_gpu: bool = False) -> None:
         self.k = k

@@ -22,6 +22,7 @@ class WardAgglomerative(CentroidClusterer):
 
     name = "agglomerative"
     default_reduce = "pca:50"
+    fit_memory_mib = 2048  # the linkage of up to FIT_MAX points
     density = True
 
     def fit(self, X: np.ndarray) -> np.ndarray:

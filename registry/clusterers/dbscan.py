@@ -33,6 +33,7 @@ class SkDBSCAN(Clusterer):
 
     name = "dbscan"
     default_reduce = "umap:10"
+    fit_memory_mib = 1024  # the neighbourhoods of up to FIT_MAX points
     density = True
     version = 2  # 2: above FIT_MAX points, fit on a seeded sample and assign the rest
 

@@ -33,6 +33,7 @@ class HDBSCANClusterer(Clusterer):
 
     name = "hdbscan"
     default_reduce = "umap:10"
+    fit_memory_mib = 2048  # the mutual-reachability tree and condensed tree (measured peak, see docs/ray.md)
     density = True
     score_name = "confidence"
 
@@ -68,12 +69,12 @@ class HDBSCANClusterer(Clusterer):
         nb, lam = _neighbour_and_lambda(a, x)
         cluster = a["point_parent"][nb].copy()
         lookup = {int(c): (int(p), float(lv)) for c, p, lv in zip(a["cluster_child"], a["cluster_parent"],
-                                                                   a["cluster_lambda"])}
+                                                                   a["cluster_lambda"], strict=False)}
         root = int(a["cluster_parent"].min())
         for i in np.flatnonzero(a["point_lambda"][nb] > lam):  # joins below its neighbour's exit: walk up
             cluster[i] = _walk_up(int(cluster[i]), float(lam[i]), lookup, root)
-        cmap = dict(zip(a["map_cluster"].tolist(), a["map_label"].tolist()))
-        top = dict(zip(a["max_lambda_cluster"].tolist(), a["max_lambda"].tolist()))
+        cmap = dict(zip(a["map_cluster"].tolist(), a["map_label"].tolist(), strict=False))
+        top = dict(zip(a["max_lambda_cluster"].tolist(), a["max_lambda"].tolist(), strict=False))
         for i, c in enumerate(cluster.tolist()):
             label = cmap.get(c, -1)
             labels[i] = label

@@ -15,11 +15,11 @@ import pytest
 
 from benchmark.cli.main import main
 from benchmark.config.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
-from benchmark.driver.results import COLUMNS
 from benchmark.driver.run import run_grid
+from benchmark.scoring import columns
 from benchmark.store.files import CorruptArtifact
 
-TIMING = {"cluster_s", "train_s", "extract_s", "images_per_s"}
+TIMING = set(columns.timing_columns())
 MODES = ("truncate", "flip", "header")
 
 
@@ -44,7 +44,7 @@ def clean(tmp_path_factory):
 
 def _frame(out: Path) -> pd.DataFrame:
     df = pd.read_csv(out / "cells.csv")
-    return df[[c for c in COLUMNS if c not in TIMING]]
+    return df[[c for c in columns.names() if c not in TIMING]]
 
 
 def damage(path: Path, mode: str, rng: np.random.Generator) -> None:

@@ -64,8 +64,8 @@ def _brute_force_acc(t, p):
     clusters, classes = sorted(set(p) - {-1}), sorted(set(t))
     best = 0
     for perm in itertools.permutations(classes, min(len(clusters), len(classes))):
-        mapping = dict(zip(clusters, perm))
-        best = max(best, sum(mapping.get(pi) == ti for ti, pi in zip(t, p)))
+        mapping = dict(zip(clusters, perm, strict=False))
+        best = max(best, sum(mapping.get(pi) == ti for ti, pi in zip(t, p, strict=False)))
     return best / len(t)
 
 

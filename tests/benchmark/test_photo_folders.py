@@ -87,7 +87,7 @@ def test_every_format_and_mode_decodes_and_every_bad_file_is_listed(tmp_path, ca
                "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert rc == 0
     skipped = pd.read_csv(out / "skipped.csv")
-    reasons = dict(zip(skipped.path, skipped.reason))
+    reasons = dict(zip(skipped.path, skipped.reason, strict=False))
     assert set(reasons) == set(bad), reasons
     for name, fragment in bad.items():
         assert fragment in reasons[name], (name, reasons[name])

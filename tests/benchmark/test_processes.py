@@ -98,7 +98,7 @@ def test_kill_9_during_training_resumes_from_the_checkpoint_and_ends_as_a_run_th
     every column but the timings, those of a run that was never killed."""
     import pandas as pd
 
-    from benchmark.driver.results import TIMING_COLUMNS
+    from benchmark.scoring.columns import timing_columns
     from benchmark.store.artifacts import ArtifactStore
 
     base = [sys.executable, "-m", "benchmark", "run", "--dataset", "digits", "--limit", "128",
@@ -132,5 +132,5 @@ def test_kill_9_during_training_resumes_from_the_checkpoint_and_ends_as_a_run_th
     (ref_meta_file,) = (tmp_path / "cache-ref").glob("weights/*.json")
     assert meta_file.name == ref_meta_file.name  # the same cache key
     assert meta["step_losses"] == ArtifactStore(tmp_path / "cache-ref").get_weights_meta(meta_file.stem)["step_losses"]
-    cells = [pd.read_csv(tmp_path / name / "cells.csv").drop(columns=TIMING_COLUMNS) for name in ("ref", "run")]
+    cells = [pd.read_csv(tmp_path / name / "cells.csv").drop(columns=timing_columns()) for name in ("ref", "run")]
     pd.testing.assert_frame_equal(cells[0], cells[1])

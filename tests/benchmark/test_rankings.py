@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.driver.results import COLUMNS
 from benchmark.driver.summary import interval, leaderboard_text, paired_tie, summarize
 from benchmark.outputs.recommend import recommend
+from benchmark.scoring import columns
 from benchmark.scoring.metrics import effective_clusters, rankability, silhouette_with_noise, stability
 
 
 def _row(**kw) -> dict:
-    row = {c: None for c in COLUMNS}
+    row = {c: None for c in columns.names()}
     row.update(dataset="d", weights="random", status="ok", notes="", error="", rankable=True, rank_reason="",
                images_per_s=100.0, n_clusters=3, noise_fraction=0.0, stability=1.0)
     row.update(kw)
@@ -36,11 +36,11 @@ def test_cells_with_overlapping_intervals_are_marked_tied_and_clear_losers_are_n
         for seed, v in enumerate(vals):
             rows.append(_row(backbone=b, pretext="none", clusterer="kmeans", seed=seed, nmi=v, silhouette=0.3,
                              linear_probe_acc=0.8, probe_accuracies="0.8;0.81"))
-    s = summarize(pd.DataFrame(rows, columns=COLUMNS)).set_index("backbone")
+    s = summarize(pd.DataFrame(rows, columns=columns.names())).set_index("backbone")
     assert s.loc["a", "tied_with_leader"] == "leader"
     assert s.loc["b", "tied_with_leader"] == "tied" and s.loc["c", "tied_with_leader"] == "no"
     assert s.loc["a", "nmi_lo"] < s.loc["a", "nmi_mean"] < s.loc["a", "nmi_hi"] and s.loc["a", "seeds"] == 3
-    text = leaderboard_text(pd.DataFrame(rows, columns=COLUMNS))
+    text = leaderboard_text(pd.DataFrame(rows, columns=columns.names()))
     assert "3 seeds: mean [95% interval]" in text and "= tied" in text and "leader" in text
 
 
@@ -85,11 +85,11 @@ def test_recommend_on_unlabeled_data_never_picks_a_giant_cluster_plus_outliers()
                          n_clusters=9, noise_fraction=0.08, images_per_s=50.0))
         rows.append(_row(backbone="resnet18", pretext="rotation", clusterer="kmeans", seed=seed, silhouette=0.20,
                          images_per_s=50.0))
-    rec = recommend(pd.DataFrame(rows, columns=COLUMNS))
+    rec = recommend(pd.DataFrame(rows, columns=columns.names()))
     c = rec.cell
     assert (c["backbone"], c["pretext"], c["clusterer"]) == ("resnet18", "rotation", "hdbscan")
     rows2 = [r for r in rows if r["backbone"] == "raw_pixels"]
-    rec2 = recommend(pd.DataFrame(rows2, columns=COLUMNS))
+    rec2 = recommend(pd.DataFrame(rows2, columns=columns.names()))
     assert rec2.cell["clusterer"] == "kmeans"
     assert "passed over 2 unrankable cells" in rec2.why and "one cluster holds nearly everything" in rec2.why
 
@@ -105,7 +105,7 @@ def test_recommend_prefers_the_cheaper_of_tied_feature_sets_and_says_so():
                                                                         for d in range(4))))
         rows.append(_row(backbone="resnet18", pretext="none", clusterer="kmeans", seed=seed, nmi=0.5,
                          images_per_s=90000.0, probe_accuracies=";".join(str(0.5 + 0.001 * d) for d in range(4))))
-    rec = recommend(pd.DataFrame(rows, columns=COLUMNS))
+    rec = recommend(pd.DataFrame(rows, columns=columns.names()))
     assert rec.cell["backbone"] == "raw_pixels"
     assert "ties with the best linear-probe feature set" in rec.why and "is faster" in rec.why
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.driver.results import TIMING_COLUMNS
+from benchmark.scoring.columns import timing_columns
 from tests.procs import describe, marked
 
 pytest.importorskip("ray")
@@ -48,7 +48,7 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
 
 
 def cells(out: Path) -> pd.DataFrame:
-    return pd.read_csv(out / "cells.csv").drop(columns=TIMING_COLUMNS)
+    return pd.read_csv(out / "cells.csv").drop(columns=timing_columns())
 
 
 def gone(marker: str, timeout: float = 30) -> bool:

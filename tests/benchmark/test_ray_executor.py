@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 
 from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
-from benchmark.driver.results import TIMING_COLUMNS
 from benchmark.driver.run import run_grid
 from benchmark.executors.base import ExecutorSpec
-from benchmark.executors.ray.resources import SHARED_GPU, ThreadProfile, choose_extraction, task_resources
+from benchmark.executors.ray.resources import SHARED_GPU, choose_extraction, task_resources
 from benchmark.interfaces import BadInput, ClusterSpec
 from benchmark.pipeline.plan import CellTask, ProbeTask, RuntimeInfo, TrainTask
+from benchmark.runtime.threads import ThreadProfile
+from benchmark.scoring.columns import timing_columns
 from benchmark.store.artifacts import ArtifactStore
 
 PROFILE = ThreadProfile(torch_threads=2, blas_threads=2, cpus=2)
@@ -38,7 +39,7 @@ def small_spec(**kw) -> GridSpec:
 
 
 def cells(out: Path) -> pd.DataFrame:
-    return pd.read_csv(out / "cells.csv").drop(columns=TIMING_COLUMNS)
+    return pd.read_csv(out / "cells.csv").drop(columns=timing_columns())
 
 
 def run_json(out: Path) -> dict:

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from benchmark.config.specs import ClusterSpec, GridSpec, ProbeSpec, TrainSpec
-from benchmark.driver.results import COLUMNS
 from benchmark.driver.run import run_grid
+from benchmark.scoring import columns
 from registry.backbones import BACKBONES, backbone_info
 from registry.clusterers import CLUSTERERS, Clusterer
 from registry.pretexts import PRETEXTS
@@ -32,7 +32,7 @@ def test_every_triple_runs_end_to_end(photo_folder, tmp_path, cache):
     res = run_grid(spec, tmp_path / "run", cache, progress=False)
     df = pd.read_csv(tmp_path / "run" / "cells.csv")
     n_feature_sets = len(spec.backbones) * len(spec.pretexts)
-    assert len(df) == n_feature_sets * len(spec.clusterers) and list(df.columns) == COLUMNS
+    assert len(df) == n_feature_sets * len(spec.clusterers) and list(df.columns) == columns.names()
     assert set(df["status"]) <= {"ok", "degenerate", "skipped"}, df[df.status == "failed"][["backbone", "error"]]
     ok = df[df.status != "skipped"]
     assert ok["linear_probe_acc"].notna().all() and ok["nmi"].notna().all()
@@ -72,7 +72,7 @@ def test_rerun_recomputes_nothing(photo_folder, tmp_path, cache):
     second = run_grid(spec, tmp_path / "b", cache, progress=False)
     s = second.stats
     assert (s.decoded, s.trained, s.extracted, s.clustered) == (0, 0, 0, 0)
-    cols = [c for c in COLUMNS if c not in ("cluster_s",)]
+    cols = [c for c in columns.names() if c not in ("cluster_s",)]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "cells.csv")[cols],
                                   pd.read_csv(tmp_path / "b" / "cells.csv")[cols])
 

@@ -66,7 +66,7 @@ def test_device_batches_equal_the_plain_conversion_for_a_memory_mapped_store(tmp
     rt = select_runtime("cpu", False, False)
     index = [np.array([3, 1]), slice(5, 9), np.array([0])]
     got = list(batches(store, index, rt, channels_last=True))
-    for idx, x in zip(index, got):
+    for idx, x in zip(index, got, strict=False):
         assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(x, torch.from_numpy(data[idx]).float().mul_(1.0 / 255.0))
     assert len(got) == 3 and bytes_per_batch(4, 8) == 4 * 3 * 64

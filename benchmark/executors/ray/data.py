@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.executors.ray.resources import ThreadProfile
 from benchmark.pipeline.plan import ExtractTask
 from benchmark.pipeline.stages import TaskResult, extraction_done, extraction_meta, extractor
+from benchmark.runtime.threads import ThreadProfile
 from benchmark.store.artifacts import ArtifactStore
 from benchmark.store.files import load_npy, save_npy
 

@@ -25,11 +25,12 @@ from typing import Any, Sequence
 
 from benchmark.executors.base import DeviceFacts, ExecutorSpec, OnDone, blocked_result
 from benchmark.executors.ray.reaper import MARKER_ENV
-from benchmark.executors.ray.resources import ThreadProfile, choose_extraction, cluster_shape, task_resources
+from benchmark.executors.ray.resources import choose_extraction, cluster_shape, task_resources
 from benchmark.executors.ray.tasks import FAKE_GPU_ENV, gpu_facts, run_task, run_task_decode, run_task_ray_data
 from benchmark.interfaces import BadInput
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
+from benchmark.runtime.threads import ThreadProfile
 
 # keep idle workers alive for the run: each new worker process pays torch's import and the JIT compile of
 # UMAP's numba code (~15 s on 2 cores) again; Ray's default kills a worker idle for 1 s above the soft limit

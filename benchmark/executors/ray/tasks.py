@@ -11,9 +11,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from benchmark.executors.ray.resources import ThreadProfile
+from benchmark.pipeline.kinds import execute
 from benchmark.pipeline.plan import Task
-from benchmark.pipeline.stages import TaskResult, execute
+from benchmark.pipeline.stages import TaskResult
+from benchmark.runtime.threads import ThreadProfile
 
 # tests: the GPUs a CPU-only Ray instance declares (ray.init(num_gpus=2)) are requested and assigned as on a
 # GPU cluster, and every task computes on the CPU
@@ -113,7 +114,7 @@ def decode_shard(paths: list[str], shas: list[str], size: int, store_root: str,
     store = ArtifactStore(store_root)
     with profile.applied():
         decoded = decode_paths([Path(p) for p in paths], size, workers=1)
-    for sha, res in zip(shas, decoded):
+    for sha, res in zip(shas, decoded, strict=False):
         store.put_file(sha, size, file_version("pil"), res)
     where = placement(started)
     return {"files": len(paths), "node_id": where["node_id"], "pid": where["pid"]}
