@@ -40,7 +40,7 @@ from benchmark.runtime.threads import describe as describe_threads
 from benchmark.scoring import columns
 from benchmark.store.artifacts import ArtifactStore, RunFolder
 from benchmark.store.files import CorruptArtifact
-from registry.datasets import limit_listing, resolve_dataset
+from registry.datasets import dataset_version, limit_listing, resolve_dataset
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
 
@@ -100,15 +100,6 @@ class RunResult:
     images: ImagesSummary
     wall_s: float
     plan: Plan | None = None
-
-
-def data_version(dataset: str) -> dict[str, Any] | None:
-    """The version of a packaged data set (Debian's dataset-fashion-mnist), recorded in run.json."""
-    if dataset != "fashion_mnist":
-        return None
-    from registry.fashion_mnist import data_root, package_version
-
-    return {"package": "dataset-fashion-mnist", "version": package_version(), "root": str(data_root())}
 
 
 def runtime_info(rt: Runtime) -> RuntimeInfo:
@@ -324,7 +315,7 @@ def _start_info(spec: GridSpec, plan_: Plan, rt: Any, executor: Executor, facts:
             "executor": executor.name, "executor_info": executor.describe(), "images_key": plan_.data.images_key,
             "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
             "threads": describe_threads(), "pid": os.getpid(),
-            "data_version": data_version(spec.dataset), "decoder": plan_.data.decoder}
+            "data_version": dataset_version(spec.dataset), "decoder": plan_.data.decoder}
 
 
 def _finished_info(recorder: Recorder, rows: list[dict[str, Any]], wall: float, rt: Any,

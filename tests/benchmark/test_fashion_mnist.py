@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmark.interfaces import BadInput
-from registry import fashion_mnist as fm
+from registry.datasets import fashion_mnist as fm
 from registry.datasets import limit_listing, resolve_dataset
 
 REAL = (fm.DEFAULT_ROOT / "t10k-images-idx3-ubyte.gz").is_file()

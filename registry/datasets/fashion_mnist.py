@@ -9,10 +9,12 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from benchmark.interfaces import BadInput, Listing
+from registry.datasets._base import DATASETS
 
 ROOT_ENV = "SSLBENCH_FASHION_MNIST"  # another folder holding the same files (tests, other systems)
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -80,12 +82,18 @@ def load(split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
+@DATASETS.register("fashion_mnist")
 @dataclass
 class FashionMnistSource:
     """Fashion-MNIST's ``split`` (default test: 10,000 images) as a built-in data set."""
 
     split: str = "test"
     name: str = "fashion_mnist"
+    splits: ClassVar[tuple[str, ...]] = SPLITS
+
+    def version(self) -> dict[str, Any] | None:
+        """Debian's dataset-fashion-mnist package that holds the files."""
+        return {"package": "dataset-fashion-mnist", "version": package_version(), "root": str(data_root())}
 
     def list(self) -> Listing:
         x, y = load(self.split)

@@ -1,0 +1,128 @@
+"""What every backbone family shares: the ``Backbone`` module, its ``BackboneInfo``, the registry, weights.
+
+A backbone maps (B,3,S,S) normalized images to a feature map (B,C,h,w) (or tokens (B,L,C) for
+transformers) and ``pool`` turns that into (B,D). Its info declares what the harness may know without
+building it, its stages (``--feature-layer``; timm's ``feature_info`` is the model) among them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from benchmark.interfaces import BadInput
+from registry.base import Registry
+
+TIMM_PREFIX = "timm:"
+# ImageNet statistics: registry.pretexts.normalize applies them, the raw-pixels baseline undoes them
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class WeightsRequest:
+    """Where pretrained weights may come from: a local checkpoint path, or the local caches only."""
+
+    path: str | None = None
+    use_cache: bool = True  # torchvision / timm caches; never downloads
+
+
+class Backbone(nn.Module):
+    """Feature extractor with a declared feature dimension and a pooling to (B, D)."""
+
+    def __init__(self, name: str, body: nn.Module, dim: int, weights: str,
+                 pool_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 trainable: bool = True, make_decoder: Callable[[], nn.Module] | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.dim = dim
+        self.weights = weights  # "random", "imagenet (torchvision cache)", a checkpoint path, ...
+        self.trainable = trainable
+        self._pool_fn = pool_fn
+        self.make_decoder = make_decoder  # its own decoder (paper autoencoders): the autoencoder pretext uses it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,S,S) -> feature map (B,C,h,w) or tokens (B,L,C)."""
+        return self.body(x)
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Feature map -> (B, D) float features."""
+        if self._pool_fn is not None:
+            return self._pool_fn(fmap)
+        if fmap.dim() == 4:
+            return fmap.mean(dim=(2, 3))
+        if fmap.dim() == 3:
+            return fmap.mean(dim=1)
+        return fmap.flatten(1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward(x))
+
+
+BackboneFactory = Callable[[int, WeightsRequest], Backbone]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone", package="registry.backbones")
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the harness may know about a backbone without building it. ``stages``: the names
+    ``--feature-layer`` accepts; ``cut(backbone, stage)``: the same weights cut after that stage."""
+
+    trainable: bool = True  # False: no parameters, a pretext has nothing to train (raw pixels)
+    min_image_size: int = 8  # smaller inputs vanish in the network
+    uses_weights: bool = True  # False: --weights does not apply
+    data_channels: bool = False  # True: built for the data's channels (1 for grayscale data, else 3)
+    input_size: int | None = None  # the one image size it takes (paper autoencoders: 28 for 1 x 28 x 28)
+    spatial: bool = True  # False: its output is a vector (no feature map for a generic decoder)
+    own_decoder: bool = False  # True: it brings the decoder the autoencoder pretext uses
+    stages: tuple[str, ...] = ()
+    cut: Callable[[Backbone, str], Backbone] | None = field(default=None, compare=False)
+
+
+def describe(**info: object) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Attach ``BackboneInfo`` fields to a factory: ``@describe(min_image_size=32)``."""
+
+    def deco(factory: BackboneFactory) -> BackboneFactory:
+        factory.info = BackboneInfo(**info)  # type: ignore[attr-defined, arg-type]
+        return factory
+
+    return deco
+
+
+def load_checkpoint(model: nn.Module, path: str) -> str:
+    """Load a local state_dict (``weights_only``: no code in the file runs) that matches the model exactly.
+    Returns the weights description; BadInput names the file and what is wrong with it."""
+    if not os.path.isfile(path):
+        raise BadInput(f"bad weights path {path!r}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  pickles with code, text, truncated zips: many types
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"bad weights file {path!r}: not a weights-only state_dict ({why})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadInput(f"bad weights file {path!r}: need a state_dict (parameter name -> tensor), "
+                       f"got {type(state).__name__}")
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shape = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or extra or shape:
+        what = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
+                f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else
+                f"{len(shape)} of another shape (e.g. {shape[0]}: {tuple(state[shape[0]].shape)} vs "
+                f"{tuple(want[shape[0]].shape)})")
+        raise BadInput(f"bad weights file {path!r}: it does not match {type(model).__name__}: {what} tensors")
+    model.load_state_dict(state, strict=True)
+    return f"checkpoint:{Path(path).name}"
+
+
+def with_checkpoint(bb: Backbone, path: str) -> Backbone:
+    """A local state_dict of the encoder (``body``), checked and loaded weights-only."""
+    bb.weights = load_checkpoint(bb.body, path)
+    return bb
