@@ -23,10 +23,20 @@ from benchmark.cli.run_flags import add_run_args as add_grid_args
 from benchmark.cli.run_folders import add_run_folder_commands
 from benchmark.config.presets import load_preset, preset_names, spec_from_config
 from benchmark.config.specs import GridSpec
-from benchmark.driver.results import cell_id
+from benchmark.driver.results import cell_id, read_cells
+from benchmark.driver.run import make_plan, run_grid
+from benchmark.driver.summary import leaderboard_text
 from benchmark.executors.base import ExecutorSpec
+from benchmark.executors.ray.executor import require_ray
+from benchmark.outputs.report import write_report
 from benchmark.pipeline.kinds import STAGE_KINDS
-from benchmark.store.artifacts import DEFAULT_CACHE, RunFolder
+from benchmark.pipeline.plan import validate_names
+from benchmark.scoring import columns
+from benchmark.store.artifacts import DEFAULT_CACHE, ArtifactStore, RunFolder
+from registry.backbones import backbone_names
+from registry.clusterers import CLUSTERERS
+from registry.datasets import DATASETS
+from registry.pretexts import PRETEXTS
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INTERNAL, EXIT_USAGE, EXIT_CELLS_FAILED = 0, 1, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -58,7 +68,6 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_spec(args: argparse.Namespace) -> GridSpec:
     """Merge the preset with explicit flags and validate everything before any compute."""
-    from benchmark.pipeline.plan import validate_names
 
     with user_errors():
         spec = spec_from_config(build_config(args))
@@ -71,7 +80,6 @@ def executor_spec(args: argparse.Namespace) -> ExecutorSpec:
     with user_errors():
         spec = executor_spec_from_args(args)
         if spec.name == "ray":
-            from benchmark.executors.ray.executor import require_ray
 
             require_ray()
     return spec
@@ -83,10 +91,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return print_plan(spec, args)
     import pandas as pd
-
-    from benchmark.driver.run import run_grid
-    from benchmark.driver.summary import leaderboard_text
-    from benchmark.scoring import columns
 
     out = Path(args.out) if args.out else RESULTS / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if RunFolder(out).holds_run() and not args.resume:
@@ -106,7 +110,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"skipped files listed in {out / 'skipped.csv'}")
     print(f"results: {out / 'cells.csv'} (and summary.csv, run.json, assignments.csv, run.log)")
     if args.report:
-        from benchmark.outputs.report import write_report
 
         html_path, _ = write_report(out)
         print(f"report: {html_path}")
@@ -122,9 +125,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
     """The task graph of a grid: per stage, how many tasks are cached in the store and how many would run."""
     from tabulate import tabulate
-
-    from benchmark.driver.run import make_plan
-    from benchmark.store.artifacts import ArtifactStore
 
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     with user_errors():
@@ -151,9 +151,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """Report the store's size per artifact kind; with --prune, free what no run folder under --runs uses."""
     from tabulate import tabulate
 
-    from benchmark.driver.results import read_cells
-    from benchmark.store.artifacts import ArtifactStore
-
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     usage = store.usage()
     print(tabulate([{"kind": k, "files": n, "MB": b / 1e6} for k, (n, b) in usage.items()], headers="keys",
@@ -177,10 +174,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from registry.backbones import backbone_names
-    from registry.clusterers import CLUSTERERS
-    from registry.datasets import DATASETS
-    from registry.pretexts import PRETEXTS
 
     print("backbones:  " + ", ".join(backbone_names()))
     print("pretexts:   " + ", ".join(PRETEXTS.names()))

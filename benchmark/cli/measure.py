@@ -8,15 +8,15 @@ from typing import Any
 
 from benchmark.cli.common import UsageError, _split, user_errors
 from benchmark.interfaces import BadInput
+from benchmark.perf import scale
+from benchmark.perf.bench import BenchSpec, compare, load_history, run_bench
+from benchmark.runtime.device import detect_runtime
+from registry.backbones import check_backbone, check_image_size
+from registry.pretexts import PRETEXTS, pretext_class
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from tabulate import tabulate
-
-    from benchmark.perf.bench import BenchSpec, run_bench
-    from benchmark.runtime.device import detect_runtime
-    from registry.backbones import check_backbone, check_image_size
-    from registry.pretexts import PRETEXTS, pretext_class
 
     cl = {"off": (False,), "on": (True,), "both": (False, True)}
     if args.channels_last not in cl:
@@ -48,8 +48,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchmark.perf.bench import compare, load_history
-
     if not math.isfinite(args.max_regression) or not 0 <= args.max_regression < 100:
         raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage, 0 <= value < 100")
     with user_errors():
@@ -70,9 +68,6 @@ def cmd_scale(args: argparse.Namespace) -> int:
     import json
 
     from tabulate import tabulate
-
-    from benchmark.perf import scale
-    from benchmark.runtime.device import detect_runtime
 
     with user_errors():
         rt = detect_runtime(args.device)

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cli.common import RESULTS, UsageError, user_errors
+from benchmark.config.presets import spec_from_config
+from benchmark.driver.run import run_grid
+from benchmark.outputs import reproduce
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -18,7 +21,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config(name: str, args: argparse.Namespace, override: dict[str, Any] | None = None) -> dict[str, Any]:
-    from benchmark.outputs import reproduce
     e = reproduce.entry(name)
     cfg = e["grid"]
     if args.full and "full" in e:  # the paper's whole training budget (opt-in: long)
@@ -35,9 +37,6 @@ def _config(name: str, args: argparse.Namespace, override: dict[str, Any] | None
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from benchmark.config.presets import spec_from_config
-    from benchmark.driver.run import run_grid
-    from benchmark.outputs import reproduce
 
     with user_errors():
         if args.list or not args.name:

@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cli.common import user_errors
+from benchmark.outputs.export import export_cell, predict
+from benchmark.outputs.recommend import RULE, diff_runs, recommend
+from benchmark.outputs.report import write_report
+from benchmark.outputs.run_folder import load_run
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.outputs.report import write_report
 
     with user_errors():
         html_path, md_path = write_report(Path(args.run), n_best=args.best)
@@ -19,9 +22,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from tabulate import tabulate
-
-    from benchmark.outputs.recommend import RULE, recommend
-    from benchmark.outputs.run_folder import load_run
 
     with user_errors():
         rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
@@ -35,7 +35,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from benchmark.outputs.export import export_cell
 
     with user_errors():
         m = export_cell(Path(args.run), Path(args.to), args.cell)
@@ -44,7 +43,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from benchmark.outputs.export import predict
 
     with user_errors():
         r = predict(Path(args.export), Path(args.images), Path(args.out), args.device, not args.no_progress)
@@ -55,9 +53,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from tabulate import tabulate
-
-    from benchmark.outputs.recommend import diff_runs
-    from benchmark.outputs.run_folder import load_run
 
     with user_errors():
         d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)

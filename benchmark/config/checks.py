@@ -9,13 +9,13 @@ from pathlib import Path
 
 from benchmark.config.specs import GridSpec
 from benchmark.interfaces import BadInput
+from benchmark.store.files import sha256_file
+from registry.backbones import WeightsRequest, build_backbone
 
 
 def check_weights(spec: GridSpec) -> dict[str, str]:
     """Load every --weights checkpoint (weights only) into the backbone it is given for; a mismatch is a
     BadInput. Returns {backbone: content hash of its checkpoint}, so two files of one name never share a key."""
-    from benchmark.store.files import sha256_file
-    from registry.backbones import WeightsRequest, build_backbone
 
     paths = spec.weights_paths()
     if spec.weights and not paths:

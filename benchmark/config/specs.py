@@ -13,6 +13,8 @@ from benchmark.interfaces import (
     check_settings,
     setting,
 )
+from registry.backbones import backbone_info
+from registry.clusterers import clusterer_class
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -135,7 +137,6 @@ class GridSpec:
 
     def weights_paths(self) -> dict[str, str]:
         """{deep backbone: checkpoint path} from ``weights`` (file existence and content are checked later)."""
-        from registry.backbones import backbone_info
 
         if not self.weights:
             return {}
@@ -174,6 +175,5 @@ class GridSpec:
 def default_reduction(clusterer: str) -> tuple[str, int]:
     """The clusterer's own ``default_reduce``: UMAP to 10 dimensions for DBSCAN and HDBSCAN (measured on the
     default preset, see the README), PCA-50 for Ward, the standardized features for the rest."""
-    from registry.clusterers import clusterer_class
 
     return parse_method(clusterer_class(clusterer).default_reduce)

@@ -12,7 +12,7 @@ import torch
 from benchmark.config.specs import GridSpec
 from benchmark.driver.results import assignment_of, cell_id, read_assignments, read_cells
 from benchmark.interfaces import BadInput
-from benchmark.pipeline.plan import Plan
+from benchmark.pipeline.plan import Plan, check_member_names
 from benchmark.runtime.threads import describe as describe_threads
 from benchmark.store.artifacts import RUN_INFO, RunFolder
 
@@ -65,7 +65,6 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
     """The spec a resumed run plans: its axes extended by the cells already in ``folder`` (so every earlier
     row is checked against this configuration, never kept blindly), and torch's thread count set to the
     earlier run's, so cache keys and results stay equal (with a warning naming the difference)."""
-    from benchmark.pipeline.plan import check_member_names
 
     rows = read_cells(folder.cells)
     axes: dict[str, list[Any]] = {"backbones": list(spec.backbones), "pretexts": list(spec.pretexts),

@@ -33,7 +33,7 @@ from benchmark.executors.base import DeviceFacts, Executor, ExecutorSpec, local_
 from benchmark.executors.factory import make_executor
 from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline.kinds import STAGE_KINDS
-from benchmark.pipeline.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan
+from benchmark.pipeline.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan, validate_names
 from benchmark.pipeline.stages import TaskResult
 from benchmark.runtime.device import Runtime, apply_determinism, cpu_model, select_runtime
 from benchmark.runtime.threads import describe as describe_threads
@@ -41,6 +41,7 @@ from benchmark.scoring import columns
 from benchmark.store.artifacts import ArtifactStore, RunFolder
 from benchmark.store.files import CorruptArtifact
 from registry.datasets import dataset_version, limit_listing, resolve_dataset
+from registry.pretexts import build_pretext
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
 
@@ -113,7 +114,6 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
     """Validate, list the data (hashing file contents, memoized), then plan. Nothing is decoded or trained.
     Every check on what the user passed happens here, before any compute (BadInput, exit 2). ``facts``: what
     the machines that run the tasks have (the executor's; default this process's)."""
-    from benchmark.pipeline.plan import validate_names
 
     validate_names(spec)  # before the data is listed or hashed
     facts = facts or local_facts()
@@ -228,7 +228,6 @@ class Recorder:
         write_summary(self.folder.summary, self.ordered_rows())
 
     def make_row(self, slot: CellSlot) -> dict[str, Any]:
-        from registry.pretexts import build_pretext
 
         spec, meta = self.plan.spec, self.images_meta
         row: dict[str, Any] = {c: None for c in columns.names()}

@@ -30,7 +30,7 @@ from registry.backbones import WeightsRequest, backbone_info, build_backbone
 from registry.base import unknown_message
 from registry.clusterers import Clusterer, build_clusterer
 from registry.datasets import IMAGE_EXTENSIONS, list_images
-from registry.pretexts import build_pretext
+from registry.pretexts import build_pretext, pretext_class
 
 MANIFEST = "manifest.json"
 BACKBONE = "backbone.pt"
@@ -168,7 +168,6 @@ def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction
 
 
 def _pretext_of(manifest: dict[str, Any]):  # noqa: ANN202
-    from registry.pretexts import pretext_class
 
     cls = pretext_class(manifest["pretext"])
     return build_pretext(manifest["pretext"], cls.Options(**manifest.get("pretext_options", {})))

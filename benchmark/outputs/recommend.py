@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from benchmark.driver.summary import paired_tie, primary_score, probe_draws, rankable_mask
 from benchmark.interfaces import BadInput
 from benchmark.scoring import columns
 
@@ -37,7 +38,6 @@ def pareto_front(fs: pd.DataFrame, quality: str = "linear_probe_acc", speed: str
 
 def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendation:
     """Apply RULE. BadInput when no cell qualifies. The returned cell is the chosen cell at its first seed."""
-    from benchmark.driver.summary import paired_tie, primary_score, probe_draws, rankable_mask
 
     df = cells.copy()
     for c in ("linear_probe_acc", "images_per_s", "nmi", "silhouette", "seed"):

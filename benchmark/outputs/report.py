@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.driver.results import cell_id
+from benchmark.driver.summary import SORT_RULE, leaderboard_header, summarize
 from benchmark.outputs.run_folder import Run, load_run
 from benchmark.scoring import columns
+from benchmark.store.artifacts import RunFolder
 from benchmark.store.files import atomic_write_text
+from registry.backbones import backbone_info
 
 
 def best_cells(df: pd.DataFrame, summary: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -206,7 +209,6 @@ def throughput_fig(df: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
     fs = df.drop_duplicates(["backbone", "pretext"])
-    from registry.backbones import backbone_info
 
     computes = fs["backbone"].map(lambda b: backbone_info(b).trainable)
     fs = fs[pd.to_numeric(fs["images_per_s"], errors="coerce").notna() & computes]
@@ -224,7 +226,6 @@ Section = tuple[str, str, "bytes | None", "pd.DataFrame | None"]
 
 def build_sections(run: Run, n_best: int = 3) -> list[Section]:
     """(title, text, png or None, table or None) sections shared by the HTML and Markdown reports."""
-    from benchmark.driver.summary import SORT_RULE, leaderboard_header, summarize
 
     df = run.cells
     summary = summarize(df)
@@ -305,7 +306,6 @@ def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
 
 def write_pages(folder: Path, heading: str, secs: list[Section]) -> tuple[Path, Path]:
     """report.html (pictures embedded) and report.md (pictures in report_files/) of ``secs`` in ``folder``."""
-    from benchmark.store.artifacts import RunFolder
 
     rf = RunFolder(folder)
     files = rf.report_files

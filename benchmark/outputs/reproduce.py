@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 import tomllib
 
+from benchmark.driver.results import cell_id
 from benchmark.interfaces import BadInput
+from benchmark.outputs.report import _png, write_pages
+from registry.base import unknown_message
 
 DATA = Path(__file__).resolve().parent / "reproductions.toml"
 FLOOR = 0.02
@@ -38,7 +41,6 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> dict[str, Any]:
-    from registry.base import unknown_message
 
     data = load()
     if name not in data:
@@ -100,8 +102,6 @@ def split_purity(out: Path, row: "Any", group: list[str]) -> float:
     """Purity of a 2-cluster split against the grouping {group} vs the other classes: the share of images
     whose cluster's majority side is their side."""
     import pandas as pd
-
-    from benchmark.driver.results import cell_id
 
     assign = pd.read_csv(out / "assignments.csv")
     col = cell_id(row)
@@ -224,8 +224,6 @@ def gap_figure(rows: list[Row]) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmark.outputs.report import _png
-
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
     for ax, (col, sel) in zip(axes[0], groups.items(), strict=False):
         x = np.arange(len(sel))
@@ -245,8 +243,6 @@ def gap_figure(rows: list[Row]) -> bytes | None:
 def write_report(name: str, out: Path, rows: list[Row], facts: str) -> tuple[Path, Path]:
     """report.html / report.md of a reproduction in ``out``: published vs ours, the gaps as a plot, the runs."""
     import pandas as pd
-
-    from benchmark.outputs.report import write_pages
 
     table = pd.DataFrame([{"metric": r.metric, "published": published_text(r, lambda v: "-" if v is None else v),
                            "ours mean": r.ours_mean, "ours std": r.ours_std,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.data.images import open_image_set
 from benchmark.driver.results import assignment_of, read_assignments, read_cells
 from benchmark.interfaces import BadInput
 from benchmark.scoring import columns
@@ -59,7 +60,6 @@ class Run:
 
     def images(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(uint8 images (N,3,S,S), labels (N,)) of the run, or None when not in the store."""
-        from benchmark.data.images import open_image_set
 
         key = str(self.info.get("images_key", ""))
         if not key or self.store.get_images(key) is None:

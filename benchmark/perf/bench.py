@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from benchmark.data.loader import bytes_per_batch
 from benchmark.interfaces import BadInput
 from benchmark.runtime.device import Runtime, cpu_model
 from benchmark.train.loop import extract_features, train_step
@@ -242,8 +243,6 @@ def bench_pipeline(name: str, spec: BenchSpec, rt: Runtime) -> dict[str, Any]:
     """Feature extraction from a memory-mapped on-disk uint8 store (larger than batch x repeats, so every
     repeat reads new rows) vs. synthetic forward, same model, batch and device."""
     import tempfile
-
-    from benchmark.data.loader import bytes_per_batch
 
     backbone = _prepare(name, spec, rt, rt.channels_last_infer).eval()
     n = spec.batch_size * (max(spec.iters, spec.repeats) + 1)

@@ -7,6 +7,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from benchmark.config.specs import ClusterSpec
+from benchmark.data.decode import decode_file, decode_many
+from benchmark.scoring.silhouette import silhouette_torch
+from registry.clusterers import build_clusterer
+
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t0 = time.perf_counter()
@@ -24,8 +29,6 @@ def blobs(n: int, d: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def silhouette_vs_sklearn(n: int = 20000, d: int = 512, k: int = 10, device: str = "cpu") -> dict[str, Any]:
     from sklearn.metrics import silhouette_score
-
-    from benchmark.scoring.silhouette import silhouette_torch
 
     X, y = blobs(n, d, k)
     ours, t_ours = _timed(lambda: silhouette_torch(X, y, device=device))
@@ -66,9 +69,6 @@ def hdbscan_at_scale(n: int = 100_000, d: int = 512, dims: int = 50, seed: int =
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    from benchmark.config.specs import ClusterSpec
-    from registry.clusterers import build_clusterer
-
     X, _ = blobs(n, d, 10, seed)
     Z, t_pca = _timed(lambda: PCA(dims, random_state=seed).fit_transform(StandardScaler().fit_transform(X)))
     labels, t_fit = _timed(lambda: build_clusterer("hdbscan", 10, ClusterSpec(), seed).fit_predict(Z))
@@ -87,7 +87,6 @@ def decode_speed(sizes: tuple[tuple[int, int], ...] = ((1633, 1080), (4032, 3024
     from PIL import Image, ImageOps
     from sklearn.datasets import load_sample_images
 
-    from benchmark.data.decode import decode_file, decode_many
     base = Image.fromarray(load_sample_images().images[0])
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:

@@ -20,6 +20,9 @@ from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
+from registry.backbones import backbone_info, check_backbone, check_image_size, feature_layers
+from registry.clusterers import CLUSTERERS, clusterer_class
+from registry.pretexts import PRETEXTS, build_pretext
 
 TRAIN_VERSION = 1
 FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
@@ -215,9 +218,6 @@ def parse_cell_id(text: str) -> tuple[str, str, str, int | None]:
 
 def check_member_names(backbones: tuple[str, ...], pretexts: tuple[str, ...], clusterers: tuple[str, ...]) -> None:
     """Every name must exist in its registry (timm names against timm's list)."""
-    from registry.backbones import check_backbone
-    from registry.clusterers import CLUSTERERS
-    from registry.pretexts import PRETEXTS
 
     for b in backbones:
         check_backbone(b)
@@ -231,14 +231,10 @@ def validate_names(spec: GridSpec) -> None:
     """Every name must exist in its registry (timm names against timm's list); sizes must fit; paths exist."""
     import os
 
-    from registry.backbones import check_image_size
-    from registry.pretexts import PRETEXTS
-
     check_member_names(spec.backbones, spec.pretexts, spec.clusterers)
     for b in spec.backbones:
         check_image_size(b, spec.image_size)
     if spec.feature_layer:
-        from registry.backbones import feature_layers
 
         for b in spec.backbones:
             allowed = feature_layers(b)
@@ -257,7 +253,6 @@ def validate_names(spec: GridSpec) -> None:
 
 
 def has_layers(backbone: str) -> bool:
-    from registry.backbones import feature_layers
 
     return bool(feature_layers(backbone))
 
@@ -276,8 +271,6 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
                    pname: str, seed: int, weights_digests: dict[str, str]) -> tuple[str, str, str]:
     """Add the train (when the pretext trains), extract and probe tasks of one feature set.
     Returns (features key, probe key, notes)."""
-    from registry.backbones import backbone_info
-    from registry.pretexts import build_pretext
 
     info = backbone_info(bname)
     train_images = data.train_images_key or data.images_key
@@ -312,7 +305,6 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
 def _cell_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, fkey: str,
                 cname: str, k: int, seed: int) -> str:
     """Add the reduce and cell tasks of one clusterer on one feature set. Returns the cell key."""
-    from registry.clusterers import clusterer_class
 
     method, dims = spec.reduction_for(cname)
     umap = [UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_PRE_PCA, UMAP_EPOCHS] if method == "umap" else None

@@ -12,8 +12,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.data.images import decode_listing, listing_fingerprint, open_image_set
 from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, TrainTask
+from benchmark.probe.protocol import linear_probe
+from benchmark.runtime.device import detect_runtime
+from benchmark.runtime.gpu_monitor import sampled
+from benchmark.runtime.threads import limit_threads, stage_threads
+from benchmark.scoring.columns import CellFit, score_cell
+from benchmark.scoring.metrics import stability
+from benchmark.scoring.reduce import fit_reduction
+from benchmark.scoring.silhouette import silhouette_torch
 from benchmark.store.artifacts import ArtifactStore
+from benchmark.train.checkpoint import Checkpoint
+from benchmark.train.loop import extract_features, train_pretext
+from registry.backbones import WeightsRequest, at_layer, build_backbone
+from registry.clusterers import build_clusterer, clusterer_class
+from registry.datasets import limit_listing, resolve_dataset
+from registry.pretexts import build_pretext
 
 
 @dataclass
@@ -34,7 +49,6 @@ class TaskResult:
 
 
 def _backbone(task: TrainTask | ExtractTask, gray: bool = False):  # noqa: ANN202
-    from registry.backbones import WeightsRequest, build_backbone
 
     torch.manual_seed(task.seed)  # random init is part of the seeded recipe
     return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),
@@ -42,8 +56,6 @@ def _backbone(task: TrainTask | ExtractTask, gray: bool = False):  # noqa: ANN20
 
 
 def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskResult:
-    from benchmark.data.images import decode_listing, listing_fingerprint
-    from registry.datasets import limit_listing, resolve_dataset
 
     got = store.get_images(task.key)
     if got is not None:
@@ -62,7 +74,6 @@ def _decode_info(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _not_applicable(task: TrainTask | ExtractTask, store: ArtifactStore) -> str | None:
-    from registry.pretexts import build_pretext
 
     got = store.get_images(task.images_key)
     gray = bool(got[1]["grayscale"]) if got else False
@@ -70,10 +81,6 @@ def _not_applicable(task: TrainTask | ExtractTask, store: ArtifactStore) -> str 
 
 
 def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResult:
-    from benchmark.data.images import open_image_set
-    from benchmark.runtime.device import detect_runtime
-    from benchmark.train.loop import train_pretext
-    from registry.pretexts import build_pretext
 
     reason = _not_applicable(task, store)
     if reason:
@@ -85,8 +92,6 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
     backbone = _backbone(task)
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
-    from benchmark.runtime.gpu_monitor import sampled
-    from benchmark.train.checkpoint import Checkpoint
 
     checkpoint = Checkpoint(store.checkpoint_file(task.key))
     (result, _head), util = sampled(rt.device, lambda: train_pretext(backbone, pretext, images.images, task.train,
@@ -115,9 +120,6 @@ class Extractor:
 
 def extractor(task: ExtractTask, store: ArtifactStore) -> Extractor:
     """Build what ``task`` extracts with (the same for one task or a Ray Data actor pool)."""
-    from benchmark.data.images import open_image_set
-    from benchmark.runtime.device import detect_runtime
-    from registry.pretexts import build_pretext
 
     images = open_image_set(store, task.images_key, None)
     backbone = _backbone(task, images.grayscale)
@@ -131,7 +133,6 @@ def extractor(task: ExtractTask, store: ArtifactStore) -> Extractor:
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
     pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
     if task.feature_layer:
-        from registry.backbones import at_layer
 
         backbone = at_layer(backbone, task.feature_layer)
     return Extractor(backbone, images, rt, pretext, train_meta)
@@ -160,8 +161,6 @@ def extraction_done(task: ExtractTask, store: ArtifactStore) -> TaskResult | Non
 
 
 def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> TaskResult:
-    from benchmark.runtime.gpu_monitor import sampled
-    from benchmark.train.loop import extract_features
 
     done = extraction_done(task, store)
     if done is not None:
@@ -179,15 +178,12 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
 
 
 def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResult:
-    from benchmark.data.images import open_image_set
-    from benchmark.probe.protocol import linear_probe
 
     rec = store.get_record("probes", task.key)
     if rec is not None:
         return TaskResult(task.key, task.kind, info=rec)
     feats = _features(store, task.features_key)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
-    from benchmark.runtime.threads import limit_threads
 
     t0 = time.perf_counter()
     with limit_threads(task.blas_threads):
@@ -208,8 +204,6 @@ def _features(store: ArtifactStore, key: str) -> np.ndarray:
 
 
 def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskResult:
-    from benchmark.runtime.threads import stage_threads
-    from benchmark.scoring.reduce import fit_reduction
 
     cached = store.get_array("reductions", task.key, mmap=True)
     if cached is not None:
@@ -237,9 +231,6 @@ def choose_k(task: CellTask, Xc: np.ndarray) -> tuple[int, list[list[float]]]:
     space, on a seeded sample of 3,000) and the stability (mean pairwise ARI of 3 seeds; 1 for unseeded
     clusterers); pick the best silhouette among k with stability >= 0.8 (all k when none is). No labels used.
     Returns (k, [[k, silhouette, stability], ...])."""
-    from benchmark.scoring.metrics import stability
-    from benchmark.scoring.silhouette import silhouette_torch
-    from registry.clusterers import build_clusterer, clusterer_class
 
     if not clusterer_class(task.clusterer).uses_k:
         return 2, []
@@ -262,11 +253,6 @@ def choose_k(task: CellTask, Xc: np.ndarray) -> tuple[int, list[list[float]]]:
 def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult:
     import json
 
-    from benchmark.data.images import open_image_set
-    from benchmark.scoring.columns import CellFit, score_cell
-    from benchmark.scoring.reduce import fit_reduction
-    from registry.clusterers import build_clusterer
-
     cached = store.get_cell(task.key)
     if cached is not None:
         return TaskResult(task.key, task.kind, info=cached[0])
@@ -277,7 +263,6 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     Xc = np.asarray(Xc)
     _red, X, _, _ = fit_reduction(np.asarray(_features(store, task.features_key)), "standardize", 0, task.seed)
     labels = open_image_set(store, task.images_key, task.labels_key).labels
-    from benchmark.runtime.threads import limit_threads
 
     k, k_curve = task.k, None
     with limit_threads(task.blas_threads):

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from benchmark.config.specs import ProbeSpec
+from benchmark.probe import torch_draws
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,17 @@ class ProbeResult:
     reason: str = ""  # why no probe was possible ("" when it ran)
 
 
+if TYPE_CHECKING:  # the reference solver's types; scikit-learn is imported when it runs
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+
 def _fit(X: np.ndarray, y: np.ndarray, c: float, seed: int, tol: float = 1e-4,
          max_iter: int = 500) -> tuple[StandardScaler, LogisticRegression]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -100,8 +108,6 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, spec: ProbeSpec, seed
         extra = {} if reference_tol is None else {"tol": reference_tol, "max_iter": 100_000}
         accs, cs = _sklearn_draws(features, labels, labeled, splits, spec.c_grid, seed, **extra)
     else:
-        from benchmark.probe.torch_draws import torch_draws
-
-        accs, cs = torch_draws(features, labels, labeled, classes, splits, spec.c_grid, device)
+        accs, cs = torch_draws.torch_draws(features, labels, labeled, classes, splits, spec.c_grid, device)
     n_test = int(labeled.size - splits[0][0].size)
     return ProbeResult(float(np.mean(accs)), float(np.std(accs)), tuple(accs), tuple(cs), k, n_test)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn import metrics as skm
 
 from benchmark.scoring.silhouette import silhouette_torch
 
@@ -30,6 +28,8 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed:
                     device: str = "cpu") -> InternalScores:
     """Scores of ``labels`` on X (N, D). Silhouette (chunked torch, on ``device``) is exact up to ``max_n``
     points, computed on a seeded sample of ``max_n`` above."""
+    from sklearn import metrics as skm  # imported when scoring: the CLI starts without it
+
     labels = np.asarray(labels)
     core = labels >= 0
     clusters = np.unique(labels[core])
@@ -50,6 +50,8 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed:
 
 def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Best one-to-one cluster->class matching (Hungarian), fraction of points matched; -1 never matches."""
+    from scipy.optimize import linear_sum_assignment
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.size == 0:
         return float("nan")
@@ -77,6 +79,8 @@ class ExternalScores:
 
 def external_scores(y_true: np.ndarray, y_pred: np.ndarray) -> ExternalScores | None:
     """NMI, ARI, Hungarian accuracy on the labeled points (y_true >= 0); None when none are labeled."""
+    from sklearn import metrics as skm
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     m = y_true >= 0
     if m.sum() == 0:
@@ -133,5 +137,7 @@ def silhouette_with_noise(X: np.ndarray, labels: np.ndarray, max_n: int = 20000,
 
 def stability(label_sets: list[np.ndarray]) -> tuple[float, float]:
     """Mean and std of the pairwise ARI between clusterings of the same points (1.0: identical partitions)."""
+    from sklearn import metrics as skm
+
     aris = [skm.adjusted_rand_score(a, b) for i, a in enumerate(label_sets) for b in label_sets[i + 1:]]
     return (float(np.mean(aris)), float(np.std(aris))) if aris else (1.0, 0.0)

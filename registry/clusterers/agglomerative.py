@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.interfaces import ClusterSpec
 from registry.clusterers import CLUSTERERS, CentroidClusterer
 
 FIT_MAX = 20_000
@@ -73,8 +74,6 @@ def _measure(n: int = FIT_MAX, d: int = 50) -> tuple[float, float]:
     import time
 
     from sklearn.datasets import make_blobs
-
-    from benchmark.interfaces import ClusterSpec
 
     X, _ = make_blobs(n_samples=n, centers=10, n_features=d, random_state=0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.interfaces import NoOptions, Options
-from registry.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone  # noqa: F401  (re-exported)
+from registry.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, backbone_info  # noqa: F401  (re-exported)
 from registry.base import Registry
 
 
@@ -51,7 +51,6 @@ class Pretext:
         backbone (crops for a backbone of one fixed input size; a decoder for one without a feature map)."""
         if backbone is None:
             return None
-        from registry.backbones import backbone_info
 
         info = backbone_info(backbone)
         if self.feeds_crops and info.input_size is not None:

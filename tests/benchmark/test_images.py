@@ -5,7 +5,9 @@ from PIL import Image
 from benchmark.data.decode import DecodeError, decode_file
 from benchmark.data.images import load_image_set
 from benchmark.store.artifacts import ArtifactStore
-from registry.datasets import DigitsSource, FolderSource, SamplePhotosSource
+from registry.datasets import FolderSource
+from registry.datasets.digits import DigitsSource
+from registry.datasets.sample_photos import SamplePhotosSource
 
 
 def test_exif_orientation_is_honored(tmp_path):

@@ -11,6 +11,8 @@ import tomllib
 
 from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.interfaces import BadInput, ClusterSpec
+from registry.base import unknown_message
+from registry.pretexts import pretext_class
 
 FOLDER = Path(__file__).resolve().parent
 SECTIONS = {"train": TrainSpec, "probe": ProbeSpec, "cluster": ClusterSpec}
@@ -23,7 +25,6 @@ def preset_names() -> list[str]:
 
 def load_preset(name: str) -> dict[str, Any]:
     """The configuration of preset ``name`` (nested dicts, as in the file)."""
-    from registry.base import unknown_message
 
     path = FOLDER / f"{name}.toml"
     if not path.is_file():
@@ -42,7 +43,6 @@ def _fields_of(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
 
 def spec_from_config(cfg: dict[str, Any]) -> GridSpec:
     """A validated GridSpec from a (preset + flags) configuration. Unknown settings are errors."""
-    from registry.pretexts import pretext_class
 
     top: dict[str, Any] = {}
     for key, value in cfg.items():

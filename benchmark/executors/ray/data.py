@@ -22,6 +22,7 @@ from benchmark.pipeline.stages import TaskResult, extraction_done, extraction_me
 from benchmark.runtime.threads import ThreadProfile
 from benchmark.store.artifacts import ArtifactStore
 from benchmark.store.files import load_npy, save_npy
+from benchmark.train.loop import extract_features
 
 SHARDS = "shards"  # <store>/shards/features/<key>/<first row>-<end row>.npy while a pipeline runs
 
@@ -38,7 +39,6 @@ class FeatureShards:
         self.dir = shard_dir(self.store, task.key)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from benchmark.train.loop import extract_features
 
         ids = np.asarray(batch["data"], dtype=np.int64)
         start, stop = int(ids.min()), int(ids.max()) + 1

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmark.executors.base import DeviceFacts, ExecutorSpec, OnDone, blocked_result
-from benchmark.executors.ray.reaper import MARKER_ENV
+from benchmark.executors.ray.reaper import MARKER_ENV, sweep
 from benchmark.executors.ray.resources import choose_extraction, cluster_shape, task_resources
 from benchmark.executors.ray.tasks import FAKE_GPU_ENV, gpu_facts, run_task, run_task_decode, run_task_ray_data
 from benchmark.interfaces import BadInput
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
 from benchmark.runtime.threads import ThreadProfile
+from benchmark.store.artifacts import ArtifactStore
 
 # keep idle workers alive for the run: each new worker process pays torch's import and the JIT compile of
 # UMAP's numba code (~15 s on 2 cores) again; Ray's default kills a worker idle for 1 s above the soft limit
@@ -80,7 +81,6 @@ class PrivateInstance:
 
         if ray.is_initialized():
             ray.shutdown()
-        from benchmark.executors.ray.reaper import sweep
 
         sweep(self.marker, exclude={os.getpid()})
         if self.reaper is not None and self.reaper.poll() is None:
@@ -199,8 +199,6 @@ class RayExecutor:
     # scheduling
     def run(self, tasks: Sequence[Task], store_root: Path, on_done: OnDone, progress: bool = True) -> None:
         import ray
-
-        from benchmark.store.artifacts import ArtifactStore
 
         store = ArtifactStore(store_root)
         results: dict[str, TaskResult] = {}

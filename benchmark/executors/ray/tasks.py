@@ -11,10 +11,15 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from benchmark.data.decode import decode_paths
+from benchmark.data.images import file_version, listing_fingerprint
+from benchmark.executors.ray.data import extract_with_ray_data
 from benchmark.pipeline.kinds import execute
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
 from benchmark.runtime.threads import ThreadProfile
+from benchmark.store.artifacts import ArtifactStore
+from registry.datasets import limit_listing, resolve_dataset
 
 # tests: the GPUs a CPU-only Ray instance declares (ray.init(num_gpus=2)) are requested and assigned as on a
 # GPU cluster, and every task computes on the CPU
@@ -79,10 +84,6 @@ def decode_shards(task: Any, store_root: str, profile: ThreadProfile, shard_file
     returns one record per shard (files, node, process). Nothing to do: []."""
     import ray
 
-    from benchmark.data.images import file_version, listing_fingerprint
-    from benchmark.store.artifacts import ArtifactStore
-    from registry.datasets import limit_listing, resolve_dataset
-
     store = ArtifactStore(store_root)
     if task.decoder != "pil" or store.has("images", task.key):
         return []
@@ -106,10 +107,6 @@ def decode_shard(paths: list[str], shas: list[str], size: int, store_root: str,
     """Decode one shard of files (in this process) into the per-file cache."""
     from pathlib import Path
 
-    from benchmark.data.decode import decode_paths
-    from benchmark.data.images import file_version
-    from benchmark.store.artifacts import ArtifactStore
-
     started = time.time()
     store = ArtifactStore(store_root)
     with profile.applied():
@@ -123,7 +120,6 @@ def decode_shard(paths: list[str], shas: list[str], size: int, store_root: str,
 def run_task_ray_data(task: Task, store_root: str, profile: ThreadProfile, data: dict[str, Any],
                       fake_gpu: bool = False) -> TaskResult:
     """An extract task through Ray Data (``benchmark.executors.ray.data``), with the same result record."""
-    from benchmark.executors.ray.data import extract_with_ray_data
 
     started = time.time()
     with profile.applied():
