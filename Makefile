@@ -16,8 +16,10 @@ install: $(STAMP)
 run: $(STAMP) fashion-mnist
 	$(PY) run_all.py $(ARGS)
 
+# The whole suite, ruff and mypy included (tests/test_style.py), on 2 workers: the system tests (tests/system:
+# processes, signals, Ray) one after another on one worker, everything else on the other.
 test: $(STAMP) chromium fashion-mnist
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # Debian's chromium renders report.html in a test; installed when missing and apt-get is usable.
 chromium:

@@ -60,6 +60,10 @@ def check_range(name: str, value: float, lo: float, hi: float, hi_open: bool = F
         raise BadInput(f"bad {name} {value!r}: allowed {lo:g} <= value {'<' if hi_open else '<='} {hi:g}")
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Constraint:
     """What one configuration field accepts (scikit-learn's ``_parameter_constraints`` is the model), declared
@@ -82,10 +86,12 @@ class Constraint:
         if self.kind == "choice":
             return ", ".join(self.choices)
         bounds = []
-        if self.lo is not None:
-            bounds.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
-        if self.hi is not None:
-            bounds.append(f"<= {self.hi:g}")
+        if self.lo is not None and self.hi is not None and not self.lo_open:
+            bounds.append(f"in {_num(self.lo)}..{_num(self.hi)}")
+        elif self.lo is not None:
+            bounds.append(f"{'>' if self.lo_open else '>='} {_num(self.lo)}")
+        if self.hi is not None and (self.lo is None or self.lo_open):
+            bounds.append(f"<= {_num(self.hi)}")
         what = {"int": "an integer", "real": "a finite number", "bool": "true or false", "text": "text",
                 "names": "a comma list of names", "ints": "a comma list of integers"}[self.kind]
         return " ".join([what, " and ".join(bounds)]).strip() + (", or auto" if self.auto else "")
@@ -117,6 +123,11 @@ class Constraint:
         return isinstance(value, tuple) and all(self._number_ok(v) for v in value)  # ints
 
     def check(self, label: str, value: Any) -> None:
+        if self.kind == "ints" and isinstance(value, tuple):  # name the bad element: "bad seed -1"
+            bad = [v for v in value if not self._number_ok(v)]
+            if bad:
+                one = Constraint("int", self.lo, self.hi)
+                raise BadInput(f"bad {label.removesuffix('s')} {bad[0]!r}: need {one.allowed()}")
         if not self.ok(value):
             sep = ": allowed:" if self.kind == "choice" else ": need"
             raise BadInput(f"bad {label} {value!r}{sep} {self.allowed()}")

@@ -1,5 +1,6 @@
 """What Ray Data extraction costs over a plain extract task, to set ``--extract-with auto``'s threshold:
-``python benchmarks/ray_data_threshold.py [--sizes 1000,4000,16000] [--repeats 2] [--out benchmarks/ray-data-threshold.json]``.
+``python benchmarks/ray_data_threshold.py [--sizes 1000,4000,16000] [--repeats 2]
+[--out benchmarks/ray-data-threshold.json]``.
 
 One Ray session; per image count N (a seeded subset of N of Fashion-MNIST's 70,000 images, resnet18, no pretext, 32 px),
 the same extract task is run as a plain Ray task and through Ray Data (one actor, so both do the same
@@ -9,8 +10,9 @@ the difference of the intercepts, its extra cost per image the difference of the
 
 With P devices, Ray Data spreads one feature set over P actors and pays ``fixed`` once; a plain task runs on
 one device. It wins once ``N * (t * (1 - 1/P) - e) > fixed`` (t: seconds per image on that device, e: Ray
-Data's extra seconds per image), so the break-even is ``N* = fixed / (t * (1 - 1/P) - e)``; the script prints N* for this CPU and for an H100 at the inference
-throughput measured in ``../shared/measurements`` (resnet50, 224 px, fp32: ~6,200 images/s)."""
+Data's extra seconds per image), so the break-even is ``N* = fixed / (t * (1 - 1/P) - e)``; the script prints
+N* for this CPU and for an H100 at the inference throughput measured in ``../shared/measurements``
+(resnet50, 224 px, fp32: ~6,200 images/s)."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +36,8 @@ def extract_seconds(n: int, mode: str) -> float:
     work = Path(tempfile.mkdtemp(prefix=f"rdt-{mode}-"))
     try:
         flags = ["run", "--dataset", "fashion_mnist", "--split", "all", "--limit", str(n), "--backbones", "resnet18",
-                 "--pretexts", "none", "--clusterers", "kmeans", "--image-size", "32", "--seed", "0", "--device", "cpu", "--probe-draws", "1",
+                 "--pretexts", "none", "--clusterers", "kmeans", "--image-size", "32", "--seed", "0", "--device", "cpu",
+                 "--probe-draws", "1",
                  "--executor", "ray", "--extract-with", mode, "--no-progress", "--out", str(work / "out"),
                  "--cache-dir", str(work / "cache")]
         if mode == "ray-data":

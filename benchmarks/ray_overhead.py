@@ -23,7 +23,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmark.scoring.columns import timing_columns  # noqa: E402
 
 
 def one_run(preset: str, label: str, flags: list[str], extra: list[str], keep: Path) -> dict:
@@ -44,6 +43,8 @@ def one_run(preset: str, label: str, flags: list[str], extra: list[str], keep: P
 
 
 def equal_cells(a: str, b: str) -> bool:
+    from benchmark.scoring.columns import timing_columns  # importable once ROOT is on sys.path
+
     x, y = (pd.read_csv(p).drop(columns=timing_columns()) for p in (a, b))
     return x.equals(y)
 

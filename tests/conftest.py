@@ -57,3 +57,12 @@ def cpu():
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The system tests (processes, signals, Ray) run one after another on one xdist worker (``make test``
+    runs ``-n 2 --dist loadgroup``): two private Ray instances or two kill -9 timings at once would measure
+    each other; the other worker takes the rest of the suite meanwhile."""
+    for item in items:
+        if "system" in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group("system"))

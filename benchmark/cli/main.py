@@ -52,7 +52,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_grid_args(p)
     p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
-    p.add_argument("--cache-dir", help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
+    p.add_argument("--cache-dir",
+                   help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
     add_executor_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the task graph (cached / to compute) and stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -237,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001  a bug: one line, the traceback where it can be read
         where = _save_traceback()
-        print(f"internal error (a bug, not a bad input): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-              f"{where}", file=sys.stderr)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"internal error (a bug, not a bad input): {type(exc).__name__}: {first}{where}", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         if previous is not None:

@@ -62,7 +62,7 @@ def _cuda_batches(images: np.ndarray, index: Iterable[np.ndarray | slice], rt: R
                     done.record(copy_stream)
                 ready.put((dev, done, host))  # host kept alive until the copy is consumed
             ready.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
+        except BaseException as exc:  # noqa: BLE001  handed to the consumer, which re-raises it
             ready.put(exc)
 
     worker = threading.Thread(target=produce, name="device-prefetch", daemon=True)

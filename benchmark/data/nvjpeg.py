@@ -2,15 +2,16 @@
 chosen automatically on CUDA, with the PIL path as the per-file fallback.
 
 The CPU still parses every file first, as the PIL path does (``parse``): existence and size, the
-decompression-bomb limit, the EXIF orientation (corrupt metadata is a skip, as today), and what nvJPEG
+decompression-bomb limit, the EXIF orientation (corrupt metadata is a skip), and what nvJPEG
 should not get: anything but a baseline/progressive 3- or 1-channel JPEG (PNG, CMYK/YCCK, other formats)
-and files without the end-of-image marker (truncated: the PIL path reports them with today's reason). A
+and files without the end-of-image marker (truncated: the PIL path reports them with its reason). A
 batch the GPU decoder rejects is retried file by file, and a file it rejects goes to the PIL path, so the
 skip rules and reasons of skipped.csv stay the PIL path's. Decoded images are oriented, resized to S x S
 (bilinear, antialiased, whole image as in the PIL path) on the device, and copied back as uint8. The
 decoder is part of the image key: its pixels differ slightly from PIL's (draft-mode DCT scaling there)."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 from benchmark.data.decode import MAX_PIXELS, decode_paths
 
-BATCH = 64  # files per decode_jpeg call (the measured setting of the issue's H100 figure)
+BATCH = 64  # files per decode_jpeg call (the setting of the measured H100 figure in docs/gpu.md)
 
 
 def select_decoder(device: str, files: bool) -> str:
@@ -28,10 +29,10 @@ def select_decoder(device: str, files: bool) -> str:
     if device != "cuda" or not files:
         return "pil"
     try:
-        from torchvision.io import decode_jpeg  # noqa: F401
+        io = importlib.import_module("torchvision.io")
     except ImportError:
         return "pil"
-    return "nvjpeg"
+    return "nvjpeg" if hasattr(io, "decode_jpeg") else "pil"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Parsed:
 
 def parse(path: str | Path) -> Parsed | None:
     """The CPU's checks of one file for the GPU path: Parsed when nvJPEG should decode it, None when the
-    PIL path must (it then raises the DecodeError with today's reason for a bad file)."""
+    PIL path must (it then raises the DecodeError with its reason for a bad file)."""
     import warnings
 
     from PIL import Image

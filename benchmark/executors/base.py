@@ -1,4 +1,5 @@
-"""What every executor shares: the spec, the protocol, the blocked-task rule. Executors run a plan's tasks respecting their dependencies and hand each result to the driver.
+"""What every executor shares: the spec, the protocol, the blocked-task rule. Executors run a plan's tasks
+respecting their dependencies and hand each result to the driver.
 
 Tasks get the store's location, not in-memory objects, so an executor may run them in other processes
 or on other machines; the driver (``on_done``) stays the only writer of the run files. A task whose

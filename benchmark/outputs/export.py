@@ -167,7 +167,7 @@ def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction
                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); export the cell again") from None
 
 
-def _pretext_of(manifest: dict[str, Any]):  # noqa: ANN202
+def _pretext_of(manifest: dict[str, Any]):
 
     cls = pretext_class(manifest["pretext"])
     return build_pretext(manifest["pretext"], cls.Options(**manifest.get("pretext_options", {})))

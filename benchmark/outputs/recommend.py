@@ -108,7 +108,7 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or pd.isna(v) else f"{v:.3f}"
 
 
-def _why(top, best, tied, fast, fs, floor, clusterer, by, means, ok, rank) -> str:  # noqa: ANN001
+def _why(top, best, tied, fast, fs, floor, clusterer, by, means, ok, rank) -> str:
     name = f"{top['backbone']}/{top['pretext']}"
     if len(tied) > 1 and name != f"{best['backbone']}/{best['pretext']}":
         head = (f"{name} ties with the best linear-probe feature set {best['backbone']}/{best['pretext']} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,8 @@ def projection_fig(feats: np.ndarray, clusters: np.ndarray, labels: np.ndarray, 
     x = StandardScaler().fit_transform(feats[idx])
     if x.shape[1] > 50:
         x = PCA(min(50, x.shape[0]), random_state=seed).fit_transform(x)
-    emb = TSNE(2, init="pca", random_state=seed, perplexity=float(min(30, max(2, (len(idx) - 1) // 3)))).fit_transform(x)
+    perplexity = float(min(30, max(2, (len(idx) - 1) // 3)))
+    emb = TSNE(2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(x)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, colours, name in ((axes[0], clusters[idx], "cluster (-1 = noise, grey)"), (axes[1], labels[idx], "label")):
         noise = colours < 0
@@ -221,62 +223,70 @@ def throughput_fig(df: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-Section = tuple[str, str, "bytes | None", "pd.DataFrame | None"]
+@dataclass(frozen=True)
+class Section:
+    """One section of a report: a title, text, and a picture (PNG bytes) or a table where it has one."""
+
+    title: str
+    text: str = ""
+    png: bytes | None = None
+    table: pd.DataFrame | None = None
 
 
 def build_sections(run: Run, n_best: int = 3) -> list[Section]:
-    """(title, text, png or None, table or None) sections shared by the HTML and Markdown reports."""
+    """The sections shared by the HTML and Markdown reports."""
 
     df = run.cells
     summary = summarize(df)
     secs: list[Section] = []
     cfg = run.info.get("config", {})
     env = run.info.get("environment", {})
-    secs.append(("Run", f"data set {cfg.get('dataset')}, {run.info.get('n_images', '?')} images "
+    secs.append(Section("Run", f"data set {cfg.get('dataset')}, {run.info.get('n_images', '?')} images "
                  f"({run.info.get('n_labeled', '?')} labeled, {len(run.skipped)} skipped), image size "
                  f"{cfg.get('image_size')}, seeds {cfg.get('seeds', [cfg.get('seed')])}, device {env.get('device')} "
                  f"({run.info.get('runtime', '')}), wall {run.info.get('wall_s', 0):.0f} s, torch {env.get('torch')}, "
                  f"commit {str(env.get('git_commit'))[:10]}", None, None))
     head = leaderboard_header(summary) if not summary.empty else "No finished cells."
-    secs.append(("Leaderboard", f"{head} Sorted: {SORT_RULE}; click a column header to sort.", None,
+    secs.append(Section("Leaderboard", f"{head} Sorted: {SORT_RULE}; click a column header to sort.", None,
                  summary_table(summary)))
     for title, png in heatmap_figs(df):
-        secs.append((title, "", png, None))
+        secs.append(Section(title, "", png, None))
     imgs = run.images()
     for _, cell in best_cells(df, summary, n_best).iterrows():
         cid = cell_id(cell)
         got = run.features(cell.get("feature_key"))
         clusters = run.clusters_of(cell)
         if got is None or clusters is None:
-            secs.append((f"Best cell {cid}", run.missing("features and assignments"), None, None))
+            secs.append(Section(f"Best cell {cid}", run.missing("features and assignments"), None, None))
             continue
         feats, _meta = got
         labels = imgs[1] if imgs is not None else np.full(len(clusters), -1)
-        secs.append((f"Projection: {cid}", "", projection_fig(feats, clusters, labels, cid), None))
+        secs.append(Section(f"Projection: {cid}", "", projection_fig(feats, clusters, labels, cid), None))
         if imgs is not None:
-            secs.append((f"Montage: {cid}", "", montage_fig(imgs[0], clusters, cid), None))
+            secs.append(Section(f"Montage: {cid}", "", montage_fig(imgs[0], clusters, cid), None))
         table = confusion_table(clusters, labels, run.class_names()) if imgs is not None else None
         if table is not None:
-            secs.append((f"Clusters x labels: {cid}", "Images per cluster (rows; -1 = noise) and label.", None,
+            secs.append(Section(f"Clusters x labels: {cid}", "Images per cluster (rows; -1 = noise) and label.", None,
                          table))
     kfig = k_curve_fig(df)
     if kfig is not None:
-        secs.append(("Choosing k (--k auto)", "Silhouette (solid) and stability (dashed) per k for each cell that "
-                     "chose its k; the chosen k is the best silhouette among k with stability >= 0.8.", kfig, None))
+        secs.append(Section("Choosing k (--k auto)", "Silhouette (solid) and stability (dashed) per k for each cell "
+                            "that chose its k; the chosen k is the best silhouette among k with stability >= 0.8.",
+                            kfig, None))
     curves = {}
     for key, grp in df.groupby("feature_key", sort=False):
         meta = run.feature_meta(key)
         if meta and meta.get("step_losses"):
             curves[f"{grp.iloc[0]['backbone']}/{grp.iloc[0]['pretext']}"] = meta["step_losses"]
     if curves:
-        secs.append(("Pretext training curves", "", curves_fig(curves), None))
-    secs.append(("Throughput", "", throughput_fig(df), None))
+        secs.append(Section("Pretext training curves", "", curves_fig(curves), None))
+    secs.append(Section("Throughput", "", throughput_fig(df), None))
     if len(run.skipped):
         counts = run.skipped["reason"].str.split(":").str[0].value_counts()
         text = "\n".join(f"- {n} × {r}" for r, n in counts.items()) + "\n\nEvery file is listed in skipped.csv."
     else:
         text = "No file was skipped."
-    secs.append(("Skipped files", text, None, None))
+    secs.append(Section("Skipped files", text, None, None))
     return secs
 
 
@@ -295,7 +305,8 @@ def html_table(df: pd.DataFrame) -> str:
             text = "-" if num and pd.isna(v) else str(v)
             cells.append(f'<td class="num" data-v="{text}">{text}</td>' if num else f"<td>{html.escape(text)}</td>")
         rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
-    return f'<div class="tbl"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return (f'<div class="tbl"><table class="sortable"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
@@ -312,7 +323,8 @@ def write_pages(folder: Path, heading: str, secs: list[Section]) -> tuple[Path, 
     files.mkdir(parents=True, exist_ok=True)
     md = [f"# {heading}\n"]
     body = []
-    for i, (title, text, png, table) in enumerate(secs):
+    for i, sec in enumerate(secs):
+        title, text, png, table = sec.title, sec.text, sec.png, sec.table
         md.append(f"## {title}\n")
         body.append(f"<h2>{html.escape(title)}</h2>")
         if text:
@@ -334,14 +346,17 @@ def write_pages(folder: Path, heading: str, secs: list[Section]) -> tuple[Path, 
 img{{max-width:100%;display:block;margin:1em 0}}
 .tbl{{max-height:70vh;overflow:auto;margin:1em 0}}table{{border-collapse:collapse;font-size:12px}}
 th,td{{border-bottom:1px solid #ddd;padding:3px 8px;white-space:nowrap}}
-th{{position:sticky;top:0;background:#f4f4f4;cursor:pointer}}td.num{{text-align:right;font-variant-numeric:tabular-nums}}
-tr.tied td{{background:#fff7d6}}tr.leader td{{background:#e3f4e3;font-weight:bold}}tr.unrankable td{{color:#999}}</style></head>
+th{{position:sticky;top:0;background:#f4f4f4;cursor:pointer}}\
+td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+tr.tied td{{background:#fff7d6}}tr.leader td{{background:#e3f4e3;font-weight:bold}}\
+tr.unrankable td{{color:#999}}</style></head>
 <body><h1>{html.escape(heading)}</h1>
 {''.join(body)}
 <script>document.querySelectorAll('table.sortable th').forEach((th,col)=>th.addEventListener('click',()=>{{
 const body=th.closest('table').tBodies[0];const up=th.dataset.dir!=='asc';th.dataset.dir=up?'asc':'desc';
 const key=r=>{{const t=r.cells[col].dataset.v??r.cells[col].textContent;const n=parseFloat(t);return isNaN(n)?t:n;}};
-[...body.rows].sort((a,b)=>{{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(up?1:-1);}}).forEach(r=>body.appendChild(r));}}));
+[...body.rows].sort((a,b)=>{{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*(up?1:-1);}})\
+.forEach(r=>body.appendChild(r));}}));
 window.addEventListener('load',()=>{{const i=[...document.images];
 document.body.dataset.imagesTotal=i.length;
 document.body.dataset.imagesOk=i.filter(x=>x.complete&&x.naturalWidth>0).length;}});</script>

@@ -23,7 +23,7 @@ import tomllib
 
 from benchmark.driver.results import cell_id
 from benchmark.interfaces import BadInput
-from benchmark.outputs.report import _png, write_pages
+from benchmark.outputs.report import Section, _png, write_pages
 from registry.base import unknown_message
 
 DATA = Path(__file__).resolve().parent / "reproductions.toml"
@@ -94,7 +94,8 @@ def metric_values(metric: dict[str, Any], cells: "Any", out: Path) -> list[float
         return [split_purity(out, row, metric["group"]) for _, row in rows.iterrows()]
     if "baseline_where" in metric:  # a paired gap per seed: these cells minus the baseline's
         base = _select(cells, metric["baseline_where"]).set_index("seed")[kind]
-        return [float(v) - float(base[s]) for s, v in zip(rows["seed"], rows[kind], strict=False) if s in base.index and v == v]
+        return [float(v) - float(base[s]) for s, v in zip(rows["seed"], rows[kind], strict=False)
+                if s in base.index and v == v]
     return [float(v) for v in rows[kind] if v == v]
 
 
@@ -248,13 +249,13 @@ def write_report(name: str, out: Path, rows: list[Row], facts: str) -> tuple[Pat
                            "ours mean": r.ours_mean, "ours std": r.ours_std,
                            "per seed": ", ".join(f"{v:.3f}" for v in r.per_seed),
                            "tolerance": r.tolerance, "verdict": r.verdict, "source": r.source} for r in rows])
-    secs: list[Any] = [("Reproduction", f"{name}: {entry(name).get('title', '')}\n{facts}", None, None),
-                       ("Published vs ours", f"Tolerance rule: max({FLOOR}, {SEED_FACTOR:g} x std of our stored "
-                        "per-seed values, published std); paired gaps: within when mean - 2 SE > 0.", None, table)]
+    secs = [Section("Reproduction", f"{name}: {entry(name).get('title', '')}\n{facts}"),
+            Section("Published vs ours", f"Tolerance rule: max({FLOOR}, {SEED_FACTOR:g} x std of our stored "
+                    "per-seed values, published std); paired gaps: within when mean - 2 SE > 0.", table=table)]
     fig = gap_figure(rows)
     if fig is not None:
-        secs.append(("Gaps per variant", "\n".join(largest_gaps(rows)), fig, None))
+        secs.append(Section("Gaps per variant", "\n".join(largest_gaps(rows)), fig))
     runs = [f"- {v or '(one run)'}: {run_folder(out, v) / 'cells.csv'}" for v, _ in variants(name)]
-    secs.append(("Runs", "\n".join(runs) + "\n\n`python -m benchmark report <run folder>` draws any run's own report.",
-                 None, None))
+    secs.append(Section("Runs", "\n".join(runs) + "\n\n`python -m benchmark report <run folder>` draws any run's "
+                        "own report."))
     return write_pages(out, f"Reproduction: {name}", secs)

@@ -19,6 +19,7 @@ import torch
 
 from benchmark.data.loader import bytes_per_batch
 from benchmark.interfaces import BadInput
+from benchmark.perf.history import compare, fingerprint_diff, load_history
 from benchmark.runtime.device import Runtime, cpu_model
 from benchmark.train.loop import extract_features, train_step
 from registry.backbones import build_backbone
@@ -49,7 +50,8 @@ class BenchSpec:
                             ("--repeats", self.repeats, 1), ("--warmup", self.warmup, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise BadInput(f"bad {name} {v!r}: need an integer >= {lo}")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 1024:
             raise BadInput(f"bad --image-size {self.image_size!r}: allowed 8..1024")
         if not self.backbones:
             raise BadInput("bad --backbones '': name at least one backbone")
@@ -101,7 +103,7 @@ def precision_reason(precision: str, device: str) -> str | None:
     return None if cpu_supports_bf16() else "this CPU has no native bf16 (avx512_bf16/amx)"
 
 
-def autocast_for(precision: str, device: str):  # noqa: ANN201
+def autocast_for(precision: str, device: str):
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device_type=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -248,7 +250,8 @@ def bench_pipeline(name: str, spec: BenchSpec, rt: Runtime) -> dict[str, Any]:
     n = spec.batch_size * (max(spec.iters, spec.repeats) + 1)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         path = Path(tmp) / "store.npy"
-        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 3, spec.image_size, spec.image_size))
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
+                                          shape=(n, 3, spec.image_size, spec.image_size))
         store[:] = np.random.default_rng(0).integers(0, 256, store.shape, dtype=np.uint8)
         store.flush()
         del store
@@ -336,7 +339,5 @@ def run_bench(spec: BenchSpec, rt: Runtime, out: Path | None, progress: Callable
                        bench_pipeline(name, spec, rt), fp))
     return records
 
-
-from benchmark.perf.history import compare, fingerprint_diff, load_history  # noqa: E402  (re-exported)
 
 __all__ = ["BenchSpec", "compare", "fingerprint", "fingerprint_diff", "load_history", "run_bench"]

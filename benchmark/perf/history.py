@@ -74,7 +74,8 @@ def compare(baseline: list[dict[str, Any]], new: list[dict[str, Any]], max_regre
         base = old.get((key, fid))
         if base is None:
             other = old_by_key.get(key)
-            why = ("fingerprint differs in " + ", ".join(fingerprint_diff(other["fingerprint"], rec["fingerprint"], ignore))
+            why = ("fingerprint differs in "
+                   + ", ".join(fingerprint_diff(other["fingerprint"], rec["fingerprint"], ignore))
                    if other is not None else "not in baseline")
             notes.append(f"{key}: {why}, not compared")
             continue

@@ -49,8 +49,10 @@ def measure(draws: int = 5, seed: int = 0) -> list[dict]:
         rows.append({"features": name, "draws": draws, "sklearn_1thread_s": t_sk1, "sklearn_default_threads_s": t_skd,
                      "torch_s": t_torch, "speedup_vs_1thread": t_sk1 / t_torch,
                      "speedup_vs_default_threads": t_skd / t_torch,
-                     "max_draw_diff_vs_sklearn_default_tol": float(np.abs(np.subtract(ours.accuracies, ref.accuracies)).max()),
-                     "max_draw_diff_vs_sklearn_converged": float(np.abs(np.subtract(ours.accuracies, conv.accuracies)).max()),
+                     "max_draw_diff_vs_sklearn_default_tol":
+                         float(np.abs(np.subtract(ours.accuracies, ref.accuracies)).max()),
+                     "max_draw_diff_vs_sklearn_converged":
+                         float(np.abs(np.subtract(ours.accuracies, conv.accuracies)).max()),
                      "chosen_c": {"torch": ours.chosen_c, "sklearn": ref.chosen_c, "sklearn_converged": conv.chosen_c}})
     return rows
 

@@ -20,7 +20,8 @@ def measure() -> None:
         t0 = time.perf_counter()
         with stage_threads("probe"):
             r = linear_probe(X, d.target, ProbeSpec(), 0)
-        print(f"BLAS threads {limit or 'default'}: {time.perf_counter() - t0:.2f} s, accuracies {np.round(r.accuracies, 4)}")
+        print(f"BLAS threads {limit or 'default'}: {time.perf_counter() - t0:.2f} s, "
+              f"accuracies {np.round(r.accuracies, 4)}")
 
 
 if __name__ == "__main__":

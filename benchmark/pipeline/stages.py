@@ -1,4 +1,5 @@
-"""The runner of each stage kind (``benchmark.pipeline.kinds`` dispatches to them): ``run_x(task, store) -> TaskResult``.
+"""The runner of each stage kind (``benchmark.pipeline.kinds`` dispatches to them):
+``run_x(task, store) -> TaskResult``.
 
 A task reads its inputs from the artifact store and writes its output there; only a small record
 travels back (to the driver, the one writer of the run files), so a task can run in another process or
@@ -48,7 +49,7 @@ class TaskResult:
     placement: dict[str, Any] = field(default_factory=dict)  # where it ran (node, GPUs; the Ray executor)
 
 
-def _backbone(task: TrainTask | ExtractTask, gray: bool = False):  # noqa: ANN202
+def _backbone(task: TrainTask | ExtractTask, gray: bool = False):
 
     torch.manual_seed(task.seed)  # random init is part of the seeded recipe
     return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),

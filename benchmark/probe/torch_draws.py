@@ -49,7 +49,10 @@ def torch_draws(features: np.ndarray, labels: np.ndarray, labeled: np.ndarray, c
     Xt, mt, st = _standardized(_stack(X, train, dev))
     lam_f = (1.0 / grid)[None].expand(B, -1) / Xf.shape[1]  # scikit-learn's C, per row of the mean loss
     lam_t = (1.0 / grid)[None].expand(B, -1) / Xt.shape[1]
-    labels_of = lambda idx: torch.stack([y_all[i] for i in idx]).to(dev)  # noqa: E731
+
+    def labels_of(idx: list[np.ndarray]) -> torch.Tensor:
+        return torch.stack([y_all[i] for i in idx]).to(dev)
+
     [(Wf, cf)] = fit_multinomial([(Xf, labels_of(fit), lam_f)], K)
     Wf, cf = _raw(Wf, cf, mf, sf)
     # choose C: the first C of the grid with the most correct validation images

@@ -9,6 +9,7 @@ DBSCAN, HDBSCAN and the scores on 1,797 x 512 features, 6 feature sets) took 8.4
 and 6.1 s with one thread, so cells run with one too."""
 from __future__ import annotations
 
+import importlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,13 +81,13 @@ class ThreadProfile:
     @contextmanager
     def applied(self) -> Iterator[None]:
         """Run a task in a worker with the driver's settings; the stage limits of the task apply inside."""
-        import numpy  # noqa: F401  the thread pools must be loaded to be limited
-        import scipy.linalg  # noqa: F401
-        import sklearn.cluster  # noqa: F401
+        # the thread pools must be loaded to be limited
+        for name in ("numpy", "scipy.linalg", "sklearn.cluster"):
+            importlib.import_module(name)
         import torch
 
         try:
-            import faiss  # noqa: F401
+            importlib.import_module("faiss")
         except ImportError:
             pass
         torch.set_num_threads(self.torch_threads)

@@ -3,8 +3,9 @@
 For each pair of row blocks (i <= j; the distance matrix is symmetric, so half the blocks suffice),
 squared distances come from one matrix product (|a|^2 + |b|^2 - 2ab, on mean-centred data for precision),
 then per-cluster distance sums from a product with the one-hot cluster matrix, for both blocks:
-N^2 D / 2 multiply-adds, O(chunk^2 + N k) memory. Matches scikit-learn's definition: a = mean distance to the own cluster (excluding the point), b = smallest mean distance to another
-cluster, s = (b - a) / max(a, b), and s = 0 for points in singleton clusters."""
+N^2 D / 2 multiply-adds, O(chunk^2 + N k) memory. Matches scikit-learn's definition: a = mean distance to
+the own cluster (excluding the point), b = smallest mean distance to another cluster,
+s = (b - a) / max(a, b), and s = 0 for points in singleton clusters."""
 from __future__ import annotations
 
 import numpy as np

@@ -155,15 +155,6 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray] | None:
-    """Arrays saved by ``save_arrays`` (only ``keys`` when given), or None when missing or unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in (keys if keys is not None else z.files)}
-    except Exception:  # noqa: BLE001  numpy raises many types on damaged files (zip, header parse, ...)
-        return None
-
-
 def save_npy(path: Path, array: np.ndarray) -> None:
     """One array as .npy (memory-mappable), atomically."""
     with atomic_path(path) as tmp:
@@ -176,7 +167,7 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray | None:
     (a damaged header raises ValueError, tokenize.TokenError, SyntaxError, ... inside numpy)."""
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001  numpy raises many types on a damaged header: it counts as missing
         return None
 
 

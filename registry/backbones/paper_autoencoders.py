@@ -38,7 +38,10 @@ def dec_ae(image_size: int, req: WeightsRequest) -> Backbone:
         return layers
 
     body = nn.Sequential(_GrayUnit(), nn.Flatten(), *mlp(dims))
-    decoder = lambda: nn.Sequential(*mlp(dims[::-1]), nn.Unflatten(1, (1, 28, 28)))  # noqa: E731
+
+    def decoder() -> nn.Module:
+        return nn.Sequential(*mlp(dims[::-1]), nn.Unflatten(1, (1, 28, 28)))
+
     bb = Backbone("dec_ae", body, 10, "random", pool_fn=lambda z: z, make_decoder=decoder)
     return bb if not req.path else with_checkpoint(bb, req.path)
 
@@ -51,8 +54,11 @@ def seed_conv_ae(image_size: int, req: WeightsRequest) -> Backbone:
     ConvT(32,1,3,s2,p1,op1)-Sigmoid; 1 x 28 x 28 input in [0, 1]."""
     body = nn.Sequential(_GrayUnit(), nn.Conv2d(1, 32, 3, 2, 1), nn.SiLU(), nn.Conv2d(32, 128, 3, 2, 1), nn.SiLU(),
                          nn.Conv2d(128, 512, 7))
-    decoder = lambda: nn.Sequential(  # noqa: E731
-        nn.ConvTranspose2d(512, 128, 7), nn.SiLU(), nn.ConvTranspose2d(128, 32, 3, 2, 1, output_padding=1), nn.SiLU(),
-        nn.ConvTranspose2d(32, 1, 3, 2, 1, output_padding=1), nn.Sigmoid())
+
+    def decoder() -> nn.Module:
+        return nn.Sequential(
+            nn.ConvTranspose2d(512, 128, 7), nn.SiLU(), nn.ConvTranspose2d(128, 32, 3, 2, 1, output_padding=1),
+            nn.SiLU(), nn.ConvTranspose2d(32, 1, 3, 2, 1, output_padding=1), nn.Sigmoid())
+
     bb = Backbone("seed_conv_ae", body, 512, "random", make_decoder=decoder)
     return bb if not req.path else with_checkpoint(bb, req.path)

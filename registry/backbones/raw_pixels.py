@@ -10,6 +10,9 @@ from registry.backbones._base import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, Bac
 class RawPixels(nn.Module):
     """Normalized (B,3,S,S) input back to pixels in [0, 1], keeping the data's channels (1 for gray)."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels

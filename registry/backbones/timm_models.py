@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -15,7 +16,7 @@ from registry.base import UnknownNameError, unknown_message
 class _TimmBody(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a timm model: forward_features, forward_head, ... are timm's, not nn.Module's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
@@ -62,6 +63,7 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
     pretrained = bool(req.use_cache and not req.path and _timm_cached(name))
     if pretrained:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are cached: never reach the network
+    model: Any  # a timm model: forward_head and num_features are timm's API
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=image_size)
     except TypeError:  # CNNs take no img_size
@@ -69,7 +71,10 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
     weights = "imagenet:timm" if pretrained else "random"
     if req.path:
         weights = load_checkpoint(model, req.path)
-    pool = lambda f: model.forward_head(f, pre_logits=True)  # noqa: E731  timm's own pooling
+
+    def pool(f: torch.Tensor) -> torch.Tensor:  # timm's own pooling
+        return model.forward_head(f, pre_logits=True)
+
     dim = int(getattr(model, "head_hidden_size", None) or model.num_features)  # pre-logits width
     return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=pool)
 
@@ -77,7 +82,8 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
 class _TimmStage(nn.Module):
     def __init__(self, model: nn.Module, index: int) -> None:
         super().__init__()
-        self.model, self.index = model, index
+        self.model: Any = model  # a timm model (forward_intermediates)
+        self.index = index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_intermediates(x, indices=[self.index], intermediates_only=True)[0]
@@ -93,7 +99,7 @@ def timm_stages(name: str) -> tuple[str, ...]:
 
 
 def _cut_timm(backbone: Backbone, layer: str) -> Backbone:
-    model = backbone.body.model
+    model = cast(_TimmBody, backbone.body).model
     index = timm_stages(backbone.name).index(layer)
     dim = int(model.feature_info[index]["num_chs"])
     return Backbone(f"{backbone.name}@{layer}", _TimmStage(model, index), dim, backbone.weights)

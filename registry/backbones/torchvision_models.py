@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -16,8 +17,9 @@ RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")  # positions 4..7 of th
 VGG_POOLS = {"pool1": (4, 64), "pool2": (9, 128), "pool3": (16, 256), "pool4": (23, 512), "pool5": (30, 512)}
 
 
-def _torchvision_model(arch: str, req: WeightsRequest) -> tuple[nn.Module, str]:
-    """A torchvision model with cached ImageNet weights when present locally, else random init."""
+def _torchvision_model(arch: str, req: WeightsRequest) -> tuple[Any, str]:
+    """A torchvision model (its architecture's own attributes: ``features``, ``layer1``, ...) with cached
+    ImageNet weights when present locally, else random init."""
     import torchvision.models as tvm
 
     if req.path:
@@ -35,14 +37,15 @@ def _torchvision_model(arch: str, req: WeightsRequest) -> tuple[nn.Module, str]:
 
 def _cut_vgg(backbone: Backbone, layer: str) -> Backbone:
     end, dim = VGG_POOLS[layer]
-    return Backbone(f"vgg16@{layer}", backbone.body[:end + 1], dim, backbone.weights)
+    return Backbone(f"vgg16@{layer}", cast(nn.Sequential, backbone.body)[:end + 1], dim, backbone.weights)
 
 
 def _cut_resnet(backbone: Backbone, layer: str) -> Backbone:
     i = RESNET_STAGES.index(layer)
-    stage = backbone.body[4 + i]
-    dim = stage[-1].conv3.out_channels if hasattr(stage[-1], "conv3") else stage[-1].conv2.out_channels
-    return Backbone(f"{backbone.name}@{layer}", backbone.body[:5 + i], dim, backbone.weights)
+    body = cast(nn.Sequential, backbone.body)
+    block: Any = cast(nn.Sequential, body[4 + i])[-1]  # the stage's last block: conv3 (Bottleneck) or conv2
+    dim = block.conv3.out_channels if hasattr(block, "conv3") else block.conv2.out_channels
+    return Backbone(f"{backbone.name}@{layer}", body[:5 + i], dim, backbone.weights)
 
 
 @BACKBONES.register("vgg16")

@@ -41,6 +41,9 @@ class SamplePhotosSource:
                 boxes.append((photo, y0, x0, ph, pw))
                 labels.append(Path(fname).stem)
                 names.append(f"{Path(fname).stem}/{j:03d}_y{y0}_x{x0}_{ph}x{pw}")
-        pixels = lambda: [p[y0:y0 + ph, x0:x0 + pw] for p, y0, x0, ph, pw in boxes]  # noqa: E731
+
+        def pixels() -> list[np.ndarray]:
+            return [p[y0:y0 + ph, x0:x0 + pw] for p, y0, x0, ph, pw in boxes]
+
         return Listing(names, labels, f"sample_photos:{h}:{self.per_photo}:{self.seed}", pixels=pixels,
                        label_source="builtin")

@@ -13,8 +13,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.interfaces import NoOptions, Options
-from registry.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, backbone_info  # noqa: F401  (re-exported)
+from registry.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, backbone_info
 from registry.base import Registry
+
+TaskOptions = Options  # inside Pretext, ``Options`` names the task's own options class
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -33,7 +35,7 @@ class Pretext:
     reports_accuracy = False  # True when the task is a classification with a meaningful accuracy
     trains = True  # False for ``none``
 
-    def __init__(self, opts: Options | None = None) -> None:
+    def __init__(self, opts: TaskOptions | None = None) -> None:
         self.opts = opts if opts is not None else self.Options()
         if not isinstance(self.opts, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, not {type(self.opts).__name__}")

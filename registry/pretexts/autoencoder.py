@@ -31,6 +31,7 @@ class Autoencoder(Pretext):
     needs_feature_map = True  # unless the backbone brings its own decoder
     uses_backbone_decoder = True
     Options = AutoencoderOptions
+    opts: AutoencoderOptions
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
         if backbone.make_decoder is not None:  # a paper autoencoder brings its own decoder

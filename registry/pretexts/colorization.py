@@ -60,7 +60,8 @@ def ab_bins() -> torch.Tensor:
     return keys.float() * AB_GRID - AB_RANGE + AB_GRID / 2
 
 
-def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5,
+                sigma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
     """ab (B,2,h,w) -> soft targets (B,Q,h,w) over the k nearest bins (Gaussian weights) and the nearest bin."""
     bsz, _, h, w = ab.shape
     pix = ab.permute(0, 2, 3, 1).reshape(-1, 2)
@@ -90,6 +91,7 @@ class ColorizationOptions(Options):
 class Colorization(Pretext):
     name = "colorization"
     Options = ColorizationOptions
+    opts: ColorizationOptions
 
     def __init__(self, opts: ColorizationOptions | None = None) -> None:
         super().__init__(opts)

@@ -118,6 +118,7 @@ class Jigsaw(Pretext):
     name = "jigsaw"
     feeds_crops = True
     Options = JigsawOptions
+    opts: JigsawOptions
     reports_accuracy = True
 
     def __init__(self, opts: JigsawOptions | None = None) -> None:

@@ -130,6 +130,7 @@ class RelativePatch(Pretext):
     name = "relative_patch"
     feeds_crops = True
     Options = RelativePatchOptions
+    opts: RelativePatchOptions
     reports_accuracy = True
 
     def __init__(self, opts: RelativePatchOptions | None = None) -> None:

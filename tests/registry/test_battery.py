@@ -6,7 +6,6 @@ import pickle
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,7 @@ from registry.backbones import BACKBONES, build_backbone
 from registry.clusterers import CLUSTERERS, Clusterer, build_clusterer
 from registry.datasets import DATASETS
 from registry.pretexts import PRETEXTS, build_pretext, pretext_class
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
 
 
 def blobs():

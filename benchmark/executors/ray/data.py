@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,18 @@ def shard_dir(store: ArtifactStore, key: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RayDataOptions:
+    """How Ray Data extracts one feature set: rows per batch, actors in the pool, each actor's GPUs and CPUs."""
+
+    batch_size: int
+    pool: int
+    actor_gpus: float
+    actor_cpus: float
+
+
 def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadProfile,
-                          data: dict[str, Any]) -> TaskResult:
+                          data: RayDataOptions) -> TaskResult:
     """The extract task through a Ray Data pipeline (``data``: batch_size, pool, actor_cpus, actor_gpus)."""
     import ray.data
 
@@ -72,7 +83,7 @@ def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadPro
         return done
     meta_images = store.get_meta("images", task.images_key) or {}
     n = len(meta_images.get("names", []))
-    batch = int(data["batch_size"])
+    batch = int(data.batch_size)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True
@@ -83,8 +94,8 @@ def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadPro
     # an autoscaling pool of 1..pool actors: the pipelines of feature sets extracted at the same time share the
     # cluster and none waits for a full pool of its own
     out = ds.map_batches(FeatureShards, fn_constructor_args=(task, store_root, profile), batch_size=batch,
-                         concurrency=(1, int(data["pool"])), num_cpus=float(data["actor_cpus"]),
-                         num_gpus=float(data["actor_gpus"]) or None, batch_format="numpy", zero_copy_batch=True)
+                         concurrency=(1, int(data.pool)), num_cpus=float(data.actor_cpus),
+                         num_gpus=float(data.actor_gpus) or None, batch_format="numpy", zero_copy_batch=True)
     shards = sorted(out.take_all(), key=lambda r: int(r["start"]))
     secs = time.perf_counter() - t0
     feats = assemble(shards, n)
@@ -92,8 +103,8 @@ def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadPro
     ex_meta = extraction_meta(task, feats, secs, str(shards[0]["weights"]), bool(shards[0]["trainable"]),
                               train_meta)
     meta = {**ex_meta, "extract_with": "ray-data", "ray_data": {
-        "batch_size": batch, "actor_pool": int(data["pool"]), "actor_cpus": data["actor_cpus"],
-        "actor_gpus": data["actor_gpus"], "shards": [{"rows": [int(r["start"]), int(r["stop"])],
+        "batch_size": batch, "actor_pool": int(data.pool), "actor_cpus": data.actor_cpus,
+        "actor_gpus": data.actor_gpus, "shards": [{"rows": [int(r["start"]), int(r["stop"])],
                                                       "pid": int(r["pid"]), "seconds": float(r["seconds"])}
                                                      for r in shards]}}
     store.put_array("features", task.key, feats, meta)

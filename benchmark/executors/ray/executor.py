@@ -13,6 +13,7 @@ machine) and a reaper process that ends the instance's processes if the driver d
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import secrets
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmark.executors.base import DeviceFacts, ExecutorSpec, OnDone, blocked_result
+from benchmark.executors.ray.data import RayDataOptions
 from benchmark.executors.ray.reaper import MARKER_ENV, sweep
 from benchmark.executors.ray.resources import choose_extraction, cluster_shape, task_resources
 from benchmark.executors.ray.tasks import FAKE_GPU_ENV, gpu_facts, run_task, run_task_decode, run_task_ray_data
@@ -43,7 +45,7 @@ INSTALL_HINT = "pip install '.[ray]'"
 def require_ray() -> None:
     """Ray is an optional extra: its absence is a usage error before any compute."""
     try:
-        import ray  # noqa: F401
+        importlib.import_module("ray")
     except ImportError:
         raise BadInput(f"--executor ray needs Ray, which is not installed here: {INSTALL_HINT} "
                        "(or pip install 'ray[default,data]')") from None
@@ -252,7 +254,7 @@ class RayExecutor:
         root = str(store.root)
         if task.kind == "extract" and choose_extraction(self.spec, self.shape, request["n_images"]) == "ray-data":
             data = self._data_options(request)
-            request = {**request, "extract_with": "ray-data", **data}
+            request = {**request, "extract_with": "ray-data", **asdict(data)}
             # the orchestrator only drives the pipeline; the actor pool holds the CPUs and GPUs
             opts.update(num_cpus=0, num_gpus=0)
             return ray.remote(run_task_ray_data).options(**opts).remote(task, root, self.profile, data, fake), request
@@ -261,12 +263,13 @@ class RayExecutor:
                 task, root, self.profile, self.spec.decode_shard_files, fake), request
         return ray.remote(run_task).options(**opts).remote(task, root, self.profile, fake), request
 
-    def _data_options(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _data_options(self, request: dict[str, Any]) -> RayDataOptions:
         """Ray Data's batch size and actor pool: one actor per GPU of the cluster (per CPU slot without)."""
         per_gpu = request["num_gpus"]
-        slots = int(self.shape["gpus"] // per_gpu) if per_gpu else int(self.shape["cpus"] // max(request["num_cpus"], 1))
-        return {"batch_size": self.spec.data_batch_size, "pool": self.spec.data_pool or max(1, slots),
-                "actor_gpus": per_gpu, "actor_cpus": request["num_cpus"]}
+        slots = int(self.shape["gpus"] // per_gpu) if per_gpu else \
+            int(self.shape["cpus"] // max(request["num_cpus"], 1))
+        return RayDataOptions(self.spec.data_batch_size, self.spec.data_pool or max(1, slots), float(per_gpu),
+                              float(request["num_cpus"]))
 
     def _n_images(self, task: Task, store: Any) -> int:
         key = getattr(task, "images_key", None)

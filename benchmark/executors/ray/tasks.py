@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark.data.decode import decode_paths
 from benchmark.data.images import file_version, listing_fingerprint
-from benchmark.executors.ray.data import extract_with_ray_data
+from benchmark.executors.ray.data import RayDataOptions, extract_with_ray_data
 from benchmark.pipeline.kinds import execute
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
@@ -51,7 +51,8 @@ def placement(started: float) -> dict[str, Any]:
     import ray
 
     ctx = ray.get_runtime_context()
-    return {"started": round(started, 3), "ended": round(time.time(), 3), "node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
+    return {"started": round(started, 3), "ended": round(time.time(), 3), "node_id": ctx.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "worker_id": ctx.get_worker_id()}
 
@@ -117,7 +118,7 @@ def decode_shard(paths: list[str], shas: list[str], size: int, store_root: str,
     return {"files": len(paths), "node_id": where["node_id"], "pid": where["pid"]}
 
 
-def run_task_ray_data(task: Task, store_root: str, profile: ThreadProfile, data: dict[str, Any],
+def run_task_ray_data(task: Task, store_root: str, profile: ThreadProfile, data: RayDataOptions,
                       fake_gpu: bool = False) -> TaskResult:
     """An extract task through Ray Data (``benchmark.executors.ray.data``), with the same result record."""
 

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import ROOT
 from tests.procs import marked
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

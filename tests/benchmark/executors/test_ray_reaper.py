@@ -9,11 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from benchmark.executors.ray.reaper import LOG_ENV, MARKER_ENV, alive, sweep
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
 
 DRIVER = """
 import os, subprocess, sys

@@ -1,13 +1,11 @@
 """CLI errors: one line naming the bad value and what is allowed, exit code 2, before any compute."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from benchmark.cli.main import main
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
 
 
 @pytest.mark.parametrize("args,expect", [

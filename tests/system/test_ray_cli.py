@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 
 from benchmark.scoring.columns import timing_columns
+from tests import ROOT
 from tests.procs import describe, marked
 
 pytest.importorskip("ray")
-ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--dataset", "digits", "--limit", "300", "--backbones", "resnet18,raw_pixels", "--pretexts", "none,rotation",
          "--clusterers", "kmeans,faiss_kmeans", "--image-size", "16", "--probe-k", "4", "--probe-draws", "2",
          "--seed", "0", "--device", "cpu"]

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.cli.main import main
 from benchmark.outputs import reproduce
-from tests.benchmark.test_fashion_mnist import REAL
+from tests.registry.datasets.test_fashion_mnist import REAL
 
 
 def test_every_reproduction_names_its_sources_and_a_grid_that_parses():

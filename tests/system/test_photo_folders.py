@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from benchmark.cli.main import main
+from tests import ROOT
 from tests.conftest import make_photo
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMING = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 
 
