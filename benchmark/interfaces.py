@@ -156,8 +156,8 @@ def stable_hash(obj: object, n: int = 16) -> str:
     """Short hex digest of a JSON-serializable object (dataclasses allowed), stable across runs."""
 
     def default(o: object) -> object:
-        if dataclasses.is_dataclass(o):
-            return dataclasses.asdict(o)  # type: ignore[arg-type]
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):  # an instance (a class has no values)
+            return dataclasses.asdict(o)
         if isinstance(o, Path):
             return str(o)
         raise TypeError(f"cannot hash {type(o).__name__}")
@@ -180,7 +180,7 @@ class Options:
         return dataclasses.asdict(self)
 
     @classmethod
-    def flags(cls) -> list[tuple[str, dataclasses.Field]]:  # type: ignore[type-arg]
+    def flags(cls) -> list[tuple[str, dataclasses.Field]]:
         """(flag name without dashes, field) for every option."""
         return [(f"{cls.flag_prefix}-{f.name.replace('_', '-')}", f) for f in fields(cls)]
 
@@ -219,7 +219,7 @@ class Listing:
 
     names: list[str]
     labels: list[str | None]
-    fingerprint: str
+    fingerprint: str | None  # None for files: their content hashes are the fingerprint
     files: list[Path] | None = None
     root: Path | None = None
     pixels: Callable[[], list[np.ndarray]] | None = None

@@ -11,7 +11,7 @@ import pytest
 
 from tests import ROOT
 
-MAX_SUPPRESSIONS = 20  # `# type: ignore`, `# noqa` and per-file ignores together
+MAX_SUPPRESSIONS = 20  # type-ignore and noqa comments and per-file ignores together
 SUPPRESSION = re.compile(r"#\s*(type:\s*ignore(\[[^\]]*\])?|noqa(:\s*[A-Z0-9, ]+)?)(?P<reason>.*)$")
 
 
@@ -21,13 +21,14 @@ def _sources() -> list[Path]:
 
 
 def suppressions(paths: list[Path]) -> list[tuple[str, str]]:
-    """(place, reason) of every ``# type: ignore`` and ``# noqa`` comment."""
+    """(place, reason) of every type-ignore and noqa comment."""
     out = []
     for path in paths:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             m = SUPPRESSION.search(line)
             if m:
-                out.append((f"{path.relative_to(ROOT)}:{n}", m.group("reason").strip(" #")))
+                place = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                out.append((f"{place}:{n}", m.group("reason").strip(" #")))
     return out
 
 

@@ -28,7 +28,7 @@ MEMBERS: dict[str, Callable[[], list[str]]] = {
 DEST = "cfg__{section}__{name}"
 
 
-def run_fields() -> Iterator[tuple[str | None, Field]]:  # type: ignore[type-arg]
+def run_fields() -> Iterator[tuple[str | None, Field]]:
     """(preset section, field) of every spec field that is a flag."""
     for section, cls in SECTIONS:
         for f in fields(cls):
@@ -58,7 +58,7 @@ def _parser(c: Constraint) -> Callable[[str], Any]:
     return number if c.kind in ("int", "real") else str
 
 
-def _help(name: str, f: Field) -> str:  # type: ignore[type-arg]
+def _help(name: str, f: Field) -> str:
     text = str(f.metadata.get("help") or "")
     if name in MEMBERS:
         text += f" ({', '.join(MEMBERS[name]())})"
@@ -86,7 +86,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                            metavar=f.name.upper(), help=f"{name}: {f.metadata.get('help', f.name)}")
 
 
-def _value(section: str | None, f: Field, text: Any) -> Any:  # type: ignore[type-arg]
+def _value(section: str | None, f: Field, text: Any) -> Any:
     kind = f.metadata["constraint"].kind
     if kind == "names":
         return list(_split(text))

@@ -82,9 +82,9 @@ def decode_file(path: str | os.PathLike, size: int) -> tuple[np.ndarray, bool]:
                 if im.format == "JPEG":
                     im.draft("RGB", (size * 2, size * 2))
                 im.load()
-                im = _orient(im, caught)
-                gray = im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-                return resize_square(to_rgb(im), size), gray
+                oriented = _orient(im, caught)
+                gray = oriented.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+                return resize_square(to_rgb(oriented), size), gray
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:  # over 2x the limit: Pillow refuses at open

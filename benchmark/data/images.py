@@ -9,6 +9,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -113,7 +114,7 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
     Returns (results, how many files were decoded now)."""
     assert listing.files is not None and listing.root is not None
     results: list[np.ndarray | str | None] = [None] * len(shas)
-    todo = []
+    todo: list[tuple[int, str]] = []  # (position, sha) of the files to decode now
     for i, sha in enumerate(shas):
         got = store.get_file(sha, size, file_version(decoder)) if sha else None
         if got is not None:
@@ -121,22 +122,22 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
         elif sha is None:
             results[i] = "missing, unreadable or broken symlink"
         else:
-            todo.append(i)
+            todo.append((i, sha))
     bar = tqdm(total=len(todo), desc="decode (nvJPEG)" if decoder == "nvjpeg" else "decode", unit="img",
                disable=not progress or not todo, leave=False)
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
-        files = [listing.files[i] for i in chunk]
+        files = [listing.files[i] for i, _ in chunk]
         if decoder == "nvjpeg":
             decoded = nvjpeg.decode_files(files, size)[0]
         else:
             decoded = decode_paths(files, size)
-        for i, res in zip(chunk, decoded, strict=False):
-            store.put_file(shas[i], size, file_version(decoder), res)  # type: ignore[arg-type]
+        for (i, sha), res in zip(chunk, decoded, strict=False):
+            store.put_file(sha, size, file_version(decoder), res)
             results[i] = res
         bar.update(len(chunk))
     bar.close()
-    return results, len(todo)  # type: ignore[return-value]
+    return cast("list[np.ndarray | str]", results), len(todo)  # every entry is set above
 
 
 def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None] | None,
@@ -164,7 +165,7 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
     return {**meta, "decoded_now": decoded_now}
 
 
-def labels_record(listing: Listing) -> dict[str, object]:
+def labels_record(listing: Listing) -> dict[str, Any]:
     """The labels artifact of a listing: names, class names, and each name's class index (-1 = unlabeled)."""
     classes = listing.class_names()
     index = {c: i for i, c in enumerate(classes)}
@@ -177,11 +178,11 @@ def labels_key(record: dict[str, object]) -> str:
     return stable_hash(["labels", record["names"], record["class_names"], record["labels"]])
 
 
-def align_labels(names: list[str], record: dict[str, object] | None) -> np.ndarray:
+def align_labels(names: list[str], record: dict[str, Any] | None) -> np.ndarray:
     """Class indices (len(names),) of ``names`` from a labels record; -1 for unlabeled or unlisted names."""
     if not record:
         return np.full(len(names), -1, np.int64)
-    by_name = dict(zip(record["names"], record["labels"], strict=False))  # type: ignore[call-overload]
+    by_name = dict(zip(record["names"], record["labels"], strict=False))
     return np.array([by_name.get(n, -1) for n in names], np.int64)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -110,12 +111,12 @@ def decode_files(paths: list[Path], size: int, device: str = "cuda") -> tuple[li
     went to the PIL path)."""
     results: list[np.ndarray | str | None] = [None] * len(paths)
     parsed = [parse(p) for p in paths]
-    gpu = [i for i, it in enumerate(parsed) if it is not None]
+    gpu = [(i, it) for i, it in enumerate(parsed) if it is not None]
     for start in range(0, len(gpu), BATCH):
         chunk = gpu[start:start + BATCH]
-        for i, arr in zip(chunk, decode_batch([parsed[i] for i in chunk], size, device), strict=False):  # type: ignore[misc]
+        for (i, _), arr in zip(chunk, decode_batch([it for _, it in chunk], size, device), strict=False):
             results[i] = arr
     fallback = [i for i, r in enumerate(results) if r is None]
     for i, res in zip(fallback, decode_paths([paths[i] for i in fallback], size), strict=False):
         results[i] = res
-    return results, len(fallback)  # type: ignore[return-value]
+    return cast("list[np.ndarray | str]", results), len(fallback)  # every entry is set above

@@ -19,7 +19,7 @@ from benchmark.store.artifacts import RUN_INFO, RunFolder
 
 def run_config(spec: GridSpec) -> dict[str, Any]:
     cfg = asdict(spec)
-    cfg["pretext_options"] = {name: asdict(opts) for name, opts in spec.pretext_options}  # type: ignore[call-overload]
+    cfg["pretext_options"] = {name: asdict(opts) for name, opts in spec.pretext_options}
     return cfg
 
 

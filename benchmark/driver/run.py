@@ -132,7 +132,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
         tlist = limit_listing(resolve_dataset(spec.dataset, spec.labels, spec.train_split).list(), spec.limit)
         train_key = images_key(listing_fingerprint(tlist, store)[0], spec.image_size, decoder)
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size, decoder), labels_key(rec),
-                    n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)  # type: ignore[arg-type]
+                    n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)
     if not store.has("images", data.images_key):
         check_free_space(store.root, n, spec.image_size)
     return plan(spec, data, runtime_info(rt), digests), rec, rt
@@ -242,7 +242,7 @@ class Recorder:
         status = "skipped" if reason else (cell.status if cell else "failed")
         fmeta = self.store.get_meta("features", slot.features_key) or {}
         row["weights"] = fmeta.get("weights") or self._weights(slot)
-        if status != "ok":
+        if status != "ok" or cell is None:  # "ok" comes with its cell's result
             err = reason or (cell.error if cell else "not run")
             row.update(status=status, error=err, notes=err if status == "skipped" else slot.notes, rankable=False,
                        rank_reason=f"status {status}")
@@ -255,7 +255,7 @@ class Recorder:
                    train_s=fmeta.get("train_s"), extract_s=fmeta.get("extract_s"),
                    images_per_s=fmeta.get("images_per_s"), feature_dim=fmeta.get("feature_dim"),
                    notes="; ".join(x for x in (slot.notes, probe.get("probe_reason", "")) if x))
-        row.update(cell.info)  # type: ignore[union-attr]
+        row.update(cell.info)
         return row
 
     def _weights(self, slot: CellSlot) -> str:

@@ -25,7 +25,7 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")
         self._show = warnings.showwarning
-        warnings.showwarning = self._on_warning  # type: ignore[assignment]
+        warnings.showwarning = self._on_warning
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -102,7 +102,7 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
         lead = summary.iloc[0]
         per_seed = df.pivot_table(index="seed", columns=GROUP, values=primary, aggfunc="first")
         lead_vals = per_seed[tuple(lead[GROUP])]
-        ties = []
+        ties: list[str | None] = []
         for _, r in summary.iterrows():
             if not r["rankable"]:
                 ties.append(None)

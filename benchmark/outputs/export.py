@@ -1,7 +1,7 @@
 """`export` a cell as a production recipe, and `predict` new photos with it.
 
 An export folder holds: manifest.json (what, versions, scores), backbone.pt (a state_dict, read with
-``weights_only=True``), preprocess.npz (standardization, and PCA for density clusterers) and the
+``weights_only=True``), preprocess.npz (the cell's --reduce step: standardization, PCA or UMAP as arrays) and the
 clusterer's own ``save`` (clusterer.npz arrays + clusterer.json). Nothing in it is a pickle."""
 from __future__ import annotations
 

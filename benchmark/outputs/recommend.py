@@ -53,8 +53,8 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
     draws: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
     for _, r in sets.iterrows():
         acc = draws.setdefault((r["backbone"], r["pretext"]), {})
-        for i, a in enumerate(probe_draws(r)):
-            acc[(int(r["seed"]), i)] = a
+        for i, draw_acc in enumerate(probe_draws(r)):
+            acc[(int(r["seed"]), i)] = draw_acc
     fs = rank.groupby(["backbone", "pretext"], sort=False).agg(
         weights=("weights", "first"), images_per_s=("images_per_s", "mean")).reset_index()
     fs["linear_probe_acc"] = [np.mean(list(draws[(b, p)].values())) if draws[(b, p)] else np.nan

@@ -181,7 +181,8 @@ def k_curve_fig(df: pd.DataFrame, limit: int = 8) -> bytes | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
-    for (cid, curve, k), color in zip(curves[:limit], plt.cm.tab10.colors, strict=False):
+    tab10: Any = plt.cm.tab10  # a ListedColormap: its ``colors`` are ten RGB tuples (the stub says Colormap)
+    for (cid, curve, k), color in zip(curves[:limit], tab10.colors, strict=False):
         c = np.asarray(curve, float)
         ax.plot(c[:, 0], c[:, 1], "-o", color=color, ms=3, label=f"{cid} (k={k})")
         ax.plot(c[:, 0], c[:, 2], "--", color=color, alpha=0.6)

@@ -133,10 +133,10 @@ def judge(metric: dict[str, Any], values: list[float]) -> Row:
         se = (std or 0.0) / math.sqrt(len(values))
         verdict = ("within" if mean - 2 * se > 0 else
                    "outside (reversal found)" if mean + 2 * se < 0 else "outside (no clear gap)")
-    elif pub is None:
+    elif pub is None or tol is None:  # tol is None exactly when pub is
         verdict = "reported"
     else:
-        verdict = "within" if abs(mean - float(pub)) <= tol else "outside"  # type: ignore[operator]
+        verdict = "within" if abs(mean - float(pub)) <= tol else "outside"
     return Row(metric["name"], pub, metric.get("source", ""), mean, std, values, tol, verdict, metric.get("at_least"),
                metric.get("rule", ""), metric.get("column", ""), metric.get("variant", ""))
 
@@ -209,7 +209,7 @@ def largest_gaps(rows: list[Row]) -> list[str]:
     """Per column of the paired-gap rows: the variant with the largest mean gap (RotNet: which block)."""
     lines = []
     for col, sel in _gaps_by_column(rows).items():
-        best = max(sel, key=lambda r: r.ours_mean)  # type: ignore[arg-type, return-value]
+        best = max(sel, key=lambda r: r.ours_mean if r.ours_mean is not None else -math.inf)  # never None here
         lines.append(f"largest {col} gap: {best.variant or best.metric}, {best.ours_mean:+.3f} ± {2 * _se(best):.3f} "
                      f"(2 SE over {len(best.per_seed)} seeds; {best.verdict})")
     return lines

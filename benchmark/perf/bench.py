@@ -3,6 +3,7 @@ warm-up, synchronize around timing, several repeats, median step time. Results c
 and are appended to a JSON-lines history; ``compare`` checks one history against another."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from benchmark.interfaces import BadInput
 from benchmark.perf.history import compare, fingerprint_diff, load_history
 from benchmark.runtime.device import Runtime, cpu_model
 from benchmark.train.loop import extract_features, train_step
-from registry.backbones import build_backbone
+from registry.backbones import Backbone, build_backbone
 from registry.pretexts import build_pretext
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -149,7 +150,7 @@ def with_oom_retry(run: Callable[[int], dict[str, Any]], batch: int) -> dict[str
             batch //= 2
 
 
-def flops_per_image(model: torch.nn.Module, image_size: int, device: str) -> float:
+def flops_per_image(model: Callable[[torch.Tensor], object], image_size: int, device: str) -> float:
     """Forward FLOPs per image (torch.utils.flop_counter; a multiply-add counts 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -182,14 +183,14 @@ def matmul_peak(device: str, mode: str = "fp32", sizes: tuple[int, ...] | None =
         for n in sizes:
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
-            times = time_steps(lambda a=a, b=b: a @ b, device, warmup=2, iters=3, repeats=repeats)
+            times = time_steps(functools.partial(torch.matmul, a, b), device, warmup=2, iters=3, repeats=repeats)
             best = max(best, 2.0 * n ** 3 / (min(times) / 1000.0))
         return best
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
 
 
-def _prepare(name: str, spec: BenchSpec, rt: Runtime, channels_last: bool) -> torch.nn.Module:
+def _prepare(name: str, spec: BenchSpec, rt: Runtime, channels_last: bool) -> Backbone:
     torch.manual_seed(0)
     model = build_backbone(name, spec.image_size).to(rt.torch_device)
     if channels_last:

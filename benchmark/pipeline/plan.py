@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
-from benchmark.interfaces import BadInput, ClusterSpec, stable_hash
+from benchmark.interfaces import BadInput, ClusterSpec, Options, stable_hash
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from registry.backbones import backbone_info, check_backbone, check_image_size, feature_layers
@@ -80,7 +80,7 @@ class TrainTask:
     images_key: str
     backbone: str
     pretext: str
-    options: object  # the pretext's Options
+    options: Options  # the pretext's Options
     train: TrainSpec
     seed: int
     image_size: int
@@ -96,7 +96,7 @@ class ExtractTask:
     images_key: str
     backbone: str
     pretext: str  # whose feature input the backbone sees (and whose training, when train_key is set)
-    options: object
+    options: Options
     train_key: str | None
     seed: int
     image_size: int

@@ -78,7 +78,7 @@ def _not_applicable(task: TrainTask | ExtractTask, store: ArtifactStore) -> str 
 
     got = store.get_images(task.images_key)
     gray = bool(got[1]["grayscale"]) if got else False
-    return build_pretext(task.pretext, task.options).not_applicable(gray, task.backbone)  # type: ignore[arg-type]
+    return build_pretext(task.pretext, task.options).not_applicable(gray, task.backbone)
 
 
 def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResult:
@@ -90,7 +90,7 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     if meta is not None:
         return TaskResult(task.key, task.kind, info=meta)
     images = open_image_set(store, task.images_key, None)
-    pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    pretext = build_pretext(task.pretext, task.options)
     backbone = _backbone(task)
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
 
@@ -132,7 +132,7 @@ def extractor(task: ExtractTask, store: ArtifactStore) -> Extractor:
         state, train_meta = got
         backbone.load_state_dict(state)
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
-    pretext = build_pretext(task.pretext, task.options)  # type: ignore[arg-type]
+    pretext = build_pretext(task.pretext, task.options)
     if task.feature_layer:
 
         backbone = at_layer(backbone, task.feature_layer)

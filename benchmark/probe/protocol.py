@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,7 +60,9 @@ def _splits(labels: np.ndarray, labeled: np.ndarray, classes: np.ndarray, k: int
     out = []
     for draw in range(draws):
         rng = np.random.default_rng([seed, draw])
-        train, val_a, val_b = [], [], []
+        train: list[np.intp] = []
+        val_a: list[np.intp] = []
+        val_b: list[np.intp] = []
         for c in classes:
             pick = rng.permutation(labeled[labels[labeled] == c])[:k]
             train.extend(pick)
@@ -105,7 +107,7 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, spec: ProbeSpec, seed
                            f"a class has {int(counts.min())} labeled images: need at least 3 for a probe")
     splits = _splits(labels, labeled, classes, k, spec.draws, seed)
     if spec.solver == "sklearn" or reference_tol is not None:
-        extra = {} if reference_tol is None else {"tol": reference_tol, "max_iter": 100_000}
+        extra: dict[str, Any] = {} if reference_tol is None else {"tol": reference_tol, "max_iter": 100_000}
         accs, cs = _sklearn_draws(features, labels, labeled, splits, spec.c_grid, seed, **extra)
     else:
         accs, cs = torch_draws.torch_draws(features, labels, labeled, classes, splits, spec.c_grid, device)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, TypeVar
 
 INTERVAL_S = 0.1
 
@@ -51,7 +51,10 @@ class Sampler:
         return sum(self.samples) / len(self.samples) if self.samples else None
 
 
-def sampled(device: str, fn: Callable[[], object]) -> tuple[object, float | None]:
+T = TypeVar("T")
+
+
+def sampled(device: str, fn: Callable[[], T]) -> tuple[T, float | None]:
     """Run fn; on CUDA sample the GPU's utilisation meanwhile. Returns (fn's result, mean % or None)."""
     if device != "cuda":
         return fn(), None

@@ -110,7 +110,8 @@ def fit_reduction(feats: np.ndarray, method: str, dims: int, seed: int
         red.umap_embedding = _umap(pre, dims, seed)
         params.update(reduce_dims=dims, umap_n_neighbors=min(UMAP_NEIGHBORS, len(pre) - 1),
                       umap_min_dist=UMAP_MIN_DIST, umap_epochs=UMAP_EPOCHS, umap_pre_pca=int(pre.shape[1]))
-    return red, X, (red.umap_embedding if method == "umap" else red.transform(feats)), params
+    embedding = red.umap_embedding if method == "umap" else None  # set above for umap
+    return red, X, (embedding if embedding is not None else red.transform(feats)), params
 
 
 def _umap(x: np.ndarray, dims: int, seed: int) -> np.ndarray:

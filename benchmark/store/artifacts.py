@@ -14,7 +14,7 @@ Cache (``ArtifactStore``, one root shared by runs, and by every worker of a dist
     cells/<key>.json + .labels.npy  cluster scores and the cluster of every image
 
 Every write is atomic (temporary name, then rename). Every JSON holds the sha256 of its content and of the
-data files beside it (``storage.write_record``), verified on read: a missing, damaged or unreadable
+data files beside it (``benchmark.store.files.write_record``), verified on read: a missing, damaged or unreadable
 artifact reads as None and is recomputed (one warning when it was damaged). Keys are versioned by the
 stage that builds them (``benchmark.pipeline.plan``)."""
 from __future__ import annotations
@@ -36,6 +36,7 @@ from benchmark.store.files import (
     load_checked_bytes,
     load_npy,
     read_json,
+    read_or_error,
     read_record,
     save_checked_bytes,
     save_npy,
@@ -87,10 +88,10 @@ class ArtifactStore:
         return arr, meta
 
     # one decoded file, by content
-    def _file(self, sha: str, size: int, version: int, suffix: str) -> Path:
+    def _file(self, sha: str, size: int, version: int | str, suffix: str) -> Path:
         return self.root / "files" / f"{size}-v{version}" / sha[:2] / f"{sha}{suffix}"
 
-    def get_file(self, sha: str, size: int, version: int) -> np.ndarray | str | None:
+    def get_file(self, sha: str, size: int, version: int | str) -> np.ndarray | str | None:
         """The decoded (3,S,S) uint8 of a file's content, its skip reason (str), or None when not cached."""
         px = self._file(sha, size, version, ".px")
         data = load_checked_bytes(px) if px.is_file() else None
@@ -99,7 +100,7 @@ class ArtifactStore:
         skip = read_record(self._file(sha, size, version, ".skip.json"))
         return str(skip["reason"]) if skip else None
 
-    def put_file(self, sha: str, size: int, version: int, result: np.ndarray | str) -> None:
+    def put_file(self, sha: str, size: int, version: int | str, result: np.ndarray | str) -> None:
         if isinstance(result, str):
             write_record(self._file(sha, size, version, ".skip.json"), {"reason": result})
         else:
@@ -149,10 +150,8 @@ class ArtifactStore:
         meta = read_record(self._p("weights", key, ".json"), {"pt": path})
         if meta is None:
             return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True), meta
-        except Exception:  # noqa: BLE001  any unreadable file counts as missing
-            return None
+        got = read_or_error(lambda: torch.load(path, map_location="cpu", weights_only=True))
+        return (got[0], meta) if got[1] is None else None  # any unreadable file counts as missing
 
     def get_weights_meta(self, key: str) -> dict[str, Any] | None:
         return read_record(self._p("weights", key, ".json"))

@@ -15,9 +15,11 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 INTEGRITY = "_integrity"  # the key of a record that holds its checksums
 _UMASK = os.umask(0)
@@ -151,7 +153,8 @@ def read_record(path: Path, files: dict[str, Path] | None = None) -> dict[str, A
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     """Save arrays as one .npz, atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    named: dict[str, Any] = arrays  # Any: mypy also matches **named against savez's allow_pickle
+    np.savez(buf, **named)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -162,13 +165,20 @@ def save_npy(path: Path, array: np.ndarray) -> None:
             np.save(fh, array, allow_pickle=False)
 
 
+def read_or_error(read: Callable[[], T]) -> tuple[T, None] | tuple[None, Exception]:
+    """(``read()``, None), or (None, the exception it raised): a damaged file counts as missing, and the
+    readers of numpy and torch raise many types on one (ValueError, tokenize.TokenError, SyntaxError,
+    pickle and zip errors, ...)."""
+    try:
+        return read(), None
+    except Exception as exc:  # noqa: BLE001  a damaged file counts as missing, whatever its reader raises
+        return None, exc
+
+
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray | None:
     """An array saved by ``save_npy`` (memory-mapped when ``mmap``), or None when missing or unreadable
     (a damaged header raises ValueError, tokenize.TokenError, SyntaxError, ... inside numpy)."""
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception:  # noqa: BLE001  numpy raises many types on a damaged header: it counts as missing
-        return None
+    return read_or_error(lambda: np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))[0]
 
 
 def save_checked_bytes(path: Path, data: bytes) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmark.store.files import corrupt, load_checked_bytes, remove_partial_writes, save_checked_bytes
+from benchmark.store.files import corrupt, load_checked_bytes, read_or_error, remove_partial_writes, save_checked_bytes
 
 CHECKPOINT_VERSION = 1
 DEFAULT_EVERY_S = 60.0
@@ -74,10 +74,9 @@ class Checkpoint:
         data = load_checked_bytes(self.path)
         if data is None:
             return None
-        try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001  an unreadable checkpoint means training from the start
-            corrupt(self.path, f"cannot be read ({type(e).__name__})")
+        state, err = read_or_error(lambda: torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+        if err is not None:  # an unreadable checkpoint means training from the start
+            corrupt(self.path, f"cannot be read ({type(err).__name__})")
             return None
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             return None

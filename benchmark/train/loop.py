@@ -6,7 +6,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -51,7 +51,8 @@ def compiled_forward(backbone: Backbone, rt: Runtime) -> Iterator[None]:
     if not rt.compile:
         yield
         return
-    backbone.features = torch.compile(type(backbone).features.__get__(backbone), backend=compile_backend())
+    # an instance attribute shadows the method (nn.Module keeps a plain function in the instance's __dict__)
+    vars(backbone)["features"] = torch.compile(type(backbone).features.__get__(backbone), backend=compile_backend())
     try:
         yield
     finally:
@@ -180,24 +181,24 @@ def _resume(checkpoint: Checkpoint | None, p: _Parts, planned: int) -> tuple[int
     return (*_restore(saved, p), True)
 
 
-def _restore(state: dict[str, object], p: _Parts) -> tuple[int, float]:
+def _restore(state: dict[str, Any], p: _Parts) -> tuple[int, float]:
     """Load a checkpoint into the training's parts; returns (steps done, seconds trained before)."""
-    p.backbone.load_state_dict(state["backbone"])  # type: ignore[arg-type]
-    p.head.load_state_dict(state["head"])  # type: ignore[arg-type]
-    p.opt.load_state_dict(state["opt"])  # type: ignore[arg-type]
-    p.sched.load_state_dict(state["sched"])  # type: ignore[arg-type]
-    p.scaler.load_state_dict(state["scaler"])  # type: ignore[arg-type]
-    p.gen.set_state(state["gen"])  # type: ignore[arg-type]
-    torch.set_rng_state(state["torch_rng"])  # type: ignore[arg-type]
+    p.backbone.load_state_dict(state["backbone"])
+    p.head.load_state_dict(state["head"])
+    p.opt.load_state_dict(state["opt"])
+    p.sched.load_state_dict(state["sched"])
+    p.scaler.load_state_dict(state["scaler"])
+    p.gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch_rng"])
     if p.rt.device == "cuda" and state["cuda_rng"]:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])  # type: ignore[arg-type]
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     dev = p.rt.torch_device
-    p.tally.losses[:] = list(state["losses"].to(dev))  # type: ignore[union-attr]
-    p.tally.corrects[:] = list(state["corrects"].to(dev))  # type: ignore[union-attr]
-    p.tally.seen[:] = list(state["seen"])  # type: ignore[call-overload]
+    p.tally.losses[:] = list(state["losses"].to(dev))
+    p.tally.corrects[:] = list(state["corrects"].to(dev))
+    p.tally.seen[:] = list(state["seen"])
     if p.plateau is not None and state["plateau"] is not None:
-        p.plateau.best, p.plateau.waited = state["plateau"]  # type: ignore[misc]
-    return int(state["step"]), float(state["seconds"])  # type: ignore[call-overload, arg-type]
+        p.plateau.best, p.plateau.waited = state["plateau"]
+    return int(state["step"]), float(state["seconds"])
 
 
 @dataclass

@@ -83,5 +83,5 @@ def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None
     if name.startswith(TIMM_PREFIX):
         return build_timm(name[len(TIMM_PREFIX):], image_size, req)
     if backbone_info(name).data_channels:
-        return BACKBONES.get(name)(image_size, req, channels=channels)  # type: ignore[call-arg]
+        return BACKBONES.get(name)(image_size, req, channels=channels)
     return BACKBONES.get(name)(image_size, req)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -63,7 +63,7 @@ class Backbone(nn.Module):
         return self.pool(self.forward(x))
 
 
-BackboneFactory = Callable[[int, WeightsRequest], Backbone]
+BackboneFactory = Callable[..., Backbone]  # (image_size, WeightsRequest[, channels=] when data_channels)
 BACKBONES: Registry[BackboneFactory] = Registry("backbone", package="registry.backbones")
 
 
@@ -83,11 +83,12 @@ class BackboneInfo:
     cut: Callable[[Backbone, str], Backbone] | None = field(default=None, compare=False)
 
 
-def describe(**info: object) -> Callable[[BackboneFactory], BackboneFactory]:
+def describe(**info: Any) -> Callable[[BackboneFactory], BackboneFactory]:
     """Attach ``BackboneInfo`` fields to a factory: ``@describe(min_image_size=32)``."""
 
     def deco(factory: BackboneFactory) -> BackboneFactory:
-        factory.info = BackboneInfo(**info)  # type: ignore[attr-defined, arg-type]
+        described: Any = factory  # a function: it takes the attribute ``backbone_info`` reads
+        described.info = BackboneInfo(**info)
         return factory
 
     return deco

@@ -3,12 +3,13 @@
 Each member owns its lifecycle: ``fit(X) -> labels`` (-1 = noise), ``predict(X) -> (labels, score)`` for
 new points, ``save(folder)`` / ``load(folder)`` as npz arrays + JSON (never pickle), and ``params`` (the
 parameters actually used). k-means types get k (the number of classes where labels exist, else ``--k``);
-density clusterers (``density = True``) are fed a reduced copy (PCA) of the features."""
+each declares the step before it (``default_reduce``: UMAP-10 for the density clusterers, PCA-50 for Ward) and
+the memory its fit needs (``fit_memory_mib``)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ class Clusterer:
     def save(self, folder: Path) -> list[Path]:
         """Write the fitted state (npz, no pickle) and parameters (JSON) into ``folder``; returns the files."""
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / STATE_FILE, **self.state())
+        arrays: dict[str, Any] = self.state()  # Any: mypy also matches **arrays against savez's allow_pickle
+        np.savez(folder / STATE_FILE, **arrays)
         meta = {"clusterer": self.name, "k": self.k, "seed": self.seed, "params": self.params,
                 "spec": {f: getattr(self.spec, f) for f in self.spec.__dataclass_fields__}}
         (folder / PARAMS_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -106,7 +108,7 @@ class CentroidClusterer(Clusterer):
         self.outlier_distance = float(arrays["outlier_distance"])
 
 
-CLUSTERERS: Registry[Callable[..., Clusterer]] = Registry("clusterer", package=__name__)
+CLUSTERERS: Registry[type[Clusterer]] = Registry("clusterer", package=__name__)
 
 
 def build_clusterer(name: str, k: int, spec: ClusterSpec, seed: int, use_gpu: bool = False) -> Clusterer:
@@ -114,4 +116,4 @@ def build_clusterer(name: str, k: int, spec: ClusterSpec, seed: int, use_gpu: bo
 
 
 def clusterer_class(name: str) -> type[Clusterer]:
-    return CLUSTERERS.get(name)  # type: ignore[return-value]
+    return CLUSTERERS.get(name)

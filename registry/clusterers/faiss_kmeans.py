@@ -33,4 +33,6 @@ class FaissKMeans(CentroidClusterer):
         self.params = {"k": self.k, "niter": 25, "nredo": 3, "gpu": gpu,
                        "trained_on": min(x.shape[0], per_centroid * self.k)}
         _, idx = km.index.search(x, 1)
+        if km.centroids is None:  # set by train; faiss's stub allows None before it
+            raise RuntimeError("faiss k-means trained no centroids")
         return self._finish_fit(x, km.centroids, idx[:, 0].astype(np.int64))

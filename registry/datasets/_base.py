@@ -21,8 +21,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 class DatasetSource(Protocol):
     """Something that lists images (files or in-memory pixels) and their labels."""
 
-    name: str
     splits: ClassVar[tuple[str, ...]]
+
+    @property
+    def name(self) -> str: ...  # read-only: a folder's name is its path
 
     def list(self) -> Listing: ...
 
@@ -58,7 +60,8 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     if bad:
         warnings.warn(f"labels file {path}: {len(bad)} rows without filename,label ignored", stacklevel=2)
     bad_rows = set(bad)
-    repeated, conflicting = [], []
+    repeated: list[str] = []
+    conflicting: list[str] = []
     for r in (r for i, r in enumerate(rows) if i not in bad_rows):
         name, label = r[0].strip(), r[1].strip()
         if name in mapping:
@@ -83,5 +86,5 @@ def limit_listing(listing: Listing, limit: int | None) -> Listing:
     return Listing([listing.names[i] for i in keep], [listing.labels[i] for i in keep],
                    f"{listing.fingerprint}:limit{limit}" if listing.fingerprint else listing.fingerprint,
                    files=[listing.files[i] for i in keep] if listing.files is not None else None, root=listing.root,
-                   pixels=(lambda: [pixels()[i] for i in keep]) if pixels is not None else None,  # type: ignore[misc]
+                   pixels=(lambda: [pixels()[i] for i in keep]) if pixels is not None else None,
                    label_source=listing.label_source, notes=listing.notes)

@@ -32,7 +32,9 @@ class SamplePhotosSource:
         data = load_sample_images()
         h = hashlib.sha256(b"".join(i.tobytes() for i in data.images)).hexdigest()[:16]
         rng = np.random.default_rng(self.seed)
-        boxes, labels, names = [], [], []
+        boxes: list[tuple[np.ndarray, int, int, int, int]] = []
+        labels: list[str | None] = []
+        names: list[str] = []
         for fname, photo in zip(data.filenames, data.images, strict=False):
             ph_h, ph_w = photo.shape[:2]
             for j in range(self.per_photo):

@@ -5,8 +5,6 @@ the head is applied, and its loss; ``benchmark.train.loop`` is the one loop. A t
 (``Options``, a frozen dataclass): they are its only contribution to the feature cache key."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn as nn
@@ -90,11 +88,11 @@ class Pretext:
         return int(self.correct_count(outputs, targets))
 
 
-PRETEXTS: Registry[Callable[..., Pretext]] = Registry("pretext", package=__name__)
+PRETEXTS: Registry[type[Pretext]] = Registry("pretext", package=__name__)
 
 
 def pretext_class(name: str) -> type[Pretext]:
-    return PRETEXTS.get(name)  # type: ignore[return-value]
+    return PRETEXTS.get(name)
 
 
 def build_pretext(name: str, opts: Options | None = None) -> Pretext:

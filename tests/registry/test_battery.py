@@ -182,8 +182,8 @@ def test_every_member_works_with_all_of_benchmark_but_the_interfaces_blocked(tmp
     assert out.returncode == 0 and out.stdout.startswith("OK"), out.stderr[-2000:]
 
 
-def test_readme_lists_every_registered_name():
-    readme = (ROOT / "README.md").read_text()
+def test_readme_and_docs_list_every_registered_name():
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     for registry in (BACKBONES, PRETEXTS, CLUSTERERS, DATASETS):
         for name in registry.names():
-            assert f"`{name}`" in readme, f"README does not list {registry.kind} {name!r}"
+            assert f"`{name}`" in text, f"neither the README nor docs/ lists {registry.kind} {name!r}"

@@ -162,7 +162,7 @@ def test_a_consistent_but_hostile_export_still_runs_no_code(clean, tmp_path, cap
     marker = tmp_path / "pwned"
 
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (Path.touch, (marker,))
 
     arr = np.empty(1, dtype=object)

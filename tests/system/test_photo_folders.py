@@ -71,7 +71,8 @@ def _bad_corpus(root: Path) -> dict[str, str]:
     make_photo(0, rng, (32, 32)).save(bad_exif, "JPEG")
     data = bad_exif.getvalue()
     app1 = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff" + b"\x00" * 6  # IFD claims 65535 entries
-    (root / "corrupt exif.jpg").write_bytes(data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + data[2:])
+    (root / "corrupt exif.jpg").write_bytes(data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
+                                            + data[2:])
     return {"empty.jpg": "empty file", "truncated.jpg": "truncated", "truncated.png": "truncated",
             "text.png": "not an image", "bomb.png": "decompression bomb", "dangling.jpg": "broken symlink",
             "corrupt exif.jpg": "corrupt metadata"}

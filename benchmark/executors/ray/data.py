@@ -7,7 +7,7 @@ driver.
 When (``--extract-with auto``): Ray Data pays a fixed start-up (its executor, the actor pool, one backbone
 built per actor) for spreading one feature set over several GPUs or nodes; with a single device a plain
 task is as fast. Measured on the 2-core VM (benchmarks/ray_data_threshold.py): 3.9 s more once and 0.08 ms
-more per image; see the README (Ray, Measured) and ``ray_resources.AUTO_MIN_IMAGES``."""
+more per image; see docs/ray.md and ``benchmark.executors.ray.resources.AUTO_MIN_IMAGES``."""
 from __future__ import annotations
 
 import os

@@ -25,6 +25,7 @@ AUTO_MIN_IMAGES = 50_000
 def cluster_shape(resources: dict[str, float], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals and per-node resources of a Ray cluster (from ``ray.cluster_resources()`` and ``ray.nodes()``)."""
     alive = [n for n in nodes if n.get("Alive")]
+    rows: list[dict[str, Any]]
     rows = [{"node_id": n.get("NodeID"), "ip": n.get("NodeManagerAddress"),
              "cpus": float(n.get("Resources", {}).get("CPU", 0)), "gpus": float(n.get("Resources", {}).get("GPU", 0)),
              "memory_gb": round(float(n.get("Resources", {}).get("memory", 0)) / 2**30, 2)} for n in alive]

@@ -15,7 +15,7 @@ from benchmark.data.decode import decode_paths
 from benchmark.data.images import file_version, listing_fingerprint
 from benchmark.executors.ray.data import RayDataOptions, extract_with_ray_data
 from benchmark.pipeline.kinds import execute
-from benchmark.pipeline.plan import Task
+from benchmark.pipeline.plan import CellTask, ExtractTask, ProbeTask, Task, TrainTask
 from benchmark.pipeline.stages import TaskResult
 from benchmark.runtime.threads import ThreadProfile
 from benchmark.store.artifacts import ArtifactStore
@@ -38,10 +38,10 @@ def gpu_facts(fake: bool) -> tuple[bool, bool, str | None]:
 
 def on_cpu(task: Task) -> Task:
     """The task with its device forced to the CPU (FAKE_GPU_ENV); its key is unchanged."""
-    if hasattr(task, "runtime"):
-        return replace(task, runtime=replace(task.runtime, device="cpu"))  # type: ignore[arg-type,type-var]
-    if hasattr(task, "device"):
-        return replace(task, device="cpu")  # type: ignore[arg-type,type-var]
+    if isinstance(task, (TrainTask, ExtractTask)):  # the tasks with a runtime
+        return replace(task, runtime=replace(task.runtime, device="cpu"))
+    if isinstance(task, (ProbeTask, CellTask)):  # the tasks with a device
+        return replace(task, device="cpu")
     return task
 
 
@@ -57,7 +57,7 @@ def placement(started: float) -> dict[str, Any]:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "worker_id": ctx.get_worker_id()}
 
 
-def run_task(task: Task, store_root: str, profile: ThreadProfile, fake_gpu: bool = False) -> TaskResult:
+def run_task(task: Task, store_root: str, profile: ThreadProfile, fake_gpu: bool) -> TaskResult:
     """One stage task, as the serial executor runs it, with the driver's thread settings."""
     started = time.time()
     with profile.applied():
@@ -67,7 +67,7 @@ def run_task(task: Task, store_root: str, profile: ThreadProfile, fake_gpu: bool
 
 
 def run_task_decode(task: Task, store_root: str, profile: ThreadProfile, shard_files: int,
-                    fake_gpu: bool = False) -> TaskResult:
+                    fake_gpu: bool) -> TaskResult:
     """A decode task; a photo folder with more than 2 x ``shard_files`` new files is decoded by Ray tasks
     over shards of ``shard_files`` files first (the assembly then finds every file in the per-file cache)."""
     started = time.time()
@@ -93,12 +93,13 @@ def decode_shards(task: Any, store_root: str, profile: ThreadProfile, shard_file
         return []
     _fp, shas = listing_fingerprint(listing, store)
     version = file_version(task.decoder)
-    todo = [i for i, sha in enumerate(shas or []) if sha and store.get_file(sha, task.image_size, version) is None]
+    hashed = {i: sha for i, sha in enumerate(shas or []) if sha}  # files without a hash are skipped, not decoded
+    todo = [i for i, sha in hashed.items() if store.get_file(sha, task.image_size, version) is None]
     if len(todo) <= 2 * shard_files:
         return []
     shard = ray.remote(decode_shard).options(num_cpus=1, max_retries=3)
     refs = [shard.remote([str(listing.files[i]) for i in todo[s:s + shard_files]],
-                         [shas[i] for i in todo[s:s + shard_files]], task.image_size, store_root, profile)
+                         [hashed[i] for i in todo[s:s + shard_files]], task.image_size, store_root, profile)
             for s in range(0, len(todo), shard_files)]
     return list(ray.get(refs))
 
@@ -119,11 +120,13 @@ def decode_shard(paths: list[str], shas: list[str], size: int, store_root: str,
 
 
 def run_task_ray_data(task: Task, store_root: str, profile: ThreadProfile, data: RayDataOptions,
-                      fake_gpu: bool = False) -> TaskResult:
+                      fake_gpu: bool) -> TaskResult:
     """An extract task through Ray Data (``benchmark.executors.ray.data``), with the same result record."""
-
+    run = on_cpu(task) if fake_gpu else task
+    if not isinstance(run, ExtractTask):
+        raise TypeError(f"Ray Data runs extract tasks, not a {task.kind} task")
     started = time.time()
     with profile.applied():
-        result = extract_with_ray_data(on_cpu(task) if fake_gpu else task, store_root, profile, data)
+        result = extract_with_ray_data(run, store_root, profile, data)
     result.placement = placement(started)
     return result

@@ -61,7 +61,8 @@ def _digits_256():
 def test_torch_solver_equals_scikit_learn_per_draw_on_the_same_splits(wide):
     """The batched Newton-CG and scikit-learn's LogisticRegression run to convergence solve the same
     objective on the same splits: per-draw accuracies within 0.005 (5 draws, the C grid of the protocol),
-    on 64-D features (more rows than dimensions) and 256-D ones (more dimensions than the 100 rows of a fit: the span-of-rows reduction)."""
+    on 64-D features (more rows than dimensions) and 256-D ones (more dimensions than the 100 rows of a fit:
+    the span-of-rows reduction)."""
     from sklearn.datasets import load_digits
 
     X, y = _digits_256() if wide else (load_digits().data.astype(np.float32), load_digits().target)
@@ -88,7 +89,8 @@ def test_logreg_reaches_the_optimum_of_the_objective():
     for g in range(3):
         Wg = W[0, g].clone().requires_grad_(True)
         cg = c[0, g].clone().requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(Xt[0] @ Wg + cg, torch.as_tensor(y)) + 0.5 * lam[0, g] * (Wg ** 2).sum()
+        loss = (torch.nn.functional.cross_entropy(Xt[0] @ Wg + cg, torch.as_tensor(y))
+                + 0.5 * lam[0, g] * (Wg ** 2).sum())
         loss.backward()
         assert float(torch.cat([Wg.grad.flatten(), cg.grad]).norm()) < 1e-7
 

@@ -85,7 +85,8 @@ def test_training_reads_the_loss_from_the_device_once_per_sync_window(monkeypatc
 
     reads = []
     real = train_mod._check_finite
-    monkeypatch.setattr(train_mod, "_check_finite", lambda losses, first, *a: reads.append(first) or real(losses, first, *a))
+    monkeypatch.setattr(train_mod, "_check_finite",
+                        lambda losses, first, *a: reads.append(first) or real(losses, first, *a))
     monkeypatch.setattr(train_mod, "SYNC_EVERY", 4)
     images = np.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
     rt = select_runtime("cpu", False, False)
