@@ -71,7 +71,8 @@ class Constraint:
 
     kind: ``int``, ``real``, ``choice``, ``bool``, ``text``, ``names`` (a comma list of names), ``ints`` (a
     comma list of integers, each in [lo, hi]); lo/hi: inclusive bounds (``lo_open``: lo excluded);
-    ``optional``: None allowed; ``auto``: the string "auto" allowed too."""
+    ``optional``: None allowed; ``auto``: the string "auto" allowed too; ``lo_open`` / ``hi_open``: that bound
+    excluded."""
 
     kind: str
     lo: float | None = None
@@ -80,18 +81,19 @@ class Constraint:
     optional: bool = False
     auto: bool = False
     lo_open: bool = False
+    hi_open: bool = False
 
     def allowed(self) -> str:
         """What is allowed, in words: "an integer >= 1", "one of sgd, adam", ..."""
         if self.kind == "choice":
             return ", ".join(self.choices)
         bounds = []
-        if self.lo is not None and self.hi is not None and not self.lo_open:
+        if self.lo is not None and self.hi is not None and not self.lo_open and not self.hi_open:
             bounds.append(f"in {_num(self.lo)}..{_num(self.hi)}")
         elif self.lo is not None:
             bounds.append(f"{'>' if self.lo_open else '>='} {_num(self.lo)}")
-        if self.hi is not None and (self.lo is None or self.lo_open):
-            bounds.append(f"<= {_num(self.hi)}")
+        if self.hi is not None and (self.lo is None or self.lo_open or self.hi_open):
+            bounds.append(f"{'<' if self.hi_open else '<='} {_num(self.hi)}")
         what = {"int": "an integer", "real": "a finite number", "bool": "true or false", "text": "text",
                 "names": "a comma list of names", "ints": "a comma list of integers"}[self.kind]
         return " ".join([what, " and ".join(bounds)]).strip() + (", or auto" if self.auto else "")
@@ -103,7 +105,7 @@ class Constraint:
         if not math.isfinite(value):
             return False
         low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
-        return low_ok and (self.hi is None or value <= self.hi)
+        return low_ok and (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi))
 
     def ok(self, value: Any) -> bool:
         if value is None:
@@ -127,10 +129,9 @@ class Constraint:
             bad = [v for v in value if not self._number_ok(v)]
             if bad:
                 one = Constraint("int", self.lo, self.hi)
-                raise BadInput(f"bad {label.removesuffix('s')} {bad[0]!r}: need {one.allowed()}")
+                raise BadInput(f"bad {label.removesuffix('s')} {bad[0]!r}: allowed: {one.allowed()}")
         if not self.ok(value):
-            sep = ": allowed:" if self.kind == "choice" else ": need"
-            raise BadInput(f"bad {label} {value!r}{sep} {self.allowed()}")
+            raise BadInput(f"bad {label} {value!r}: allowed: {self.allowed()}")
 
 
 def setting(default: Any = dataclasses.MISSING, constraint: Constraint | None = None, *, flag: str = "",

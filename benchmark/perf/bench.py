@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from benchmark.data.loader import bytes_per_batch
-from benchmark.interfaces import BadInput
+from benchmark.interfaces import BadInput, Constraint, check_settings, setting
 from benchmark.perf.history import compare, fingerprint_diff, load_history
 from benchmark.runtime.device import Runtime, cpu_model
 from benchmark.train.loop import extract_features, train_step
@@ -33,27 +33,21 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 class BenchSpec:
     backbones: tuple[str, ...]
     pretexts: tuple[str, ...] = ()  # training-step benchmarks (none: inference only)
-    batch_size: int = 32
-    image_size: int = 64
+    batch_size: int = setting(32, Constraint("int", 1), label="--batch-size")
+    image_size: int = setting(64, Constraint("int", 8, 1024), label="--image-size")
     precisions: tuple[str, ...] = ("fp32",)
     channels_last: tuple[bool, ...] = (False,)
-    compile: bool = False
-    warmup: int = 3
-    iters: int = 5
-    repeats: int = 5
-    pipeline: bool = False  # also measure extraction from an image store vs. synthetic forward
+    compile: bool = setting(False, Constraint("bool"), label="--compile")
+    warmup: int = setting(3, Constraint("int", 0), label="--warmup")
+    iters: int = setting(5, Constraint("int", 1), label="--iters")
+    repeats: int = setting(5, Constraint("int", 1), label="--repeats")
+    pipeline: bool = setting(False, Constraint("bool"))  # also measure extraction from an image store
 
     def __post_init__(self) -> None:
         for p in self.precisions:
             if p not in PRECISIONS:
                 raise BadInput(f"bad precision {p!r}: allowed: {', '.join(PRECISIONS)}")
-        for name, v, lo in (("--batch-size", self.batch_size, 1), ("--iters", self.iters, 1),
-                            ("--repeats", self.repeats, 1), ("--warmup", self.warmup, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise BadInput(f"bad {name} {v!r}: need an integer >= {lo}")
-        size = self.image_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 1024:
-            raise BadInput(f"bad --image-size {self.image_size!r}: allowed 8..1024")
+        check_settings(self)
         if not self.backbones:
             raise BadInput("bad --backbones '': name at least one backbone")
         if not self.precisions or not self.channels_last:

@@ -2,13 +2,13 @@
 input at full size; MSE loss. Option ``noise > 0`` selects the denoising variant."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.interfaces import Options, check_positive
+from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import Backbone
 from registry.decoders import Decoder, feature_map_shape
 from registry.pretexts import PRETEXTS, Pretext, normalize
@@ -17,10 +17,11 @@ from registry.pretexts import PRETEXTS, Pretext, normalize
 @dataclass(frozen=True)
 class AutoencoderOptions(Options):
     flag_prefix = "ae"
-    noise: float = field(default=0.0, metadata={"help": "input noise std (> 0: denoising variant)"})
+    noise: float = setting(0.0, Constraint("real", 0.0), label="autoencoder noise",
+                           help="input noise std (> 0: denoising variant)")
 
     def __post_init__(self) -> None:
-        check_positive("autoencoder noise", self.noise, allow_zero=True)
+        check_settings(self)
 
 
 @PRETEXTS.register("autoencoder")

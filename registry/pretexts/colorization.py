@@ -4,7 +4,7 @@ in-gamut ab bins (grid 10) with soft-encoded targets (5 nearest bins, sigma 5) a
 (lambda = option ``rebalance``); option ``loss = l1 | l2`` selects the regression variant."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.interfaces import Options, check_choice, check_range
+from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import Backbone
 from registry.decoders import Decoder, feature_map_shape
 from registry.pretexts import PRETEXTS, Pretext, normalize
@@ -79,12 +79,13 @@ def coarse_size(image_size: int) -> int:
 @dataclass(frozen=True)
 class ColorizationOptions(Options):
     flag_prefix = "color"
-    loss: str = field(default="classification", metadata={"help": "classification (default), l1 or l2"})
-    rebalance: float = field(default=0.5, metadata={"help": "class-rebalancing lambda (default 0.5)"})
+    loss: str = setting("classification", Constraint("choice", choices=("classification", "l1", "l2")),
+                        label="colorization loss", help="classification (default), l1 or l2")
+    rebalance: float = setting(0.5, Constraint("real", 0.0, 1.0), label="colorization rebalance",
+                               help="class-rebalancing lambda (default 0.5)")
 
     def __post_init__(self) -> None:
-        check_choice("colorization loss", self.loss, ("classification", "l1", "l2"))
-        check_range("colorization rebalance", self.rebalance, 0.0, 1.0)
+        check_settings(self)
 
 
 @PRETEXTS.register("colorization")

@@ -4,7 +4,7 @@ backbone (siamese), tile features are concatenated and classified into the permu
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.interfaces import BadInput, Options, check_range
+from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import Backbone, min_image_size
 from registry.pretexts import PRETEXTS, Pretext
 
@@ -98,14 +98,13 @@ class JigsawHead(nn.Module):
 @dataclass(frozen=True)
 class JigsawOptions(Options):
     flag_prefix = "jigsaw"
-    permutations: int = field(default=24, metadata={"help": "permutation set size (default 24; 100 for full-size)"})
-    gap: float = field(default=0.15, metadata={"help": "fraction of a cell left as random gap (default 0.15)"})
+    permutations: int = setting(24, Constraint("int", 2, 1000), label="jigsaw permutations",
+                                help="permutation set size (default 24; 100 for full-size)")
+    gap: float = setting(0.15, Constraint("real", 0.0, 0.5, hi_open=True), label="jigsaw gap",
+                         help="fraction of a cell left as random gap (default 0.15)")
 
     def __post_init__(self) -> None:
-        if isinstance(self.permutations, bool) or not isinstance(self.permutations, int) \
-                or not 2 <= self.permutations <= 1000:
-            raise BadInput(f"bad jigsaw permutations {self.permutations!r}: allowed 2..1000")
-        check_range("jigsaw gap", self.gap, 0.0, 0.5, hi_open=True)
+        check_settings(self)
 
 
 def tile_input_size(backbone: Backbone, tile: int) -> int:

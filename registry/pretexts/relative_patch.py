@@ -21,13 +21,13 @@ Patches smaller than the backbone's minimum input are upsampled (bilinear) as ji
 extraction sees the whole ImageNet-normalized image (the default ``feature_input``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmark.interfaces import BadInput, Options, check_range
+from benchmark.interfaces import BadInput, Constraint, Options, check_settings, setting
 from registry.backbones import Backbone
 from registry.pretexts import PRETEXTS, Pretext
 from registry.pretexts.jigsaw import GRID, tile_input_size, tile_normalize
@@ -112,15 +112,15 @@ class RelativePatchHead(nn.Module):
 @dataclass(frozen=True)
 class RelativePatchOptions(Options):
     flag_prefix = "patch"
-    gap: float = field(default=0.3, metadata={
-        "help": "fraction of a grid cell its patch leaves free (default 0.3; the paper's 48 of 144 px)"})
-    jitter: float = field(default=0.5, metadata={
-        "help": "fraction of that free space a patch is randomly placed in; the rest is a gap always kept "
-                "between neighbours (default 0.5; 0 = centred patches, no channel shifts)"})
+    gap: float = setting(0.3, Constraint("real", 0.0, 0.5, hi_open=True), label="patch gap",
+                         help="fraction of a grid cell its patch leaves free (default 0.3; the paper's 48 of 144 px)")
+    jitter: float = setting(0.5, Constraint("real", 0.0, 1.0), label="patch jitter",
+                            help="fraction of that free space a patch is randomly placed in; the rest is a gap "
+                                 "always kept between neighbours (default 0.5; 0 = centred patches, no channel "
+                                 "shifts)")
 
     def __post_init__(self) -> None:
-        check_range("patch gap", self.gap, 0.0, 0.5, hi_open=True)
-        check_range("patch jitter", self.jitter, 0.0, 1.0)
+        check_settings(self)
 
 
 @PRETEXTS.register("relative_patch")
