@@ -16,10 +16,13 @@ install: $(STAMP)
 run: $(STAMP) fashion-mnist
 	$(PY) run_all.py $(ARGS)
 
-# The whole suite, ruff and mypy included (tests/test_style.py), on 2 workers: the system tests (tests/system:
-# processes, signals, Ray) one after another on one worker, everything else on the other.
+# The whole suite, ruff and mypy included (tests/test_style.py), on 3 xdist workers with one torch/BLAS thread
+# each: the Ray system tests one after another on one worker, the process system tests on another, the rest
+# of the suite around them (2 cores: a third worker fills the time the system tests spend waiting on their
+# subprocesses; one thread per worker keeps OpenMP from spinning against the other workers).
+TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 test: $(STAMP) chromium fashion-mnist
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(TEST_THREADS) $(PY) -m pytest -q -n 3 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # Debian's chromium renders report.html in a test; installed when missing and apt-get is usable.
 chromium:

@@ -60,9 +60,11 @@ def cache(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The system tests (processes, signals, Ray) run one after another on one xdist worker (``make test``
-    runs ``-n 2 --dist loadgroup``): two private Ray instances or two kill -9 timings at once would measure
-    each other; the other worker takes the rest of the suite meanwhile."""
+    """The system tests run in two xdist groups (``make test`` runs ``-n 3 --dist loadgroup``), each group's
+    tests one after another on one worker: the Ray tests (never two private Ray instances at once) and the
+    process tests (signals, kill -9 and resume, store integrity, fail-loud inputs, photo folders: never two
+    kill timings at once). The other worker takes the rest of the suite meanwhile."""
     for item in items:
         if "system" in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group("system"))
+            ray = item.path.name.startswith("test_ray")
+            item.add_marker(pytest.mark.xdist_group("system-ray" if ray else "system-processes"))
