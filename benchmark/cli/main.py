@@ -28,6 +28,7 @@ from benchmark.driver.run import make_plan, run_grid
 from benchmark.driver.summary import leaderboard_text
 from benchmark.executors.base import ExecutorSpec
 from benchmark.executors.ray.executor import require_ray
+from benchmark.interfaces import Status
 from benchmark.outputs.report import write_report
 from benchmark.pipeline.kinds import STAGE_KINDS
 from benchmark.pipeline.plan import validate_names
@@ -114,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         html_path, _ = write_report(out)
         print(f"report: {html_path}")
-    failed = [r for r in result.rows if r["status"] == "failed"]
+    failed = [r for r in result.rows if r["status"] == Status.FAILED]
     if failed:
         first = failed[0]
         print(f"error: {len(failed)} of {len(result.rows)} cells failed, e.g. {cell_id(first)}: {first['error']} "

@@ -10,6 +10,7 @@ from typing import Any
 from benchmark.cli.common import RESULTS, UsageError, user_errors
 from benchmark.config.presets import spec_from_config
 from benchmark.driver.run import run_grid
+from benchmark.interfaces import Status
 from benchmark.outputs import reproduce
 
 
@@ -52,7 +53,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         folder = reproduce.run_folder(out, variant)
         with user_errors():
             result = run_grid(spec, folder, cache, resume=args.resume, progress=not args.no_progress)
-        failed = [r for r in result.rows if r["status"] == "failed"]
+        failed = [r for r in result.rows if r["status"] == Status.FAILED]
         if failed:
             raise RuntimeError(f"{len(failed)} cells failed, e.g. {failed[0]['error']} (see {folder / 'run.log'})")
         n_images = result.images.n

@@ -11,7 +11,7 @@ import torch
 
 from benchmark.config.specs import GridSpec
 from benchmark.driver.results import assignment_of, cell_id, read_assignments, read_cells
-from benchmark.interfaces import BadInput
+from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline.plan import Plan, check_member_names
 from benchmark.runtime.threads import describe as describe_threads
 from benchmark.store.artifacts import RUN_INFO, RunFolder
@@ -45,7 +45,7 @@ def kept_rows(plan_: Plan, folder: RunFolder) -> tuple[dict[str, dict[str, Any]]
     keep: dict[str, dict[str, Any]] = {}
     for r in rows:
         slot = planned[cell_id(r)]
-        if r["status"] != "failed" and r.get("feature_key") != slot.features_key:
+        if r["status"] != Status.FAILED and r.get("feature_key") != slot.features_key:
             old = folder.read_info()
             if old is None:
                 diff = [f"{RUN_INFO} is missing, so the setting cannot be named; its feature key differs"]
@@ -55,7 +55,7 @@ def kept_rows(plan_: Plan, folder: RunFolder) -> tuple[dict[str, dict[str, Any]]
             raise BadInput(f"bad --resume: {folder.path} holds {cell_id(r)} computed with another configuration "
                            f"({'; '.join(diff[:3])}); use the run's settings or a new --out")
         same = r.get("cell_key") == slot.cell_key and r.get("probe_key") == slot.probe_key
-        if same and (r["status"] == "skipped" or (r["status"] in ("ok", "degenerate")
+        if same and (r["status"] == Status.SKIPPED or (r["status"] in (Status.OK, Status.DEGENERATE)
                                                   and assignment_of(assign, r) is not None)):
             keep[slot.id] = r
     return keep, {cid: a for cid, r in keep.items() if (a := assignment_of(assign, r)) is not None}

@@ -166,10 +166,10 @@ class Recorder:
         for category, message in result.warnings:
             kind = CorruptArtifact if category == CorruptArtifact.__name__ else UserWarning
             warnings.warn(f"{what}: {message}" if kind is UserWarning else message, kind, stacklevel=2)
-        if result.status == "failed" and "traceback" in result.info:
+        if result.status == Status.FAILED and "traceback" in result.info:
             self.log.write(f"{what} failed: {result.error}\n{result.info['traceback']}")
         if task.kind == "decode":
-            if result.status != "ok":
+            if result.status != Status.OK:
                 if result.info.get("bad_input"):
                     raise BadInput(result.error.split(": ", 1)[-1])
                 if result.info.get("error_type") in ("OSError", "PermissionError"):
@@ -194,7 +194,7 @@ class Recorder:
     def _finish(self, slot: CellSlot) -> None:
         row = self.make_row(slot)
         self.rows[slot.id] = row
-        labels = self.store.get_cell_labels(slot.cell_key) if row["status"] in ("ok", "degenerate") else None
+        labels = self.store.get_cell_labels(slot.cell_key) if row["status"] in (Status.OK, Status.DEGENERATE) else None
         if labels is not None:
             self.assign[slot.id] = labels
         self.write()
@@ -219,7 +219,7 @@ class Recorder:
         not have made yet when the row was first written."""
         for slot in self.plan.cells:
             row = self.rows.get(slot.id)
-            if row is not None and row.get("status") != "ok" and not row.get("weights"):
+            if row is not None and row.get("status") != Status.OK and not row.get("weights"):
                 row["weights"] = self._weights(slot)
         self.write()
 
@@ -234,17 +234,17 @@ class Recorder:
         row.update(dataset=spec.dataset, backbone=slot.backbone, pretext=slot.pretext, clusterer=slot.clusterer,
                    seed=slot.seed, image_size=spec.image_size, n_images=len(self.names),
                    n_labeled=int((self.labels >= 0).sum()),
-                   status="ok", error="", feature_key=slot.features_key, probe_key=slot.probe_key,
+                   status=Status.OK.value, error="", feature_key=slot.features_key, probe_key=slot.probe_key,
                    cell_key=slot.cell_key, notes=slot.notes)
         reason = build_pretext(slot.pretext, spec.options_for(slot.pretext)).not_applicable(
             bool(meta.get("grayscale")), slot.backbone)
         cell = self.results.get(slot.cell_key)
-        status = "skipped" if reason else (cell.status if cell else "failed")
+        status = Status.SKIPPED.value if reason else (cell.status if cell else Status.FAILED.value)
         fmeta = self.store.get_meta("features", slot.features_key) or {}
         row["weights"] = fmeta.get("weights") or self._weights(slot)
-        if status != "ok" or cell is None:  # "ok" comes with its cell's result
+        if status != Status.OK or cell is None:  # "ok" comes with its cell's result
             err = reason or (cell.error if cell else "not run")
-            row.update(status=status, error=err, notes=err if status == "skipped" else slot.notes, rankable=False,
+            row.update(status=status, error=err, notes=err if status == Status.SKIPPED else slot.notes, rankable=False,
                        rank_reason=f"status {status}")
             return row
         probe = self.store.get_record("probes", slot.probe_key) or {}

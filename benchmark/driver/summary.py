@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.interfaces import Status
 from benchmark.pipeline.plan import COPY_NOTE
 from benchmark.scoring import columns
 
@@ -64,15 +65,15 @@ def probe_draws(row: Any) -> list[float]:
 def rankable_mask(df: pd.DataFrame) -> pd.Series:
     """Rows whose internal scores may rank them (status ok and the ``rankable`` flag; older runs: status ok)."""
     if "rankable" not in df:
-        return df["status"] == "ok"
+        return df["status"] == Status.OK.value
     r = df["rankable"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
-    return r & (df["status"] == "ok")
+    return r & (df["status"] == Status.OK.value)
 
 
 def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per backbone/pretext/clusterer: seeds, mean/std/lo/hi of every score, rankable, tied."""
     df = cells[~cells["notes"].fillna("").astype(str).str.contains(COPY_NOTE, regex=False)].copy()
-    df = df[df["status"].isin(["ok", "degenerate"])]
+    df = df[df["status"].isin([Status.OK.value, Status.DEGENERATE.value])]
     if df.empty:
         return pd.DataFrame()
     df["_rankable"] = rankable_mask(df)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from benchmark.interfaces import BadInput, Constraint, check_settings, setting
+from benchmark.interfaces import BadInput, Constraint, Status, check_settings, setting
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
 
@@ -107,11 +107,11 @@ def blocked_result(task: Task, results: dict[str, TaskResult]) -> TaskResult | N
     """The result a task gets without running when a dependency did not finish ok (None: it may run)."""
     for dep in task.deps:
         r = results.get(dep)
-        if r is None or r.status == "ok":
+        if r is None or r.status == Status.OK:
             continue
-        if r.status == "skipped":
-            return TaskResult(task.key, task.kind, status="skipped", error=r.error)
-        return TaskResult(task.key, task.kind, status="failed", error=r.error,
+        if r.status == Status.SKIPPED:
+            return TaskResult(task.key, task.kind, status=Status.SKIPPED.value, error=r.error)
+        return TaskResult(task.key, task.kind, status=Status.FAILED.value, error=r.error,
                           info={"failed_upstream": r.kind})
     return None
 

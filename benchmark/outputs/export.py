@@ -17,7 +17,7 @@ from benchmark.config.reduction import parse_reduce
 from benchmark.config.specs import default_reduction
 from benchmark.data.decode import decode_many
 from benchmark.driver.results import cell_id, environment
-from benchmark.interfaces import BadInput, ClusterSpec
+from benchmark.interfaces import BadInput, ClusterSpec, Status
 from benchmark.outputs.recommend import recommend
 from benchmark.outputs.run_folder import Run, load_run
 from benchmark.pipeline.plan import parse_cell_id
@@ -80,7 +80,7 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
     run = load_run(run_dir)
     row = _pick_row(run, cell)
     cid = cell_id(row)
-    if row["status"] not in ("ok", "degenerate"):
+    if row["status"] not in (Status.OK, Status.DEGENERATE):
         raise BadInput(f"bad cell {cid!r}: its status is {row['status']} ({row['error']}); export a finished cell")
     cfg = run.info["config"]
     seed, size = int(row["seed"]), int(cfg["image_size"])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.driver.summary import paired_tie, primary_score, probe_draws, rankable_mask
-from benchmark.interfaces import BadInput
+from benchmark.interfaces import BadInput, Status
 from benchmark.scoring import columns
 
 RULE = ("among rankable cells (status ok, at most half noise, not one giant cluster) whose feature extraction "
@@ -42,7 +42,7 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
     df = cells.copy()
     for c in ("linear_probe_acc", "images_per_s", "nmi", "silhouette", "seed"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
-    ok = df[df["status"] == "ok"]
+    ok = df[df["status"] == Status.OK.value]
     if ok.empty:
         raise BadInput("no cell with status ok to recommend")
     rank = ok[rankable_mask(ok)]

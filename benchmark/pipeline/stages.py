@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from benchmark.data.images import decode_listing, listing_fingerprint, open_image_set
+from benchmark.interfaces import Status
 from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, TrainTask
 from benchmark.probe.protocol import linear_probe
 from benchmark.runtime.device import detect_runtime
@@ -39,7 +40,7 @@ class TaskResult:
 
     key: str
     kind: str
-    status: str = "ok"
+    status: str = Status.OK.value
     error: str = ""
     computed: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
@@ -85,7 +86,7 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
 
     reason = _not_applicable(task, store)
     if reason:
-        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+        return TaskResult(task.key, task.kind, status=Status.SKIPPED.value, error=reason)
     meta = store.get_verified_weights_meta(task.key)
     if meta is not None:
         return TaskResult(task.key, task.kind, info=meta)
@@ -156,7 +157,7 @@ def extraction_done(task: ExtractTask, store: ArtifactStore) -> TaskResult | Non
     """The result of an extract task that needs no compute: skipped (its pretext cannot apply) or cached."""
     reason = _not_applicable(task, store)
     if reason:
-        return TaskResult(task.key, task.kind, status="skipped", error=reason)
+        return TaskResult(task.key, task.kind, status=Status.SKIPPED.value, error=reason)
     cached = store.get_array("features", task.key, mmap=True)
     return TaskResult(task.key, task.kind, info=cached[1]) if cached is not None else None
 

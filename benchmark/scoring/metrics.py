@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.interfaces import Status
 from benchmark.scoring.silhouette import silhouette_torch
 
 
@@ -109,7 +110,7 @@ def effective_clusters(labels: np.ndarray) -> float:
 def rankability(labels: np.ndarray, status: str) -> tuple[bool, str]:
     """(rankable, why not): a cell is ranked by internal scores only when it is ok, at most MAX_NOISE of its
     points are noise and it has at least MIN_EFFECTIVE_CLUSTERS effective clusters."""
-    if status != "ok":
+    if status != Status.OK:
         return False, f"status {status}"
     lab = np.asarray(labels)
     noise = float((lab < 0).mean()) if lab.size else 0.0

@@ -29,7 +29,7 @@ from benchmark.executors.ray.data import RayDataOptions
 from benchmark.executors.ray.reaper import MARKER_ENV, sweep
 from benchmark.executors.ray.resources import choose_extraction, cluster_shape, task_resources
 from benchmark.executors.ray.tasks import FAKE_GPU_ENV, gpu_facts, run_task, run_task_decode, run_task_ray_data
-from benchmark.interfaces import BadInput
+from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline.plan import Task
 from benchmark.pipeline.stages import TaskResult
 from benchmark.runtime.threads import ThreadProfile
@@ -285,7 +285,7 @@ class RayExecutor:
                 return ray.get(ref)
         except (ray.exceptions.RayError, ray.exceptions.RayTaskError) as exc:
             text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            return TaskResult(task.key, task.kind, status="failed", error=text,
+            return TaskResult(task.key, task.kind, status=Status.FAILED.value, error=text,
                               info={"error_type": type(exc).__name__, "traceback": str(exc)})
 
 
