@@ -23,12 +23,13 @@ from benchmark.cli.run_flags import add_run_args as add_grid_args
 from benchmark.cli.run_folders import add_run_folder_commands
 from benchmark.config.presets import load_preset, preset_names, spec_from_config
 from benchmark.config.specs import GridSpec
-from benchmark.driver.results import cell_id, read_cells
+from benchmark.driver.results import cell_id
 from benchmark.driver.run import make_plan, run_grid
 from benchmark.driver.summary import leaderboard_text
 from benchmark.executors.base import ExecutorSpec
 from benchmark.executors.ray.executor import require_ray
 from benchmark.interfaces import Status
+from benchmark.outputs.prune import prune_cache
 from benchmark.outputs.report import write_report
 from benchmark.pipeline.kinds import STAGE_KINDS
 from benchmark.pipeline.plan import validate_names
@@ -159,16 +160,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
                    tablefmt="github", floatfmt=".1f"))
     if not args.prune:
         return 0
-    keep: set[str] = set()
     runs = Path(args.runs)
-    for folder in RunFolder.find(runs):
-        info = folder.read_info() or {}
-        keep.update(str(info.get(k, "")) for k in ("images_key", "labels_key"))
-        for r in read_cells(folder.cells):
-            keep.update(str(r.get(k) or "") for k in ("feature_key", "probe_key", "cell_key"))
-            fmeta = store.get_meta("features", str(r.get("feature_key") or "")) or {}
-            keep.add(str(fmeta.get("train_key") or ""))
-    n, size = store.prune(keep, older_than_s=args.older_than_days * 86400, dry_run=args.dry_run)
+    with user_errors():
+        n, size = prune_cache(store, runs, args.older_than_days, args.dry_run)
     verb = "would free" if args.dry_run else "freed"
     print(f"{verb} {n} files, {size / 1e6:.1f} MB (artifacts used by no run under {runs} and older than "
           f"{args.older_than_days:g} days; decoded files and reductions are rebuilt on demand)")

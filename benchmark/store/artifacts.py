@@ -213,19 +213,26 @@ class ArtifactStore:
                 groups.setdefault(p.name.split(".")[0], []).append(p)
         return groups
 
-    def prune(self, keep: set[str], older_than_s: float = 0.0, dry_run: bool = False) -> tuple[int, int]:
-        """Delete artifacts whose key is not in ``keep`` and untouched for ``older_than_s``.
-        Returns (files, bytes) freed (or that would be, with ``dry_run``)."""
-        now, n, size = time.time(), 0, 0
+    def prunable(self, keep: set[str], older_than_s: float = 0.0) -> dict[str, list[Path]]:
+        """{kind: files} of the artifacts whose key is not in ``keep`` and untouched for ``older_than_s``."""
+        now = time.time()
+        out: dict[str, list[Path]] = {}
         for kind in KINDS:
             for key, files in self.artifact_files(kind).items():
                 if key in keep or any(now - p.stat().st_mtime < older_than_s for p in files):
                     continue
-                for p in files:
-                    n, size = n + 1, size + p.stat().st_size
-                    if not dry_run:
-                        p.unlink(missing_ok=True)
-        return n, size
+                out.setdefault(kind, []).extend(files)
+        return out
+
+    def prune(self, keep: set[str], older_than_s: float = 0.0, dry_run: bool = False) -> tuple[int, int]:
+        """Delete artifacts whose key is not in ``keep`` and untouched for ``older_than_s``.
+        Returns (files, bytes) freed (or that would be, with ``dry_run``)."""
+        files = [f for group in self.prunable(keep, older_than_s).values() for f in group]
+        size = sum(f.stat().st_size for f in files)
+        if not dry_run:
+            for f in files:
+                f.unlink(missing_ok=True)
+        return len(files), size
 
 
 @dataclass(frozen=True)
