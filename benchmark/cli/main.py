@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -208,10 +209,17 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """A warning raised outside a run's log (which writes its own) is one line of ours, not Python's two."""
+    return f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every outcome is an exit code with at most one line of explanation on stderr."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     _current_out.clear()
+    formatter, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         args = make_parser().parse_args(argv)
         return int(args.func(args))
@@ -237,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"internal error (a bug, not a bad input): {type(exc).__name__}: {first}{where}", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
+        warnings.formatwarning = formatter
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

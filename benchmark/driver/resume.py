@@ -61,6 +61,12 @@ def kept_rows(plan_: Plan, folder: RunFolder) -> tuple[dict[str, dict[str, Any]]
     return keep, {cid: a for cid, r in keep.items() if (a := assignment_of(assign, r)) is not None}
 
 
+def libraries(blas: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """The BLAS/OpenMP libraries of a thread description as a set of (api, version): threadpoolctl lists
+    the same libraries in an order that varies between processes."""
+    return frozenset((str(x.get("api")), str(x.get("version"))) for x in blas if isinstance(x, dict))
+
+
 def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
     """The spec a resumed run plans: its axes extended by the cells already in ``folder`` (so every earlier
     row is checked against this configuration, never kept blindly), and torch's thread count set to the
@@ -87,9 +93,10 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
         warnings.warn(f"--resume: the run used {before} torch threads and this process has "
                       f"{now['torch_intra_op']}; using {before} so features and cache keys stay equal", stacklevel=2)
         torch.set_num_threads(before)
-    libs = [(x.get("api"), x.get("version")) for x in threads.get("blas") or []]
-    if libs and libs != [(x.get("api"), x.get("version")) for x in now["blas"]]:
-        warnings.warn(f"--resume: the BLAS/OpenMP libraries differ from the run's ({libs}); new cells may differ "
-                      "from the old ones at float rounding", stacklevel=2)
+    libs = libraries(threads.get("blas") or [])
+    if libs and libs != libraries(now["blas"]):
+        warnings.warn(f"--resume: the BLAS/OpenMP libraries differ from the run's ({sorted(libs)} then, "
+                      f"{sorted(libraries(now['blas']))} now); new cells may differ from the old ones at float "
+                      "rounding", stacklevel=2)
     return replace(spec, backbones=tuple(axes["backbones"]), pretexts=tuple(axes["pretexts"]),
                    clusterers=tuple(axes["clusterers"]), seeds=tuple(axes["seeds"]))

@@ -142,3 +142,31 @@ def test_k_auto_chooses_k_by_silhouette_and_stability_and_the_report_plots_it(ph
     assert "Clusters x labels" in page
     text = (out / "report.md").read_text()
     assert "1 seed: no intervals" in text
+
+
+def test_resume_compares_the_blas_libraries_as_a_set():
+    from benchmark.driver.resume import libraries
+
+    a = [{"api": "openmp", "version": "4.5"}, {"api": "blas", "version": "0.3.27"}]
+    assert libraries(a) == libraries(a[::-1])  # the same libraries in another order: no warning
+    assert libraries(a) != libraries(a[:1])
+
+
+def test_a_warning_outside_a_run_log_is_one_line_of_ours(tmp_path):
+    import subprocess
+    import sys
+
+    from tests import ROOT
+    from tests.conftest import write_photo_folder
+
+    folder = write_photo_folder(tmp_path / "photos", n_per_class=4, size=(16, 16))
+    (tmp_path / "w.pt").write_bytes(b"")
+    r = subprocess.run([sys.executable, "-m", "benchmark", "run", "--dataset", str(folder), "--backbones",
+                        "raw_pixels", "--pretexts", "none", "--clusterers", "kmeans", "--image-size", "8",
+                        "--probe-k", "2", "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "run"),
+                        "--cache-dir", str(tmp_path / "c"), "--no-progress"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [x for x in r.stderr.splitlines() if "--weights" in x]
+    assert len(lines) == 1 and lines[0].startswith("warning: --weights"), r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn(" not in r.stderr, r.stderr
