@@ -25,6 +25,15 @@ def user_errors() -> Iterator[None]:
         raise UsageError(str(exc)) from None
 
 
+def choices_of(flag: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list of names, each one of ``allowed``; UsageError naming the first bad one."""
+    names = tuple(_split(text))
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise UsageError(f"bad {flag} {(bad[0] if bad else text)!r}: allowed: a comma list of {', '.join(allowed)}")
+    return names
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         raise UsageError(message)

@@ -6,13 +6,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.common import UsageError, _split, user_errors
+from benchmark.cli.common import UsageError, _split, choices_of, user_errors
 from benchmark.interfaces import BadInput
 from benchmark.perf import scale
 from benchmark.perf.bench import BenchSpec, compare, load_history, run_bench
 from benchmark.runtime.device import detect_runtime
 from registry.backbones import check_backbone, check_image_size
 from registry.pretexts import PRETEXTS, pretext_class
+
+SCALE_PARTS = ("silhouette", "kmeans", "decode", "hdbscan")
+# the fields of a bench record's machine fingerprint (benchmark.perf.bench.fingerprint)
+FINGERPRINT_FIELDS = ("cpu", "cores", "torch_threads", "torch", "device", "machine", "gpu", "cuda", "cudnn", "driver")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -50,9 +54,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if not math.isfinite(args.max_regression) or not 0 <= args.max_regression < 100:
         raise UsageError(f"bad --max-regression {args.max_regression!r}: need a percentage, 0 <= value < 100")
+    ignore = choices_of("--ignore-fingerprint", args.ignore_fingerprint, FINGERPRINT_FIELDS) \
+        if args.ignore_fingerprint else ()
     with user_errors():
         rows, notes, failed = compare(load_history(Path(args.baseline)), load_history(Path(args.new)),
-                                      args.max_regression, frozenset(_split(args.ignore_fingerprint or "")))
+                                      args.max_regression, frozenset(ignore))
     for n in notes:
         print(n)
     if not rows:
@@ -69,20 +75,21 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
     from tabulate import tabulate
 
+    only = choices_of("--only", args.only, SCALE_PARTS)
     with user_errors():
         rt = detect_runtime(args.device)
     ks = tuple(int(k) for k in _split(args.ks))
     rows: list[dict[str, Any]] = []
-    if "silhouette" in args.only:
+    if "silhouette" in only:
         rows.append(scale.silhouette_vs_sklearn(args.silhouette_n, args.dims, device=rt.device))
         print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if "kmeans" in args.only:
+    if "kmeans" in only:
         rows += scale.kmeans_vs_sklearn(args.n, args.dims, ks)
         print(tabulate(rows[-len(ks):], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if "decode" in args.only:
+    if "decode" in only:
         rows += scale.decode_speed()
         print(tabulate(rows[-2:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
-    if "hdbscan" in args.only:
+    if "hdbscan" in only:
         rows.append(scale.hdbscan_at_scale(args.n, args.dims))
         print(tabulate(rows[-1:], headers="keys", tablefmt="github", floatfmt=".4g"), flush=True)
     if args.out:
@@ -115,7 +122,7 @@ def add_measurement_commands(sub: Any) -> None:
                                                   "machine's own torch differs from the pin)")
     cmp.set_defaults(func=cmd_compare)
     sc = sub.add_parser("scale", help="silhouette / k-means / HDBSCAN at scale vs scikit-learn (minutes)")
-    sc.add_argument("--only", default="silhouette,kmeans,decode,hdbscan")
+    sc.add_argument("--only", default=",".join(SCALE_PARTS), help=f"a comma list of {', '.join(SCALE_PARTS)}")
     sc.add_argument("--n", type=int, default=100_000)
     sc.add_argument("--silhouette-n", type=int, default=20_000)
     sc.add_argument("--dims", type=int, default=512)

@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cli.common import user_errors
+from benchmark.interfaces import Constraint
 from benchmark.outputs.export import export_cell, predict
 from benchmark.outputs.recommend import RULE, diff_runs, recommend
 from benchmark.outputs.report import write_report
 from benchmark.outputs.run_folder import load_run
+
+MIN_THROUGHPUT = Constraint("real", 0)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -24,6 +27,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     with user_errors():
+        MIN_THROUGHPUT.check("--min-throughput", args.min_throughput)
         rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
     c = rec.cell
     print(f"recommended: {c['backbone']}/{c['pretext']}/{c['clusterer']} (weights {c['weights']})")

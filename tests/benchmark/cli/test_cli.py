@@ -77,3 +77,25 @@ def test_compile_and_deterministic_reach_run_json_with_compile_time_apart(tmp_pa
     info = json.loads((out / "run.json").read_text())
     assert info["stage_s"]["compile"] > 0 and info["gpu_util_pct"] == {"train": None, "extract": None}
     assert info["config"]["compile"] is True and info["config"]["deterministic"] is True
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run", "--dataset", "fashion_mnist", "--train-split", "bogus"], "bad --train-split 'bogus': allowed: train"),
+    (["run", "--dataset", "digits", "--train-split", "train"], "bad --train-split 'train' for data set 'digits'"),
+    (["scale", "--only", "silhouette,bogus"], "bad --only 'bogus': allowed: a comma list of silhouette"),
+    (["compare", "a.jsonl", "b.jsonl", "--ignore-fingerprint", "bogus"], "bad --ignore-fingerprint 'bogus'"),
+    (["recommend", "no_run", "--min-throughput", "-5"], "bad --min-throughput -5.0: allowed: a finite number >= 0"),
+])
+def test_more_bad_values_are_named_with_their_own_flag(argv, expect, capsys, tmp_path):
+    assert main([*argv, *(["--out", str(tmp_path / "r")] if argv[0] == "run" else [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expect in err and err.count("\n") == 0, err
+
+
+def test_a_preset_list_given_as_a_string_is_refused_whole(tmp_path):
+    from benchmark.config.presets import spec_from_config
+    from benchmark.interfaces import BadInput
+
+    with pytest.raises(BadInput, match="bad backbones 'raw_pixels': allowed: a comma list of names"):
+        spec_from_config({"dataset": "digits", "backbones": "raw_pixels", "pretexts": ["none"],
+                          "clusterers": ["kmeans"]})
