@@ -48,18 +48,6 @@ def check_positive(name: str, value: int | float, allow_zero: bool = False) -> N
         raise BadInput(f"bad {name} {value!r}: must be a finite number {bound}")
 
 
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise BadInput(f"bad {name} {value!r}: allowed: {', '.join(allowed)}")
-
-
-def check_range(name: str, value: float, lo: float, hi: float, hi_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and lo <= value and (value < hi if hi_open else value <= hi)
-    if not ok:
-        raise BadInput(f"bad {name} {value!r}: allowed {lo:g} <= value {'<' if hi_open else '<='} {hi:g}")
-
-
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 

@@ -9,14 +9,12 @@ from typing import Any
 from benchmark.cli.common import UsageError, _split, choices_of, user_errors
 from benchmark.interfaces import BadInput
 from benchmark.perf import scale
-from benchmark.perf.bench import BenchSpec, compare, load_history, run_bench
+from benchmark.perf.bench import FINGERPRINT_FIELDS, BenchSpec, compare, load_history, run_bench
 from benchmark.runtime.device import detect_runtime
 from registry.backbones import check_backbone, check_image_size
 from registry.pretexts import PRETEXTS, pretext_class
 
 SCALE_PARTS = ("silhouette", "kmeans", "decode", "hdbscan")
-# the fields of a bench record's machine fingerprint (benchmark.perf.bench.fingerprint)
-FINGERPRINT_FIELDS = ("cpu", "cores", "torch_threads", "torch", "device", "machine", "gpu", "cuda", "cudnn", "driver")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

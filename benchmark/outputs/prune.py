@@ -63,12 +63,12 @@ def prune_cache(store: ArtifactStore, runs: Path, older_than_days: float, dry_ru
     OLDER_THAN.check("--older-than-days", older_than_days)
     keep, n_runs = used_keys(runs, store)
     plan = store.prunable(keep, older_than_days * 86400)
-    files = sum(len(v) for v in plan.values())
-    size = sum(f.stat().st_size for v in plan.values() for f in v)
+    sizes = {kind: sum(f.stat().st_size for f in group) for kind, group in plan.items()}
+    files, size = sum(len(v) for v in plan.values()), sum(sizes.values())
     say(f"{n_runs} run folders under {runs} keep {len(keep)} artifacts; "
         f"{'would delete' if dry_run else 'deleting'} {files} files, {size / 1e6:.1f} MB:")
     for kind, group in plan.items():
-        say(f"  {kind}: {len(group)} files, {sum(f.stat().st_size for f in group) / 1e6:.1f} MB")
+        say(f"  {kind}: {len(group)} files, {sizes[kind] / 1e6:.1f} MB")
     if not dry_run:
         for group in plan.values():
             for f in group:

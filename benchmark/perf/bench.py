@@ -54,6 +54,10 @@ class BenchSpec:
             raise BadInput("bad --precision '': name at least one of fp32, bf16, fp16")
 
 
+# the fields of a machine fingerprint (``fingerprint``; the last four on CUDA only), which `compare` may ignore
+FINGERPRINT_FIELDS = ("cpu", "cores", "torch_threads", "torch", "device", "machine", "gpu", "cuda", "cudnn", "driver")
+
+
 def fingerprint(device: str) -> dict[str, Any]:
     """What a throughput number depends on: CPU, cores, GPU, driver, CUDA, cuDNN, torch."""
     fp: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

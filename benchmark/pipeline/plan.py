@@ -22,7 +22,7 @@ from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from registry.backbones import backbone_info, check_backbone, check_image_size, feature_layers
 from registry.clusterers import CLUSTERERS, clusterer_class
-from registry.datasets import DATASETS, splits_of
+from registry.datasets import check_split
 from registry.pretexts import PRETEXTS, build_pretext
 
 TRAIN_VERSION = 1
@@ -233,14 +233,8 @@ def validate_names(spec: GridSpec) -> None:
     import os
 
     check_member_names(spec.backbones, spec.pretexts, spec.clusterers)
-    for flag, split in (("--split", spec.split), ("--train-split", spec.train_split)):
-        allowed = splits_of(spec.dataset)
-        if split is not None and not allowed:
-            having = [n for n in DATASETS.names() if splits_of(n)]
-            raise BadInput(f"bad {flag} {split!r} for data set {spec.dataset!r}: only {', '.join(having)} "
-                           f"{'has' if len(having) == 1 else 'have'} splits")
-        if split is not None and split not in allowed:
-            raise BadInput(f"bad {flag} {split!r}: allowed: {', '.join(allowed)}")
+    check_split(spec.dataset, spec.split)
+    check_split(spec.dataset, spec.train_split, "--train-split")
     for b in spec.backbones:
         check_image_size(b, spec.image_size)
     if spec.feature_layer:

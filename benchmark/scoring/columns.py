@@ -153,9 +153,8 @@ def register(column: Column) -> Column:
     """Add a column (a new metric: a cell-stage score with its ``compute``) at the end of the scores."""
     if any(c.name == column.name for c in _TABLE):
         raise ValueError(f"column {column.name!r} is already in the table")
-    last = max(i for i, c in enumerate(_TABLE) if c.group == column.group) if any(
-        c.group == column.group for c in _TABLE) else len(_TABLE) - 1
-    _TABLE.insert(last + 1, column)
+    same = [i for i, c in enumerate(_TABLE) if c.group == column.group]
+    _TABLE.insert(same[-1] + 1 if same else len(_TABLE), column)
     return column
 
 

@@ -224,16 +224,6 @@ class ArtifactStore:
                 out.setdefault(kind, []).extend(files)
         return out
 
-    def prune(self, keep: set[str], older_than_s: float = 0.0, dry_run: bool = False) -> tuple[int, int]:
-        """Delete artifacts whose key is not in ``keep`` and untouched for ``older_than_s``.
-        Returns (files, bytes) freed (or that would be, with ``dry_run``)."""
-        files = [f for group in self.prunable(keep, older_than_s).values() for f in group]
-        size = sum(f.stat().st_size for f in files)
-        if not dry_run:
-            for f in files:
-                f.unlink(missing_ok=True)
-        return len(files), size
-
 
 @dataclass(frozen=True)
 class RunFolder:

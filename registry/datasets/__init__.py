@@ -19,8 +19,8 @@ from registry.datasets._base import (
 )
 from registry.datasets.folder import FolderSource
 
-__all__ = ["DATASETS", "IMAGE_EXTENSIONS", "DatasetSource", "FolderSource", "dataset_version", "limit_listing",
-           "list_images", "read_labels_csv", "resolve_dataset", "splits_of"]
+__all__ = ["DATASETS", "IMAGE_EXTENSIONS", "DatasetSource", "FolderSource", "check_split", "dataset_version",
+           "limit_listing", "list_images", "read_labels_csv", "resolve_dataset", "splits_of"]
 
 
 def splits_of(name: str) -> tuple[str, ...]:
@@ -33,12 +33,22 @@ def dataset_version(name: str) -> dict[str, Any] | None:
     return DATASETS.get(name)().version() if name in DATASETS else None
 
 
+def check_split(name: str, split: str | None, flag: str = "--split") -> None:
+    """BadInput, naming ``flag``, unless ``split`` is None or one of the splits data set ``name`` declares."""
+    if split is None:
+        return
+    allowed = splits_of(name)
+    if not allowed:
+        having = [n for n in DATASETS.names() if splits_of(n)]
+        raise BadInput(f"bad {flag} {split!r} for data set {name!r}: only {', '.join(having)} "
+                       f"{'has' if len(having) == 1 else 'have'} splits")
+    if split not in allowed:
+        raise BadInput(f"bad {flag} {split!r}: allowed: {', '.join(allowed)}")
+
+
 def resolve_dataset(name: str, labels_csv: str | None = None, split: str | None = None) -> DatasetSource:
     """A registered data set by name, or a folder path. Raises BadInput listing what is allowed."""
-    if split is not None and not splits_of(name):
-        having = [n for n in DATASETS.names() if splits_of(n)]
-        raise BadInput(f"bad --split {split!r} for data set {name!r}: only {', '.join(having)} "
-                       f"{'has' if len(having) == 1 else 'have'} splits")
+    check_split(name, split)
     if name in DATASETS:
         if labels_csv:
             raise BadInput(f"bad --labels for built-in data set {name!r}: labels apply to a folder only")
