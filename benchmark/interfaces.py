@@ -9,6 +9,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
@@ -48,6 +50,22 @@ def check_positive(name: str, value: int | float, allow_zero: bool = False) -> N
         raise BadInput(f"bad {name} {value!r}: must be a finite number {bound}")
 
 
+MAX_PATH = 4096  # PATH_MAX on Linux; a name in it at most NAME_MAX bytes
+MAX_NAME = 255
+
+
+def path_problem(text: str) -> str:
+    """Why ``text`` cannot be a path on this system ("" when it can): empty, a NUL byte, too long."""
+    if not text.strip():
+        return "an empty path"
+    if "\0" in text:
+        return "a NUL byte"
+    raw = os.fsencode(text)
+    if len(raw) > MAX_PATH or any(len(part) > MAX_NAME for part in raw.split(b"/")):
+        return f"longer than the system allows ({MAX_PATH} bytes, {MAX_NAME} per name)"
+    return ""
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -57,8 +75,9 @@ class Constraint:
     """What one configuration field accepts (scikit-learn's ``_parameter_constraints`` is the model), declared
     in the field's metadata (``setting``) and checked at construction (``check_settings``), before any compute.
 
-    kind: ``int``, ``real``, ``choice``, ``bool``, ``text``, ``names`` (a comma list of names), ``ints`` (a
-    comma list of integers, each in [lo, hi]); lo/hi: inclusive bounds (``lo_open``: lo excluded);
+    kind: ``int``, ``real``, ``reals`` (a list of them), ``choice``, ``bool``, ``text`` (not empty), ``path``
+    (a path this system can name: not empty, no NUL, not too long), ``names`` (a comma list of names),
+    ``ints`` (a comma list of integers, each in [lo, hi]); lo/hi: inclusive bounds (``lo_open``: lo excluded);
     ``optional``: None allowed; ``auto``: the string "auto" allowed too; ``lo_open`` / ``hi_open``: that bound
     excluded."""
 
@@ -70,6 +89,8 @@ class Constraint:
     auto: bool = False
     lo_open: bool = False
     hi_open: bool = False
+    empty: bool = False  # text: the empty string allowed too (it means the default)
+    cap: float | None = None  # a sanity upper limit (what the consumers take), said apart from the range
 
     def allowed(self) -> str:
         """What is allowed, in words: "an integer >= 1", "one of sgd, adam", ..."""
@@ -83,8 +104,11 @@ class Constraint:
         if self.hi is not None and (self.lo is None or self.lo_open or self.hi_open):
             bounds.append(f"{'<' if self.hi_open else '<='} {_num(self.hi)}")
         what = {"int": "an integer", "real": "a finite number", "bool": "true or false", "text": "text",
-                "names": "a comma list of names", "ints": "a comma list of integers"}[self.kind]
-        return " ".join([what, " and ".join(bounds)]).strip() + (", or auto" if self.auto else "")
+                "path": "a path",
+                "names": "a comma list of names", "ints": "a comma list of integers",
+                "reals": "a list of finite numbers"}[self.kind]
+        capped = f", at most {_num(self.cap)}" if self.cap is not None else ""
+        return " ".join([what, " and ".join(bounds)]).strip() + capped + (", or auto" if self.auto else "")
 
     def _number_ok(self, value: Any) -> bool:
         integral = self.kind in ("int", "ints")
@@ -93,7 +117,8 @@ class Constraint:
         if not math.isfinite(value):
             return False
         low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
-        return low_ok and (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi))
+        high_ok = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return low_ok and high_ok and (self.cap is None or value <= self.cap)
 
     def ok(self, value: Any) -> bool:
         if value is None:
@@ -107,16 +132,19 @@ class Constraint:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "text":
-            return isinstance(value, str)
+            return isinstance(value, str) and (self.empty or bool(value.strip()))
+        if self.kind == "path":
+            return isinstance(value, str) and not path_problem(value)
         if self.kind == "names":
-            return isinstance(value, tuple) and all(isinstance(v, str) and v for v in value)
-        return isinstance(value, tuple) and all(self._number_ok(v) for v in value)  # ints
+            return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+        return isinstance(value, tuple) and bool(value) and all(self._number_ok(v) for v in value)  # ints, reals
 
     def check(self, label: str, value: Any) -> None:
-        if self.kind == "ints" and isinstance(value, tuple):  # name the bad element: "bad seed -1"
+        if self.kind in ("ints", "reals") and isinstance(value, tuple):  # name the bad element: "bad seed -1"
             bad = [v for v in value if not self._number_ok(v)]
             if bad:
-                one = Constraint("int", self.lo, self.hi)
+                one = Constraint("int" if self.kind == "ints" else "real", self.lo, self.hi, lo_open=self.lo_open,
+                                 hi_open=self.hi_open)
                 raise BadInput(f"bad {label.removesuffix('s')} {bad[0]!r}: allowed: {one.allowed()}")
         if not self.ok(value):
             raise BadInput(f"bad {label} {value!r}: allowed: {self.allowed()}")
@@ -139,6 +167,26 @@ def check_settings(obj: Any) -> None:
         c = f.metadata.get("constraint")
         if c is not None:
             c.check(f.metadata.get("label") or f.name.replace("_", " "), getattr(obj, f.name))
+
+
+_ESCAPED = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def escape_name(name: str) -> str:
+    """A file name as text for CSV and JSON, reversibly (``unescape_name``): a byte that is not valid UTF-8
+    (which Python holds as a surrogate escape, U+DC80..U+DCFF) is written ``\\xNN`` and a backslash is
+    doubled; every other name is written as it is."""
+    if "\\" not in name and not any("\udc80" <= ch <= "\udcff" for ch in name):
+        return name
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else ("\\\\" if ch == "\\" else ch)
+                   for ch in name)
+
+
+def unescape_name(text: str) -> str:
+    """The file name ``escape_name`` wrote (``os.fsencode`` of it gives the original bytes)."""
+    if "\\" not in text:
+        return text
+    return _ESCAPED.sub(lambda m: "\\" if m.group(1) == "\\" else chr(0xDC00 + int(m.group(1)[1:], 16)), text)
 
 
 def stable_hash(obj: object, n: int = 16) -> str:
@@ -183,16 +231,16 @@ class NoOptions(Options):
 class ClusterSpec:
     """Clusterer options: k for k-means types (None: number of classes), DBSCAN eps (None: k-distance knee)."""
 
-    k: int | str | None = setting(None, Constraint("int", 2, optional=True, auto=True), flag="k",
+    k: int | str | None = setting(None, Constraint("int", 2, cap=100_000, optional=True, auto=True), flag="k",
                                   help="clusters for k-means types (default: the number of classes); auto: chosen "
                                        "per cell by silhouette and stability")
-    eps: float | None = setting(None, Constraint("real", 0, optional=True, lo_open=True), flag="eps",
+    eps: float | None = setting(None, Constraint("real", 0, cap=1e12, optional=True, lo_open=True), flag="eps",
                                 help="DBSCAN eps (default: the k-distance knee)")
-    min_samples: int = setting(5, Constraint("int", 2))
-    density_dims: int = setting(50, Constraint("int", 0))  # PCA copy for density clusterers (0 = no reduction)
-    silhouette_max_n: int = setting(20000, Constraint("int", 1))  # above this, silhouette on a seeded sample
-    kmeans_n_init: int = setting(4, Constraint("int", 1))  # k-means restarts (scikit-learn KMeans)
-    stability_repeats: int = setting(3, Constraint("int", 1))  # fits of a seeded clusterer for stability
+    min_samples: int = setting(5, Constraint("int", 2, cap=100_000))
+    density_dims: int = setting(50, Constraint("int", 0, cap=65536))  # PCA copy for density clusterers (0: none)
+    silhouette_max_n: int = setting(20000, Constraint("int", 1, cap=10**8))  # above this, silhouette on a seeded sample
+    kmeans_n_init: int = setting(4, Constraint("int", 1, cap=1000))  # k-means restarts (scikit-learn KMeans)
+    stability_repeats: int = setting(3, Constraint("int", 1, cap=100))  # fits of a seeded clusterer for stability
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -16,12 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmark.cli.common import RESULTS, UsageError, _Parser, user_errors
+from benchmark.cli.common import PATH, RESULTS, UsageError, _Parser, add_arg, user_errors
 from benchmark.cli.measure import add_measurement_commands
 from benchmark.cli.reproduce import add_reproduce_command
 from benchmark.cli.run_flags import add_executor_args, apply_run_flags, executor_spec_from_args
 from benchmark.cli.run_flags import add_run_args as add_grid_args
 from benchmark.cli.run_folders import add_run_folder_commands
+from benchmark.config.environment import check_environment
 from benchmark.config.presets import load_preset, preset_names, spec_from_config
 from benchmark.config.specs import GridSpec
 from benchmark.driver.results import cell_id
@@ -29,7 +30,7 @@ from benchmark.driver.run import make_plan, run_grid
 from benchmark.driver.summary import leaderboard_text
 from benchmark.executors.base import ExecutorSpec
 from benchmark.executors.ray.executor import require_ray
-from benchmark.interfaces import Status
+from benchmark.interfaces import Constraint, Status
 from benchmark.outputs.prune import prune_cache
 from benchmark.outputs.report import write_report
 from benchmark.pipeline.kinds import STAGE_KINDS
@@ -43,6 +44,7 @@ from registry.pretexts import PRETEXTS
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INTERNAL, EXIT_USAGE, EXIT_CELLS_FAILED = 0, 1, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+DAYS = Constraint("real", 0, cap=36500)
 _current_out: list[Path] = []  # the run folder being written, for the interruption message
 
 
@@ -53,9 +55,9 @@ class Terminated(BaseException):
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """`run` / `plan`: the generated grid flags (``run_flags``), then where results go and how tasks run."""
     add_grid_args(p)
-    p.add_argument("--out", help="run folder (default results/<preset>-<time>)")
+    add_arg(p, "--out", constraint=PATH, help="run folder (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
-    p.add_argument("--cache-dir",
+    add_arg(p, "--cache-dir", constraint=PATH,
                    help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
     add_executor_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the task graph (cached / to compute) and stop")
@@ -126,6 +128,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    executor_spec(args)  # its flags are checked too, though a plan starts no executor
+    return print_plan(spec, args)
+
+
 def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
     """The task graph of a grid: per stage, how many tasks are cached in the store and how many would run."""
     from tabulate import tabulate
@@ -189,12 +197,13 @@ def make_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="print a grid's task graph: what is cached and what would be computed")
     add_run_args(pl)
     pl.add_argument("--verbose", action="store_true", help="every task with its key and dependencies")
-    pl.set_defaults(func=lambda a: print_plan(build_spec(a), a))
+    pl.set_defaults(func=cmd_plan)
     cache = sub.add_parser("cache", help="artifact store size per kind; --prune frees what no run uses")
-    cache.add_argument("--cache-dir")
+    add_arg(cache, "--cache-dir", constraint=PATH, help=f"the artifact store (default {DEFAULT_CACHE})")
     cache.add_argument("--prune", action="store_true")
-    cache.add_argument("--runs", default=str(RESULTS), help="run folders whose artifacts are kept (default results/)")
-    cache.add_argument("--older-than-days", type=float, default=0.0, help="prune only artifacts untouched this long")
+    add_arg(cache, "--runs", constraint=PATH, default=str(RESULTS),
+            help="run folders whose artifacts are kept (default results/)")
+    add_arg(cache, "--older-than-days", constraint=DAYS, default=0.0, help="prune only artifacts untouched this long")
     cache.add_argument("--dry-run", action="store_true", help="say what --prune would free")
     cache.set_defaults(func=cmd_cache)
     lst = sub.add_parser("list", help="list registered backbones, pretexts, clusterers, data sets")
@@ -222,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatter, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         args = make_parser().parse_args(argv)
+        with user_errors():
+            check_environment()
         return int(args.func(args))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -234,10 +245,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(what, file=sys.stderr)
         return code
+    except BrokenPipeError:  # the reader of our output went away (`| head`): nothing to say to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
     except OSError as exc:  # the machine, not the input nor a bug: a full disk, a vanished mount
         where = _save_traceback()
         resume = f"; finished cells are kept, resume with --resume --out {_current_out[0]}" if _current_out else ""
-        print(f"error: {exc.strerror or exc} ({exc.filename or 'a file'}){resume}{where}", file=sys.stderr)
+        where_file = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where_file}{resume}{where}", file=sys.stderr)
         return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001  a bug: one line, the traceback where it can be read
         where = _save_traceback()
@@ -259,7 +276,7 @@ def _main_thread() -> bool:
 def _save_traceback() -> str:
     """Append the current traceback to the run's run.log (or print it with SSLBENCH_DEBUG=1)."""
     text = traceback.format_exc()
-    if os.environ.get("SSLBENCH_DEBUG"):
+    if os.environ.get("SSLBENCH_DEBUG") == "1":
         print(text, file=sys.stderr)
         return ""
     if _current_out and _current_out[0].is_dir():

@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.common import UsageError, _split, choices_of, user_errors
-from benchmark.interfaces import BadInput
+from benchmark.cli.common import DEVICE, PATH, UsageError, _split, add_arg, choices_of, ints_of, user_errors
+from benchmark.config.checks import check_writable_file
+from benchmark.interfaces import BadInput, Constraint
 from benchmark.perf import scale
 from benchmark.perf.bench import FINGERPRINT_FIELDS, BenchSpec, compare, load_history, run_bench
 from benchmark.runtime.device import detect_runtime
@@ -15,6 +16,7 @@ from registry.backbones import check_backbone, check_image_size
 from registry.pretexts import PRETEXTS, pretext_class
 
 SCALE_PARTS = ("silhouette", "kmeans", "decode", "hdbscan")
+KS = Constraint("ints", 2, cap=10**6)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -37,6 +39,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if not pretext_class(p).trains:
                 raise BadInput(f"bad --pretexts {p!r}: it has no training step; name a training pretext")
         rt = detect_runtime(args.device)
+        if args.out:
+            check_writable_file(Path(args.out), "--out")
     records = run_bench(spec, rt, Path(args.out) if args.out else None)
     rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
              "GFLOP/img": r["flops_per_image"] / 1e9 if "flops_per_image" in r else None,
@@ -76,7 +80,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
     only = choices_of("--only", args.only, SCALE_PARTS)
     with user_errors():
         rt = detect_runtime(args.device)
-    ks = tuple(int(k) for k in _split(args.ks))
+        if args.out:
+            check_writable_file(Path(args.out), "--out")
+    ks = ints_of("--ks", args.ks, KS)
     rows: list[dict[str, Any]] = []
     if "silhouette" in only:
         rows.append(scale.silhouette_vs_sklearn(args.silhouette_n, args.dims, device=rt.device))
@@ -98,33 +104,38 @@ def cmd_scale(args: argparse.Namespace) -> int:
 def add_measurement_commands(sub: Any) -> None:
     """bench, compare, scale."""
     bench = sub.add_parser("bench", help="inference / training-step throughput, appended to a history")
-    bench.add_argument("--backbones", default="resnet18")
-    bench.add_argument("--pretexts", default="", help="training-step benchmarks for these pretexts")
-    bench.add_argument("--batch-size", type=int, default=32)
-    bench.add_argument("--image-size", type=int, default=64)
-    bench.add_argument("--precision", default="fp32", help="comma list of fp32, bf16, fp16 (autocast)")
-    bench.add_argument("--channels-last", default="off", help="off, on or both")
+    add_arg(bench, "--backbones", constraint=Constraint("names"), default="resnet18", help="comma list of backbones")
+    add_arg(bench, "--pretexts", constraint=Constraint("text", empty=True), default="",
+            help="training-step benchmarks for these pretexts")
+    add_arg(bench, "--batch-size", constraint=Constraint("int", 1, cap=65536), default=32)
+    add_arg(bench, "--image-size", constraint=Constraint("int", 8, 1024), default=64)
+    add_arg(bench, "--precision", constraint=Constraint("names"), default="fp32",
+            help="comma list of fp32, bf16, fp16 (autocast)")
+    add_arg(bench, "--channels-last", constraint=Constraint("choice", choices=("off", "on", "both")), default="off",
+            help="off, on or both")
     bench.add_argument("--compile", action="store_true", help="torch.compile the model")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--iters", type=int, default=5, help="steps per timed repeat")
-    bench.add_argument("--repeats", type=int, default=5)
+    add_arg(bench, "--warmup", constraint=Constraint("int", 0, cap=10000), default=3)
+    add_arg(bench, "--iters", constraint=Constraint("int", 1, cap=100000), default=5, help="steps per timed repeat")
+    add_arg(bench, "--repeats", constraint=Constraint("int", 1, cap=1000), default=5)
     bench.add_argument("--pipeline", action="store_true", help="also extraction-from-store vs synthetic ratio")
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--out", help="history file (JSON lines) to append to")
+    add_arg(bench, "--device", constraint=DEVICE, default="auto")
+    add_arg(bench, "--out", constraint=PATH, help="history file (JSON lines) to append to")
     bench.set_defaults(func=cmd_bench)
     cmp = sub.add_parser("compare", help="new/old throughput ratios of two histories; exit 1 on regression")
-    cmp.add_argument("baseline")
-    cmp.add_argument("new")
-    cmp.add_argument("--max-regression", type=float, default=10.0, help="percent")
-    cmp.add_argument("--ignore-fingerprint", help="fingerprint fields not to match, e.g. torch,driver (a GPU "
-                                                  "machine's own torch differs from the pin)")
+    add_arg(cmp, "baseline", constraint=PATH)
+    add_arg(cmp, "new", constraint=PATH)
+    add_arg(cmp, "--max-regression", constraint=Constraint("real", 0, 100, hi_open=True), default=10.0, help="percent",
+            convert=float)  # checked in cmd_compare, which names the allowed range its own way
+    add_arg(cmp, "--ignore-fingerprint", constraint=Constraint("names"),
+            help="fingerprint fields not to match, e.g. torch,driver (a GPU machine's own torch differs from the pin)")
     cmp.set_defaults(func=cmd_compare)
     sc = sub.add_parser("scale", help="silhouette / k-means / HDBSCAN at scale vs scikit-learn (minutes)")
-    sc.add_argument("--only", default=",".join(SCALE_PARTS), help=f"a comma list of {', '.join(SCALE_PARTS)}")
-    sc.add_argument("--n", type=int, default=100_000)
-    sc.add_argument("--silhouette-n", type=int, default=20_000)
-    sc.add_argument("--dims", type=int, default=512)
-    sc.add_argument("--ks", default="10,100,1000")
-    sc.add_argument("--device", default="auto")
-    sc.add_argument("--out", help="JSON file for the measurements")
+    add_arg(sc, "--only", constraint=Constraint("names"), default=",".join(SCALE_PARTS),
+            help=f"a comma list of {', '.join(SCALE_PARTS)}")
+    add_arg(sc, "--n", constraint=Constraint("int", 2, cap=10**8), default=100_000)
+    add_arg(sc, "--silhouette-n", constraint=Constraint("int", 2, cap=10**7), default=20_000)
+    add_arg(sc, "--dims", constraint=Constraint("int", 1, cap=65536), default=512)
+    add_arg(sc, "--ks", constraint=KS, default="10,100,1000", help="comma list of k")
+    add_arg(sc, "--device", constraint=DEVICE, default="auto")
+    add_arg(sc, "--out", constraint=PATH, help="JSON file for the measurements")
     sc.set_defaults(func=cmd_scale)

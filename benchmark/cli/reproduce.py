@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.common import RESULTS, UsageError, user_errors
+from benchmark.cli.common import PATH, RESULTS, UsageError, add_arg, ints_of, user_errors
 from benchmark.config.presets import spec_from_config
+from benchmark.config.specs import MAX_SEED
 from benchmark.driver.run import run_grid
-from benchmark.interfaces import Status
+from benchmark.interfaces import Constraint, Status
 from benchmark.outputs import reproduce
 
 
@@ -33,7 +34,7 @@ def _config(name: str, args: argparse.Namespace, override: dict[str, Any] | None
         cfg.setdefault("train", {})["max_steps"] = min(int(cfg.get("train", {}).get("max_steps") or 3), 3)
         cfg["train"]["epochs"] = 1
     if args.seeds:
-        cfg["seeds"] = [int(s) for s in args.seeds.split(",")]
+        cfg["seeds"] = list(ints_of("--seeds", args.seeds, SEEDS))
     return cfg
 
 
@@ -75,16 +76,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+SEEDS = Constraint("ints", 0, MAX_SEED)
+
+
 def add_reproduce_command(sub: Any) -> None:
     rp = sub.add_parser("reproduce", help="run a reproduction of published numbers; published vs ours")
-    rp.add_argument("name", nargs="?", help="a reproduction (see --list)")
+    add_arg(rp, "name", constraint=Constraint("text"), nargs="?", help="a reproduction (see --list)")
     rp.add_argument("--list", action="store_true", help="list the reproductions")
     rp.add_argument("--smoke", action="store_true", help="a CI-sized run (few hundred images, one seed), no verdict")
-    rp.add_argument("--seeds", help="override the seeds, e.g. 0,1,2")
+    add_arg(rp, "--seeds", constraint=SEEDS, help="override the seeds, e.g. 0,1,2")
     rp.add_argument("--full", action="store_true", help="the paper's whole training budget where the reproduction "
                                                         "has a shorter default (fmnist-ae-kmeans: 300 epochs, hours)")
-    rp.add_argument("--out", help="run folder (default results/reproduce-<name>-<time>)")
-    rp.add_argument("--cache-dir")
+    add_arg(rp, "--out", constraint=PATH, help="run folder (default results/reproduce-<name>-<time>)")
+    add_arg(rp, "--cache-dir", constraint=PATH, help="the artifact store")
     rp.add_argument("--resume", action="store_true")
     rp.add_argument("--no-progress", action="store_true")
     rp.set_defaults(func=cmd_reproduce)

@@ -9,9 +9,9 @@ import argparse
 from dataclasses import Field, fields
 from typing import Any, Callable, Iterator
 
-from benchmark.cli.common import UsageError, _split
+from benchmark.cli.common import UsageError, _split, add_arg
 from benchmark.config.presets import preset_names
-from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.config.specs import MAX_SEED, GridSpec, ProbeSpec, TrainSpec
 from benchmark.executors.base import ExecutorSpec
 from benchmark.interfaces import ClusterSpec, Constraint
 from registry.backbones import BACKBONES
@@ -26,6 +26,8 @@ MEMBERS: dict[str, Callable[[], list[str]]] = {
     "pretexts": lambda: PRETEXTS.names(), "clusterers": lambda: CLUSTERERS.names(),
 }
 DEST = "cfg__{section}__{name}"
+SEED = Constraint("int", 0, MAX_SEED)
+PRESET = Constraint("text")
 
 
 def run_fields() -> Iterator[tuple[str | None, Field]]:
@@ -45,19 +47,6 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: true, false")
 
 
-def _parser(c: Constraint) -> Callable[[str], Any]:
-    """How a flag's text becomes the field's value (lists are split in ``config_from_args``)."""
-    def number(text: str) -> Any:
-        if c.auto and text.strip().lower() == "auto":
-            return "auto"
-        try:
-            return int(text) if c.kind == "int" else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad value {text!r}: allowed: {c.allowed()}") from None
-
-    return number if c.kind in ("int", "real") else str
-
-
 def _help(name: str, f: Field) -> str:
     text = str(f.metadata.get("help") or "")
     if name in MEMBERS:
@@ -67,8 +56,8 @@ def _help(name: str, f: Field) -> str:
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """The flags of `run` and `plan`: the preset, every spec field with a flag, every pretext option."""
-    p.add_argument("--preset", default="default", help=f"a grid file of benchmark/config/presets: "
-                                                       f"{', '.join(preset_names())}")
+    add_arg(p, "--preset", constraint=PRESET, default="default",
+            help=f"a grid file: one of benchmark/config/presets ({', '.join(preset_names())}) or a .toml path")
     for section, f in run_fields():
         c: Constraint = f.metadata["constraint"]
         dest = DEST.format(section=section or "", name=f.name)
@@ -76,14 +65,17 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(f"--{f.metadata['flag']}", dest=dest, action="store_const", const=True,
                            help=_help(f.name, f))
         else:
-            p.add_argument(f"--{f.metadata['flag']}", dest=dest, type=_parser(c), metavar=f.name.upper(),
-                           help=_help(f.name, f))
-    p.add_argument("--seed", type=int, help="shorthand for --seeds N")
+            add_arg(p, f"--{f.metadata['flag']}", constraint=c, dest=dest, metavar=f.name.upper(),
+                    help=_help(f.name, f), label=f.metadata.get("label") or f.name.replace("_", " "))
+    add_arg(p, "--seed", constraint=SEED, help="shorthand for --seeds N")
     for name in PRETEXTS.names():
         for flag, f in pretext_class(name).Options.flags():
-            kind = type(f.default) if f.default is not None else str
-            p.add_argument(f"--{flag}", dest=f"opt__{name}__{f.name}", type=_boolean if kind is bool else kind,
-                           metavar=f.name.upper(), help=f"{name}: {f.metadata.get('help', f.name)}")
+            oc: Constraint | None = f.metadata.get("constraint")
+            if oc is None:
+                raise TypeError(f"pretext option {name}.{f.name} declares no constraint (use interfaces.setting)")
+            add_arg(p, f"--{flag}", constraint=oc, dest=f"opt__{name}__{f.name}", metavar=f.name.upper(),
+                    help=f"{name}: {f.metadata.get('help', f.name)}", convert=_boolean if oc.kind == "bool" else None,
+                    label=f.metadata.get("label") or f"--{flag}")
 
 
 def _value(section: str | None, f: Field, text: Any) -> Any:
@@ -120,9 +112,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     for f in fields(ExecutorSpec):
         if f.metadata.get("flag"):
             c: Constraint = f.metadata["constraint"]
-            p.add_argument(f"--{f.metadata['flag']}", dest=f"exec__{f.name}", type=_parser(c), default=f.default,
-                           metavar=f.name.upper(),
-                           help=str(f.metadata.get("help") or ""))
+            add_arg(p, f"--{f.metadata['flag']}", constraint=c, dest=f"exec__{f.name}", default=f.default,
+                    metavar=f.name.upper(), help=str(f.metadata.get("help") or ""),
+                    label=f.metadata.get("label") or f"--{f.metadata['flag']}")
 
 
 def executor_spec_from_args(args: argparse.Namespace) -> ExecutorSpec:

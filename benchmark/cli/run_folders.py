@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmark.cli.common import user_errors
+from benchmark.cli.common import DEVICE, PATH, add_arg, user_errors
+from benchmark.config.checks import check_writable_file
 from benchmark.interfaces import Constraint
 from benchmark.outputs.export import export_cell, predict
 from benchmark.outputs.recommend import RULE, diff_runs, recommend
@@ -41,7 +42,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
 
     with user_errors():
-        m = export_cell(Path(args.run), Path(args.to), args.cell)
+        m = export_cell(Path(args.run), Path(args.to), args.cell, force=args.force)
     print(f"exported {m['cell']} to {args.to} (labels reproduce the run: {m['labels_match_run']})")
     return 0
 
@@ -59,6 +60,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     with user_errors():
+        if args.out:
+            check_writable_file(Path(args.out), "--out")
         d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
     print(tabulate(d, headers="keys", tablefmt="github", showindex=False, floatfmt="+.3f", missingval="-"))
     if args.out:
@@ -69,27 +72,31 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def add_run_folder_commands(sub: Any) -> None:
     """report, recommend, export, predict, diff: they read run folders."""
     rep = sub.add_parser("report", help="write report.html and report.md into a run folder")
-    rep.add_argument("run")
-    rep.add_argument("--best", type=int, default=3, help="best cells to project and montage")
+    add_arg(rep, "run", constraint=PATH)
+    add_arg(rep, "--best", constraint=Constraint("int", 0, cap=100), default=3,
+            help="best cells to project and montage")
     rep.set_defaults(func=cmd_report)
     rec = sub.add_parser("recommend", help="the production recipe by a stated rule, and the Pareto front")
-    rec.add_argument("run")
-    rec.add_argument("--min-throughput", type=float, default=0.0, help="images/s floor for feature extraction")
+    add_arg(rec, "run", constraint=PATH)
+    add_arg(rec, "--min-throughput", constraint=MIN_THROUGHPUT, default=0.0,
+            help="images/s floor for feature extraction")
     rec.set_defaults(func=cmd_recommend)
     exp = sub.add_parser("export", help="export a cell (default: the recommended one) as a recipe folder")
-    exp.add_argument("run")
-    exp.add_argument("--cell", help="backbone/pretext/clusterer[/seed] (default seed: the run's first)")
-    exp.add_argument("--to", required=True)
+    add_arg(exp, "run", constraint=PATH)
+    add_arg(exp, "--cell", constraint=Constraint("text"), help="backbone/pretext/clusterer[/seed] (default seed: the "
+                                                            "run's first)")
+    add_arg(exp, "--to", constraint=PATH, required=True, help="the export folder: empty or new (or --force)")
+    exp.add_argument("--force", action="store_true", help="replace a non-empty --to whole")
     exp.set_defaults(func=cmd_export)
     pre = sub.add_parser("predict", help="assign new photos with an exported recipe")
-    pre.add_argument("export")
-    pre.add_argument("images")
-    pre.add_argument("--out", required=True)
-    pre.add_argument("--device", default="auto")
+    add_arg(pre, "export", constraint=PATH)
+    add_arg(pre, "images", constraint=PATH)
+    add_arg(pre, "--out", constraint=PATH, required=True, help="CSV of path, cluster, score")
+    add_arg(pre, "--device", constraint=DEVICE, default="auto")
     pre.add_argument("--no-progress", action="store_true")
     pre.set_defaults(func=cmd_predict)
     dif = sub.add_parser("diff", help="per-cell score changes between two runs (b - a)")
-    dif.add_argument("a")
-    dif.add_argument("b")
-    dif.add_argument("--out", help="CSV of the differences")
+    add_arg(dif, "a", constraint=PATH)
+    add_arg(dif, "b", constraint=PATH)
+    add_arg(dif, "--out", constraint=PATH, help="CSV of the differences")
     dif.set_defaults(func=cmd_diff)

@@ -7,10 +7,12 @@ import shutil
 import warnings
 from pathlib import Path
 
+from benchmark.config.reduction import parse_reduce
 from benchmark.config.specs import GridSpec
-from benchmark.interfaces import BadInput
+from benchmark.interfaces import BadInput, Listing, path_problem
 from benchmark.store.files import sha256_file
 from registry.backbones import WeightsRequest, build_backbone
+from registry.datasets import limit_listing, resolve_dataset
 
 
 def check_weights(spec: GridSpec) -> dict[str, str]:
@@ -19,6 +21,10 @@ def check_weights(spec: GridSpec) -> dict[str, str]:
 
     paths = spec.weights_paths()
     if spec.weights and not paths:
+        for item in (x.strip() for x in spec.weights.split(",") if x.strip()):
+            path = item.partition("=")[2].strip() if "=" in item else item
+            if path_problem(path) or not os.path.isfile(path):
+                raise BadInput(f"bad --weights {path[:80]!r}: no such file")
         warnings.warn(f"--weights {spec.weights!r} is not used: no backbone of the grid takes weights "
                       f"({', '.join(spec.backbones)})", stacklevel=2)
     for bname, path in paths.items():
@@ -56,3 +62,49 @@ def check_writable_dir(path: Path, flag: str) -> None:
         raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is a file; need a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+def check_writable_file(path: Path, flag: str) -> None:
+    """``path`` must be a file (or creatable as one) that this process may write: not a folder, its folder
+    writable. Checked before the work whose result it receives."""
+    if path.is_dir():
+        raise BadInput(f"bad {flag} {str(path)!r}: it is a folder; need a file path")
+    parent = _existing(path.parent)
+    if not parent.is_dir():
+        raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is a file; need a folder for it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise BadInput(f"bad {flag} {str(path)!r}: not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is not writable")
+
+
+def check_empty_target(path: Path, flag: str, force: bool) -> None:
+    """A folder a command fills whole: writable, and empty unless ``force`` (then it is replaced whole)."""
+    check_writable_dir(path, flag)
+    if path.is_dir() and not force and any(path.iterdir()):
+        n = sum(1 for _ in path.iterdir())
+        raise BadInput(f"bad {flag} {str(path)!r}: not empty ({n} entries); add --force to replace it whole, or "
+                       "choose another folder")
+    if path.is_dir() and not os.access(path.parent.absolute(), os.W_OK | os.X_OK):
+        raise BadInput(f"bad {flag} {str(path)!r}: its folder {str(path.parent)!r} is not writable (the "
+                       "folder is replaced whole)")
+
+
+def limited_listing(spec: GridSpec, split: str | None, which: str) -> Listing:
+    """The listing of ``split`` cut to --limit; a --limit beyond the data set is refused, naming its size."""
+    listing = resolve_dataset(spec.dataset, spec.labels, split).list()
+    if spec.limit is not None and spec.limit > len(listing.names):
+        raise BadInput(f"bad --limit {spec.limit}: {spec.dataset}{which} has {len(listing.names)} images; allowed: "
+                       f"1 to {len(listing.names)}, or no --limit for all of them")
+    return limit_listing(listing, spec.limit)
+
+
+def check_reductions(spec: GridSpec, n: int) -> None:
+    """Each reduction --reduce gives against the data's shape, before compute: PCA to at most n dimensions,
+    UMAP to at most n - 2 (its spectral initialisation needs n > dims + 1). A clusterer's default (PCA-50 for
+    Ward) is a default, not a request: it keeps min(50, n, feature dim) dimensions."""
+    for c, (method, dims) in parse_reduce(spec.reduce, spec.clusterers).items():
+        top = n if method == "pca" else n - 2
+        if method in ("pca", "umap") and dims > top:
+            raise BadInput(f"bad --reduce {method}:{dims} (for {c}): the data has {n} images; allowed: {method}:D "
+                           f"with 2 <= D <= {top}")

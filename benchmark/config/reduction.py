@@ -9,11 +9,12 @@ METHODS = ("none", "standardize", "l2", "pca", "umap")
 
 
 DEFAULT_DIMS = {"pca": 50, "umap": 10}
+MAX_DIMS = 65536  # a bound before the data is known; the data's shape bounds it further (checked before compute)
 
 
 def parse_method(text: str) -> tuple[str, int]:
     """``"umap:10"`` -> ("umap", 10); dims 0 for methods without one. BadInput names what is allowed."""
-    name, _, dims = text.strip().partition(":")
+    name, colon, dims = text.strip().partition(":")
     allowed = "none, standardize, l2, pca[:D], umap[:D]"
     if name not in METHODS:
         raise BadInput(f"bad --reduce method {text!r}: allowed: {allowed}")
@@ -21,10 +22,11 @@ def parse_method(text: str) -> tuple[str, int]:
         if dims:
             raise BadInput(f"bad --reduce method {text!r}: {name} takes no dimension; allowed: {allowed}")
         return name, 0
-    if not dims:
+    if not dims and not colon:
         return name, DEFAULT_DIMS[name]
-    if not dims.isdigit() or int(dims) < 2:
-        raise BadInput(f"bad --reduce dimension in {text!r}: need an integer >= 2")
+    if not dims.isascii() or not dims.isdigit() or not 2 <= int(dims) <= MAX_DIMS:
+        raise BadInput(f"bad --reduce dimension in {text!r}: allowed: an integer from 2 to {MAX_DIMS} (and at most "
+                       "what the data's shape allows)")
     return name, int(dims)
 
 

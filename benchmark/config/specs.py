@@ -26,25 +26,25 @@ MAX_SEED = 2**31 - 2002  # the harness offsets seeds (+1000 per stability refit,
 class TrainSpec:
     """Pretext training options shared by every pretext task (one training loop)."""
 
-    epochs: int = setting(1, Constraint("int", 0), flag="epochs", help="pretext training epochs")
-    batch_size: int = setting(64, Constraint("int", 1), flag="batch-size", label="batch size",
+    epochs: int = setting(1, Constraint("int", 0, cap=100_000), flag="epochs", help="pretext training epochs")
+    batch_size: int = setting(64, Constraint("int", 1, cap=65536), flag="batch-size", label="batch size",
                               help="pretext training batch size")
-    lr: float = setting(0.01, Constraint("real", 0, lo_open=True), flag="lr", label="learning rate",
+    lr: float = setting(0.01, Constraint("real", 0, cap=1e12, lo_open=True), flag="lr", label="learning rate",
                         help="pretext learning rate")
     optimizer: str = setting("sgd", Constraint("choice", choices=OPTIMIZERS), flag="optimizer",
                              help="sgd or adam")
-    momentum: float = setting(0.9, Constraint("real", 0))
-    weight_decay: float = setting(5e-4, Constraint("real", 0), flag="weight-decay", label="weight decay",
+    momentum: float = setting(0.9, Constraint("real", 0, 1, hi_open=True))
+    weight_decay: float = setting(5e-4, Constraint("real", 0, cap=1), flag="weight-decay", label="weight decay",
                                   help="pretext weight decay")
-    max_steps: int | None = setting(None, Constraint("int", 1, optional=True), flag="max-steps",
+    max_steps: int | None = setting(None, Constraint("int", 1, cap=10**9, optional=True), flag="max-steps",
                                     help="cap on pretext training steps (default: whole epochs)")
     lr_schedule: str = setting("cosine", Constraint("choice", choices=("cosine", "constant")),
                                help="cosine decay over all steps, or constant (DEC's pretraining)")
-    plateau_patience: int | None = setting(None, Constraint("int", 1, optional=True),
+    plateau_patience: int | None = setting(None, Constraint("int", 1, cap=10**6, optional=True),
                                            help="stop after this many epochs without the pretext's own accuracy "
                                                 "(loss where it has none) improving by plateau_delta: a budget rule "
                                                 "that never looks at the probe")
-    plateau_delta: float = setting(0.005, Constraint("real", 0))
+    plateau_delta: float = setting(0.005, Constraint("real", 0, cap=1))
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -54,11 +54,12 @@ class TrainSpec:
 class ProbeSpec:
     """Linear probe protocol: k labeled images per class, C chosen on a validation split of them."""
 
-    k_per_class: int = setting(10, Constraint("int", 2), flag="probe-k", label="probe k",
+    k_per_class: int = setting(10, Constraint("int", 2, cap=100_000), flag="probe-k", label="probe k",
                                help="labeled images per class for the linear probe (default 10)")
-    draws: int = setting(20, Constraint("int", 1), flag="probe-draws", label="probe draws",
+    draws: int = setting(20, Constraint("int", 1, cap=1000), flag="probe-draws", label="probe draws",
                          help="seeded draws of the probe's labeled subset (default 20; presets set their own)")
-    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    c_grid: tuple[float, ...] = setting((0.01, 0.1, 1.0, 10.0), Constraint("reals", 0, cap=1e6, lo_open=True),
+                                        label="probe C grid")
     solver: str = setting("torch", Constraint("choice", choices=PROBE_SOLVERS), flag="probe-solver",
                           label="probe solver", help="torch (batched Newton-CG on the run's device; default) or "
                                                      "sklearn (the reference LogisticRegression, one fit at a time)")
@@ -92,12 +93,12 @@ class GridSpec:
                                      help="comma list of seeds, e.g. 0,1,2 (every cell runs once per seed)")
     device: str = setting("auto", Constraint("choice", choices=DEVICES), flag="device",
                           help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
-    labels: str | None = setting(None, Constraint("text", optional=True), flag="labels",
+    labels: str | None = setting(None, Constraint("path", optional=True), flag="labels",
                                  help="CSV filename,label for a folder (the rest stays unlabeled)")
     weights: str | None = setting(None, Constraint("text", optional=True), flag="weights",
                                   help="local checkpoint (state_dict) for the deep backbones: PATH, or "
                                        "backbone=PATH,...")
-    reduce: str = setting("", Constraint("text"), flag="reduce",
+    reduce: str = setting("", Constraint("text", empty=True), flag="reduce",
                           help="step before clustering: none, standardize, l2, pca[:D], umap[:D], for all or per "
                                "clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for density "
                                "clusterers, pca:50 for Ward, standardize for the rest")
@@ -107,7 +108,7 @@ class GridSpec:
     cluster: ClusterSpec = setting(factory=ClusterSpec)
     split: str | None = setting(None, Constraint("text", optional=True), flag="split",
                                 help="split of a data set that has them")
-    limit: int | None = setting(None, Constraint("int", 2, optional=True), flag="limit",
+    limit: int | None = setting(None, Constraint("int", 2, cap=10**9, optional=True), flag="limit",
                                 help="a seeded subset of N images of the data set")
     train_split: str | None = setting(None, Constraint("text", optional=True), flag="train-split",
                                       help="train the pretexts on this split (e.g. train) and take features of "

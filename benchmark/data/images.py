@@ -6,6 +6,7 @@ decodes only the new ones; the image store of a data set is a memory-mapped (N,3
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,14 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
     return cast("list[np.ndarray | str]", results), len(todo)  # every entry is set above
 
 
+class NoDecodableImage(BadInput):
+    """A listing of which no file decodes; ``skipped`` says why for each (the run folder lists them)."""
+
+    def __init__(self, message: str, skipped: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.skipped = skipped
+
+
 def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None] | None,
                    store: ArtifactStore, progress: bool = True, decoder: str = "pil") -> dict[str, object]:
     """Decode a listing into the image store under ``key``. Returns the store's meta."""
@@ -152,8 +161,8 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
     kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped = [(listing.names[i], str(r)) for i, r in enumerate(results) if isinstance(r, str)]
     if not kept:
-        raise BadInput(f"bad dataset {str(listing.root or listing.names[:1])!r}: no decodable image among "
-                         f"{len(results)} files")
+        raise NoDecodableImage(f"bad dataset {str(listing.root or listing.names[:1])!r}: no decodable image "
+                               f"among {len(results)} files", skipped)
     gray = True
     with store.image_writer(key, (len(kept), 3, size, size)) as arr:
         for j, i in enumerate(kept):
@@ -209,3 +218,12 @@ def load_image_set(listing: Listing, size: int, store: ArtifactStore, progress: 
     lkey = labels_key(rec)
     store.put_labels(lkey, rec)
     return open_image_set(store, key, lkey)
+
+
+def warn_small_classes(labels: np.ndarray, class_names: list[str], k: int) -> None:
+    """The probe needs k labeled images per class plus one to test on; say which classes fall short."""
+    names, counts = np.unique(labels[labels >= 0], return_counts=True)
+    short = [f"{class_names[c]} ({n})" for c, n in zip(names, counts, strict=False) if n < k + 1]
+    if short:
+        warnings.warn(f"labels: {len(short)} classes have fewer than {k + 1} labeled images, e.g. {short[0]}; "
+                      f"the probe uses k = {max(int(counts.min()) - 1, 0)} per class", stacklevel=2)

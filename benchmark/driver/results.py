@@ -2,6 +2,7 @@
 leaderboard over seeds is ``benchmark.driver.summary``)."""
 from __future__ import annotations
 
+import csv
 import io
 import math
 import platform
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.driver.summary import summarize
+from benchmark.interfaces import escape_name
 from benchmark.pipeline.plan import cell_id as make_cell_id
 from benchmark.scoring import columns
 from benchmark.store.files import atomic_write_text
@@ -42,9 +44,23 @@ def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
 def read_cells(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return typed_rows(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+
+
+def typed_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """cells.csv rows as dicts of numbers and strings, None for empty."""
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in df.to_dict("records")]
+
+
+def rows_of(header: list[str], rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Rows checked as strings (``benchmark.driver.integrity``) typed as ``read_cells`` types them."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows([[r.get(h, "") for h in header] for r in rows])
+    buf.seek(0)
+    return typed_rows(pd.read_csv(buf, keep_default_na=False, na_values=[""]))
 
 
 def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -56,15 +72,16 @@ def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
-    df = pd.DataFrame(skipped, columns=["path", "reason"])
+    df = pd.DataFrame([(escape_name(p), escape_name(r)) for p, r in skipped], columns=["path", "reason"])
     atomic_write_text(path, df.to_csv(index=False))
 
 
 def write_assignments(path: Path, names: list[str], labels: np.ndarray, class_names: list[str],
                       cells: dict[str, np.ndarray]) -> None:
-    """One row per clustered image: path, label (empty if unlabeled), then one cluster column per cell."""
-    lab = [class_names[i] if i >= 0 else "" for i in labels]
-    df = pd.DataFrame({"path": names, "label": lab, **cells})  # one frame: no column-by-column inserts
+    """One row per clustered image: path, label (empty if unlabeled), then one cluster column per cell. A
+    path that is not valid UTF-8 is written escaped (``benchmark.interfaces.escape_name``)."""
+    lab = [escape_name(class_names[i]) if i >= 0 else "" for i in labels]
+    df = pd.DataFrame({"path": [escape_name(n) for n in names], "label": lab, **cells})
     atomic_write_text(path, df.to_csv(index=False))
 
 

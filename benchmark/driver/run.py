@@ -15,10 +15,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.config.checks import check_free_space, check_weights, check_writable_dir
+from benchmark.config import checks
 from benchmark.config.specs import GridSpec
-from benchmark.data.images import align_labels, images_key, labels_key, labels_record, listing_fingerprint
+from benchmark.data.images import (
+    align_labels,
+    images_key,
+    labels_key,
+    labels_record,
+    listing_fingerprint,
+    warn_small_classes,
+)
 from benchmark.data.nvjpeg import select_decoder
+from benchmark.driver.integrity import write_info
 from benchmark.driver.results import (
     environment,
     write_assignments,
@@ -39,8 +47,8 @@ from benchmark.runtime.device import Runtime, apply_determinism, cpu_model, sele
 from benchmark.runtime.threads import describe as describe_threads
 from benchmark.scoring import columns
 from benchmark.store.artifacts import ArtifactStore, RunFolder
-from benchmark.store.files import CorruptArtifact
-from registry.datasets import dataset_version, limit_listing, resolve_dataset
+from benchmark.store.files import MACHINE_ERRNOS, CorruptArtifact
+from registry.datasets import dataset_version
 from registry.pretexts import build_pretext
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
@@ -119,22 +127,23 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
     facts = facts or local_facts()
     rt = select_runtime(spec.device, facts.cuda, facts.bf16, spec.deterministic, spec.compile)
     apply_determinism(rt)  # for the tasks a serial executor runs in this process
-    digests = check_weights(spec)
-    listing = limit_listing(resolve_dataset(spec.dataset, spec.labels, spec.split).list(), spec.limit)
+    digests = checks.check_weights(spec)
+    listing = checks.limited_listing(spec, spec.split, "")
     n = len(listing.names)
     if isinstance(spec.cluster.k, int) and spec.cluster.k > n:
         raise BadInput(f"bad --k {spec.cluster.k}: at most the number of images ({n} in {spec.dataset})")
+    checks.check_reductions(spec, n)
     fingerprint, _ = listing_fingerprint(listing, store)
     rec = labels_record(listing)
     decoder = select_decoder(rt.device, listing.files is not None)
     train_key = None
     if spec.train_split is not None and spec.train_split != spec.split:
-        tlist = limit_listing(resolve_dataset(spec.dataset, spec.labels, spec.train_split).list(), spec.limit)
+        tlist = checks.limited_listing(spec, spec.train_split, f" (its --train-split {spec.train_split})")
         train_key = images_key(listing_fingerprint(tlist, store)[0], spec.image_size, decoder)
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size, decoder), labels_key(rec),
                     n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)
     if not store.has("images", data.images_key):
-        check_free_space(store.root, n, spec.image_size)
+        checks.check_free_space(store.root, n, spec.image_size)
     return plan(spec, data, runtime_info(rt), digests), rec, rt
 
 
@@ -142,8 +151,10 @@ class Recorder:
     """The driver's view of the run: collects task results, builds rows, writes the run files."""
 
     def __init__(self, plan_: Plan, store: ArtifactStore, folder: RunFolder, labels_rec: dict[str, Any],
-                 kept: dict[str, dict[str, Any]], kept_assign: dict[str, np.ndarray], log: RunLog) -> None:
+                 kept: dict[str, dict[str, Any]], kept_assign: dict[str, np.ndarray], log: RunLog,
+                 info: dict[str, Any]) -> None:
         self.plan, self.store, self.folder, self.labels_rec, self.log = plan_, store, folder, labels_rec, log
+        self.info = info  # run.json: sealed after every write of the other files
         self.results: dict[str, TaskResult] = {}
         self.rows: dict[str, dict[str, Any]] = dict(kept)
         self.assign: dict[str, np.ndarray] = dict(kept_assign)
@@ -163,6 +174,11 @@ class Recorder:
         self.results[task.key] = result
         self.stats.add(result)
         what = task_label(task)
+        if result.status == Status.FAILED and result.info.get("errno") in MACHINE_ERRNOS:
+            # the machine failed, not the cell: the run stops (exit 1 with the resume hint), never a failed row
+            self.log.write(f"{what} failed: {result.error}\n{result.info.get('traceback', '')}")
+            raise OSError(int(result.info["errno"]), f"{os.strerror(int(result.info['errno']))} during {what} "
+                          f"({result.error})")
         for category, message in result.warnings:
             kind = CorruptArtifact if category == CorruptArtifact.__name__ else UserWarning
             warnings.warn(f"{what}: {message}" if kind is UserWarning else message, kind, stacklevel=2)
@@ -170,8 +186,13 @@ class Recorder:
             self.log.write(f"{what} failed: {result.error}\n{result.info['traceback']}")
         if task.kind == "decode":
             if result.status != Status.OK:
+                if result.info.get("skipped"):
+                    write_skipped(self.folder.skipped, [tuple(s) for s in result.info["skipped"]])
+                    write_info(self.folder, self.info)
                 if result.info.get("bad_input"):
-                    raise BadInput(result.error.split(": ", 1)[-1])
+                    listed = f" (each listed with its reason in {self.folder.skipped})" if result.info.get("skipped") \
+                        else ""
+                    raise BadInput(result.error.split(": ", 1)[-1] + listed)
                 if result.info.get("error_type") in ("OSError", "PermissionError"):
                     raise OSError(f"the decode could not write the store: {result.error}")
                 raise RuntimeError(f"decode failed: {result.error}")
@@ -184,6 +205,7 @@ class Recorder:
             self.names = list(self.images_meta.get("names", []))
             self.labels = align_labels(self.names, self.labels_rec)
             write_skipped(self.folder.skipped, [tuple(s) for s in self.images_meta.get("skipped", [])])
+            write_info(self.folder, self.info)
             if self.plan.k > len(self.names):
                 raise BadInput(f"bad --k {self.plan.k}: at most the number of images, and {len(self.names)} of "
                                f"{self.plan.data.n_listed} decoded (see {self.folder.skipped})")
@@ -212,6 +234,7 @@ class Recorder:
             write_assignments(self.folder.assignments, self.names, self.labels, list(self.labels_rec["class_names"]),
                               {c: self.assign[c] for c in order})
         write_cells(self.folder.cells, self.ordered_rows())
+        write_info(self.folder, self.info)
 
     def finish(self) -> None:
         """The last write, once every task has finished: a skipped or failed row names its backbone's weights
@@ -226,6 +249,7 @@ class Recorder:
     def write_summary(self) -> None:
         """summary.csv (seeds aggregated), when the run ends: cells.csv is the record kept after every cell."""
         write_summary(self.folder.summary, self.ordered_rows())
+        write_info(self.folder, self.info)
 
     def make_row(self, slot: CellSlot) -> dict[str, Any]:
 
@@ -268,15 +292,6 @@ class Recorder:
         return ""
 
 
-def _warn_small_classes(labels: np.ndarray, class_names: list[str], k: int) -> None:
-    """The probe needs k labeled images per class plus one to test on; say which classes fall short."""
-    names, counts = np.unique(labels[labels >= 0], return_counts=True)
-    short = [f"{class_names[c]} ({n})" for c, n in zip(names, counts, strict=False) if n < k + 1]
-    if short:
-        warnings.warn(f"labels: {len(short)} classes have fewer than {k + 1} labeled images, e.g. {short[0]}; "
-                      f"the probe uses k = {max(int(counts.min()) - 1, 0)} per class", stacklevel=2)
-
-
 def task_label(task: Task) -> str:
     """A short name of a task for messages: its stage and what it works on."""
     parts = [str(getattr(task, a)) for a in ("backbone", "pretext", "clusterer", "seed") if hasattr(task, a)]
@@ -291,8 +306,8 @@ def run_grid(spec: GridSpec, out: Path, cache_dir: Path, resume: bool = False, p
     run writes it; run.json says "running", "finished" or "interrupted". The executor connects first (a
     Ray cluster's GPUs decide whether the run uses CUDA) and is released however the run ends."""
     t_start = time.perf_counter()
-    check_writable_dir(out, "--out")
-    check_writable_dir(cache_dir, "--cache-dir")
+    checks.check_writable_dir(out, "--out")
+    checks.check_writable_dir(cache_dir, "--cache-dir")
     chosen = make_executor(executor)
     folder = RunFolder(out)
     if resume and folder.holds_run():
@@ -340,7 +355,7 @@ def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, 
     out, cache_dir = folder.path, store.root
     plan_, rec, rt = make_plan(spec, store, facts)
     with folder.lock(), RunLog(folder.log) as log:
-        kept, kept_assign = kept_rows(plan_, folder) if resume and folder.holds_run() else ({}, {})
+        kept, kept_assign = kept_rows(plan_, folder, store) if resume and folder.holds_run() else ({}, {})
         log.write(f"{'resume' if resume else 'run'}: {len(plan_.cells)} cells, {len(kept)} kept; pid {os.getpid()}")
         store.put_labels(plan_.data.labels_key, rec)
         todo = [s for s in plan_.cells if s.id not in kept]
@@ -348,14 +363,14 @@ def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, 
         # cached) names the images for assignments.csv
         tasks = plan_.needed_for(todo) or [plan_.tasks[0]]
         info = _start_info(spec, plan_, rt, executor, facts, cache_dir)
-        folder.write_info(info)
-        recorder = Recorder(plan_, store, folder, rec, kept, kept_assign, log)
+        write_info(folder, info)
+        recorder = Recorder(plan_, store, folder, rec, kept, kept_assign, log, info)
         bar = tqdm(total=len(tasks), desc="grid", unit="task", disable=not progress)
 
         def on_done(task: Task, result: TaskResult) -> None:
             recorder.on_done(task, result)
             if task.kind == "decode" and task.key == plan_.data.images_key:
-                _warn_small_classes(recorder.labels, list(rec["class_names"]), spec.probe.k_per_class)
+                warn_small_classes(recorder.labels, list(rec["class_names"]), spec.probe.k_per_class)
             bar.set_description(f"grid: {task_label(task)}")
             bar.update(1)
 
@@ -365,7 +380,6 @@ def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, 
             bar.close()
             status = "failed" if isinstance(exc, Exception) else "interrupted"
             info.update(status=status, error=f"{type(exc).__name__}: {exc}"[:300])
-            folder.write_info(info)
             recorder.write_summary()
             log.write(f"{status}: {type(exc).__name__}: {exc}; finished cells are kept")
             raise
@@ -375,7 +389,7 @@ def _run(spec: GridSpec, folder: RunFolder, store: ArtifactStore, resume: bool, 
         wall = time.perf_counter() - t_start
         rows = recorder.ordered_rows()
         info.update(_finished_info(recorder, rows, wall, rt, log.n_warnings))
-        folder.write_info(info)
+        write_info(folder, info)
         log.write(f"finished: {len(rows)} cells, {info['failed_cells']} failed, {wall:.1f} s")
     labels, meta, stats = recorder.labels, recorder.images_meta, recorder.stats
     images = ImagesSummary(len(recorder.names), int((labels >= 0).sum()),

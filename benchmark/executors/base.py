@@ -50,24 +50,28 @@ class ExecutorSpec:
     address: str | None = setting(None, Constraint("text", optional=True), flag="ray-address",
                                   label="--ray-address", help="Ray: auto joins the running cluster, HOST:PORT "
                                                               "that one; default: a private local instance")
-    gpus_per_task: float = setting(1.0, Constraint("real", 0, lo_open=True), flag="gpus-per-task",
+    gpus_per_task: float = setting(1.0, Constraint("real", 0, cap=1024, lo_open=True), flag="gpus-per-task",
                                    label="--gpus-per-task", help="Ray on CUDA: GPUs a train/extract task asks for "
                                                                  "(a fraction shares a GPU; default 1)")
     extract_with: str = setting("auto", Constraint("choice", choices=EXTRACT_WITH), flag="extract-with",
                                 label="--extract-with", help="Ray: task (one task per feature set), ray-data (Ray "
                                                              "Data map_batches with a GPU actor pool) or auto")
-    num_cpus: int | None = setting(None, Constraint("int", 1, optional=True), flag="ray-num-cpus",
+    num_cpus: int | None = setting(None, Constraint("int", 1, cap=100_000, optional=True), flag="ray-num-cpus",
                                    label="--ray-num-cpus", help="Ray: CPUs the private local instance declares "
                                                                 "(default all)")
-    num_gpus: int | None = setting(None, Constraint("int", 0, optional=True), flag="ray-num-gpus",
+    num_gpus: int | None = setting(None, Constraint("int", 0, cap=10_000, optional=True), flag="ray-num-gpus",
                                    label="--ray-num-gpus", help="Ray: GPUs the private local instance declares "
                                                                 "(default all)")
-    data_batch_size: int = setting(256, Constraint("int", 1), flag="ray-batch-size", label="--ray-batch-size",
+    data_batch_size: int = setting(256, Constraint("int", 1, cap=1_000_000), flag="ray-batch-size",
+                                   label="--ray-batch-size",
                                    help="Ray Data extraction: rows per batch (default 256)")
-    data_pool: int | None = setting(None, Constraint("int", 1, optional=True), flag="ray-pool",
+    data_pool: int | None = setting(None, Constraint("int", 1, cap=10_000, optional=True), flag="ray-pool",
                                     label="--ray-pool", help="Ray Data extraction: actors in the pool (default one "
                                                              "per GPU, or per CPU slot without GPUs)")
-    decode_shard_files: int = setting(512, Constraint("int", 1), label="decode shard size")
+    connect_timeout_s: float = setting(30.0, Constraint("real", 0, cap=3600, lo_open=True), flag="ray-timeout",
+                                       label="--ray-timeout", help="Ray: seconds to wait for --ray-address to "
+                                                                   "answer before giving up (default 30)")
+    decode_shard_files: int = setting(512, Constraint("int", 1, cap=1_000_000), label="decode shard size")
 
     def __post_init__(self) -> None:
         g = self.gpus_per_task
@@ -83,8 +87,21 @@ class ExecutorSpec:
                 given.append("--extract-with ray-data")
             if given:
                 raise BadInput(f"bad {given[0]}: it needs --executor ray (the executor is serial)")
-        if self.address is not None and not self.address.strip():
-            raise BadInput("bad --ray-address '': allowed: auto, local, or HOST:PORT of a running cluster")
+        if self.address is not None and self.address not in ("auto", "local") and host_port(self.address) is None:
+            raise BadInput(f"bad --ray-address {self.address!r}: allowed: auto, local, or HOST:PORT (ray://HOST:PORT) "
+                           "of a running cluster, the port 1 to 65535")
+
+
+def host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT`` (None when it is neither)."""
+    text = address.strip().removeprefix("ray://")
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    if any(ch.isspace() or ch in "/?#@" for ch in host):
+        return None
+    return host, int(port)
 
 
 class Executor(Protocol):

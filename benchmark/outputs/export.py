@@ -5,19 +5,25 @@ An export folder holds: manifest.json (what, versions, scores), backbone.pt (a s
 clusterer's own ``save`` (clusterer.npz arrays + clusterer.json). Nothing in it is a pickle."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from benchmark.config.checks import check_empty_target, check_writable_file
 from benchmark.config.reduction import parse_reduce
 from benchmark.config.specs import default_reduction
 from benchmark.data.decode import decode_many
 from benchmark.driver.results import cell_id, environment
-from benchmark.interfaces import BadInput, ClusterSpec, Status
+from benchmark.interfaces import BadInput, ClusterSpec, Status, escape_name
 from benchmark.outputs.recommend import recommend
 from benchmark.outputs.run_folder import Run, load_run
 from benchmark.pipeline.plan import parse_cell_id
@@ -75,13 +81,57 @@ def _channels(backbone: str, dim: int, size: int) -> int:
     return dim // (size * size) if backbone_info(backbone).data_channels else 3
 
 
-def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, Any]:
-    """Write the recipe of ``cell`` ("backbone/pretext/clusterer[/seed]"; default: the recommended one)."""
+def export_cell(run_dir: Path, to: Path, cell: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Write the recipe of ``cell`` ("backbone/pretext/clusterer[/seed]"; default: the recommended one) to the
+    folder ``to``: refused when it is not empty unless ``force``; it is written beside ``to`` and renamed into
+    place, so ``to`` holds either its old content or the whole new export, never a mix."""
+    check_empty_target(to, "--to", force)
     run = load_run(run_dir)
     row = _pick_row(run, cell)
-    cid = cell_id(row)
     if row["status"] not in (Status.OK, Status.DEGENERATE):
-        raise BadInput(f"bad cell {cid!r}: its status is {row['status']} ({row['error']}); export a finished cell")
+        raise BadInput(f"bad cell {cell_id(row)!r}: its status is {row['status']} ({row['error']}); export a "
+                       "finished cell")
+    with _staged_folder(to) as stage:
+        manifest = _write_export(run, run_dir, stage, row)
+    return manifest
+
+
+@contextmanager
+def _staged_folder(to: Path) -> Iterator[Path]:
+    """A fresh folder beside ``to``; when the block succeeds it replaces ``to`` whole (the old one, if any,
+    is renamed aside first and removed after), else it is removed."""
+    to = to.absolute()
+    made = [p for p in [to.parent, *to.parent.parents] if not p.exists()]
+    to.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".export-tmp", dir=to.parent))
+    ok = False
+    try:
+        yield stage
+        os.chmod(stage, 0o777 & ~_umask())
+        old = None
+        if to.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".export-old", dir=to.parent))
+            os.replace(to, old / "previous")
+        os.replace(stage, to)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        ok = True
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+        for p in made if not ok else []:  # the folders made for it, when nothing came of it
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_export(run: Run, run_dir: Path, to: Path, row: Any) -> dict[str, Any]:
+    cid = cell_id(row)
     cfg = run.info["config"]
     seed, size = int(row["seed"]), int(cfg["image_size"])
     got = run.features(row["feature_key"])
@@ -89,7 +139,6 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None) -> dict[str, A
         raise BadInput(run.missing(f"features of {cid}"))
     feats = np.asarray(got[0])
     state = _backbone_state(run, row, seed, size)
-    to.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if state is not None:
         atomic_write_bytes(to / BACKBONE, state)
@@ -145,7 +194,7 @@ def verify_export(folder: Path) -> dict[str, Any]:
     if needed - set(listed):
         raise BadInput(f"bad export folder {str(folder)!r}: {MANIFEST} lists no checksum for "
                        f"{', '.join(sorted(needed - set(listed)))}; export the cell again")
-    return manifest
+    return {**manifest, "listed_files": sorted(listed)}
 
 
 def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction, Clusterer]:
@@ -155,7 +204,7 @@ def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction
         torch.manual_seed(int(manifest["seed"]))
         backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(use_cache=False),
                                   channels=int(manifest.get("channels", 3)))
-        if (folder / BACKBONE).is_file():
+        if BACKBONE in manifest.get("listed_files", ()):  # only what the manifest lists (and verify_export checked)
             backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))
         with np.load(folder / PREPROCESS, allow_pickle=False) as pre:
             red = Reduction.from_arrays(dict(pre))
@@ -175,6 +224,7 @@ def _pretext_of(manifest: dict[str, Any]):
 
 def predict(folder: Path, images: Path, out: Path, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Assign every image under ``images`` (a folder or one file) to the exported clusters; write ``out``."""
+    check_writable_file(out, "--out")
     manifest = verify_export(folder)
     if images.is_dir():
         root, paths = images, list_images(images)
@@ -194,11 +244,12 @@ def predict(folder: Path, images: Path, out: Path, device: str = "auto", progres
     secs = time.perf_counter() - t0
     import pandas as pd
 
-    df = pd.DataFrame({"path": [paths[i].relative_to(root).as_posix() for i in kept], "cluster": labels,
+    df = pd.DataFrame({"path": [escape_name(paths[i].relative_to(root).as_posix()) for i in kept], "cluster": labels,
                        clusterer.score_name: score})
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     if skipped:
-        pd.DataFrame(skipped, columns=["path", "reason"]).to_csv(out.with_suffix(".skipped.csv"), index=False)
+        pd.DataFrame([(escape_name(p), escape_name(r)) for p, r in skipped],
+                     columns=["path", "reason"]).to_csv(out.with_suffix(".skipped.csv"), index=False)
     return {"n": len(kept), "skipped": len(skipped), "seconds": secs, "images_per_s": len(kept) / secs,
             "outliers": int((labels < 0).sum()), "clusters": int(len(set(labels.tolist()) - {-1}))}

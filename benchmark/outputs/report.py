@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.config.checks import check_writable_dir
 from benchmark.driver.results import cell_id
 from benchmark.driver.summary import SORT_RULE, leaderboard_header, summarize
 from benchmark.outputs.run_folder import Run, load_run
@@ -313,6 +314,7 @@ def html_table(df: pd.DataFrame) -> str:
 def write_report(run_dir: Path, n_best: int = 3) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md (+ report_files/*.png) into ``run_dir``."""
     run = load_run(run_dir)
+    check_writable_dir(run_dir, "run folder")  # the report goes into it: said before the pictures are drawn
     return write_pages(run_dir, f"Report: {run_dir.name}", build_sections(run, n_best))
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.images import open_image_set
-from benchmark.driver.results import assignment_of, read_assignments, read_cells
+from benchmark.driver.integrity import parse_csv, read_text, require_intact
+from benchmark.driver.results import assignment_of, read_assignments, rows_of
 from benchmark.interfaces import BadInput
 from benchmark.scoring import columns
 from benchmark.store.artifacts import ArtifactStore, RunFolder
@@ -79,12 +80,20 @@ class Run:
 
 
 def load_run(path: Path) -> Run:
+    """A run folder read back and verified (``benchmark.driver.integrity``): BadInput naming the first file or
+    row that is damaged or edited, or a folder that is not a run's."""
     folder = RunFolder(path)
+    if not folder.path.is_dir():
+        raise BadInput(f"bad run folder {str(path)!r}: not a folder")
     if not folder.holds_run():
         raise BadInput(f"bad run folder {str(path)!r}: no cells.csv in it")
+    check = require_intact(folder)
     info = folder.read_info() or {}
-    skipped = pd.read_csv(folder.skipped) if folder.skipped.is_file() else pd.DataFrame(columns=["path", "reason"])
-    cells = pd.DataFrame(read_cells(folder.cells)).reindex(columns=columns.names())  # older runs lack columns
+    skipped = pd.DataFrame(columns=["path", "reason"])
+    if folder.skipped.is_file():
+        head, body = parse_csv(read_text(folder.skipped, "run folder file"))
+        skipped = pd.DataFrame(body, columns=["path", "reason"]) if head == ["path", "reason"] else skipped
+    cells = pd.DataFrame(rows_of(check.header, check.rows)).reindex(columns=columns.names())  # older runs lack some
     if cells["seed"].isna().any():
         cells["seed"] = cells["seed"].fillna((info.get("config") or {}).get("seed", 0))
     return Run(path, cells, info, skipped)

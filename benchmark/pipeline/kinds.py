@@ -107,7 +107,8 @@ def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskR
             result = TaskResult(task.key, task.kind, status=Status.FAILED.value,
                                 error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
                                 info={"traceback": traceback.format_exc(), "error_type": type(exc).__name__,
-                                      "bad_input": isinstance(exc, BadInput)})
+                                      "bad_input": isinstance(exc, BadInput), "errno": getattr(exc, "errno", None),
+                                      "skipped": [list(x) for x in getattr(exc, "skipped", [])]})
     result.warnings = list(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
     result.pid = os.getpid()
     return result

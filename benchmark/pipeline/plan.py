@@ -238,7 +238,9 @@ def validate_names(spec: GridSpec) -> None:
     for b in spec.backbones:
         check_image_size(b, spec.image_size)
     if spec.feature_layer:
-
+        if not any(feature_layers(b) for b in spec.backbones):
+            raise BadInput(f"bad --feature-layer {spec.feature_layer[:80]!r}: no backbone of the grid has stages to "
+                           f"take it from ({', '.join(spec.backbones)}); see `list` for those that do")
         for b in spec.backbones:
             allowed = feature_layers(b)
             if allowed and spec.feature_layer not in allowed:
@@ -267,7 +269,10 @@ def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
         return int(spec.cluster.k)
     if data.n_classes >= 2:
         return data.n_classes
-    raise BadInput("no labels to take the number of clusters from: pass --k")
+    if data.n_classes == 1:
+        raise BadInput("bad --k (not given): the labels name only 1 class, too few to take the number of clusters "
+                       "from; pass --k")
+    raise BadInput("bad --k (not given): the data has no labels to take the number of clusters from; pass --k")
 
 
 def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, bname: str,

@@ -8,12 +8,14 @@ the report, ``diff`` and ``export`` find it here. (Cached cell records made befo
 ``benchmark.pipeline.plan.CELL_VERSION`` with a new built-in score.)"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
 
+from benchmark.config.specs import MAX_SEED
 from benchmark.interfaces import Status
 from benchmark.scoring.metrics import (
     ExternalScores,
@@ -87,6 +89,7 @@ class Column:
     views: frozenset[str] = field(default_factory=frozenset)
     rank: int = 0  # order in the views and in summary.csv
     compute: Callable[[CellFit], Any] | None = None
+    valid: tuple[float, float] | None = None  # the values a number in this column may take (files read back)
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS or self.seeds not in SEEDS or self.better not in (None, "higher", "lower") \
@@ -142,6 +145,55 @@ _TABLE: list[Column] = [
     Column("notes", "record"), Column("feature_key", "record"), Column("probe_key", "record"),
     Column("cell_key", "record"),
 ]
+
+
+_INF = math.inf
+_RANGES: dict[str, tuple[float, float]] = {
+    "seed": (0, MAX_SEED), "image_size": (1, _INF), "n_images": (0, _INF), "n_labeled": (0, _INF),
+    "n_clusters": (0, _INF), "noise_fraction": (0, 1), "silhouette": (-1, 1), "davies_bouldin": (0, _INF),
+    "calinski_harabasz": (0, _INF), "silhouette_sample": (1, _INF), "silhouette_own": (-1, 1),
+    "silhouette_noise": (-1, 1), "nmi": (0, 1), "ari": (-1, 1), "cluster_acc": (0, 1), "stability": (-1, 1),
+    "stability_std": (0, 2), "linear_probe_acc": (0, 1), "linear_probe_std": (0, 1), "pretext_acc": (0, 1),
+    "pretext_loss": (-_INF, _INF), "train_s": (0, _INF), "extract_s": (0, _INF), "cluster_s": (0, _INF),
+    "images_per_s": (0, _INF), "feature_dim": (1, _INF)}
+_TABLE[:] = [replace(c, valid=_RANGES.get(c.name)) for c in _TABLE]
+REQUIRED = ("backbone", "pretext", "clusterer", "status")  # what every schema version of cells.csv has
+
+
+def row_problem(row: dict[str, Any]) -> str:
+    """Why a cells.csv row read back cannot be a finished cell ("" when it can): a status that is not one of
+    ours, a number that does not parse, a score outside what it can be (silhouette in [-1, 1], ...)."""
+    status = row.get("status")
+    if status not in {s.value for s in Status}:
+        return f"status {status!r} is not one of {', '.join(s.value for s in Status)}"
+    for c in _TABLE:
+        value = row.get(c.name)
+        if c.valid is None or value is None or value == "":
+            continue
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return f"{c.name} {value!r} is not a number"
+        lo, hi = c.valid
+        if math.isnan(x) or not lo - 1e-6 <= x <= hi + 1e-6:
+            return f"{c.name} {value!r} is outside [{lo:g}, {hi:g}]"
+    return ""
+
+
+def header_problem(header: list[str]) -> str:
+    """Why a cells.csv header is not one this harness writes ("" when it is): a column of no schema version
+    (cells.csv of older versions lack some of today's columns; they never had others), or a key column
+    missing, or a column twice."""
+    known = set(names())
+    unknown = [h for h in header if h not in known]
+    if unknown:
+        return f"column {unknown[0]!r} is not one of cells.csv's"
+    missing = [h for h in REQUIRED if h not in header]
+    if missing:
+        return f"column {missing[0]!r} is missing"
+    if len(set(header)) != len(header):
+        return "a column appears twice"
+    return ""
 
 
 def table() -> list[Column]:

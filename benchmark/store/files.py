@@ -7,6 +7,7 @@ warning. sha256 runs at about 0.95 GB/s on one core of the 2-core VM; a file thi
 written) is not hashed again while its size, mtime, ctime and inode are unchanged."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -20,6 +21,9 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 
 T = TypeVar("T")
+# errors of the machine rather than of a task: a full disk or quota, a read-only or vanished mount, I/O errors
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE, errno.ENODEV,
+                            errno.ENXIO, errno.ENOTCONN})
 
 INTEGRITY = "_integrity"  # the key of a record that holds its checksums
 _UMASK = os.umask(0)

@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
-from benchmark.interfaces import BadInput, Listing
+from benchmark.interfaces import BadInput, Listing, unescape_name
 from registry.base import Registry
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -46,12 +46,19 @@ def list_images(root: Path) -> list[Path]:
 
 
 def read_labels_csv(path: Path) -> dict[str, str]:
-    """``filename,label`` rows (header optional) -> {filename: label}. Problems are warned, not fatal."""
+    """``filename,label`` rows (header optional) -> {filename: label}. Problems are warned, not fatal. A file
+    name that is not valid UTF-8 is given escaped, as assignments.csv writes it (``escape_name``)."""
     if not path.is_file():
         raise BadInput(f"bad labels file {str(path)!r}: no such file")
     mapping: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"bad labels file {str(path)!r}: not UTF-8 text (byte {exc.start}); need a CSV of "
+                       "filename,label") from None
+    except (csv.Error, OSError) as exc:
+        raise BadInput(f"bad labels file {str(path)!r}: not a readable CSV ({exc}); need filename,label rows") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
         rows = rows[1:]
     bad = [i for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
@@ -63,7 +70,7 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     repeated: list[str] = []
     conflicting: list[str] = []
     for r in (r for i, r in enumerate(rows) if i not in bad_rows):
-        name, label = r[0].strip(), r[1].strip()
+        name, label = unescape_name(r[0].strip()), r[1].strip()  # names as assignments.csv writes them
         if name in mapping:
             (repeated if mapping[name] == label else conflicting).append(name)
             continue

@@ -17,7 +17,7 @@ from registry.pretexts import PRETEXTS, Pretext, normalize
 @dataclass(frozen=True)
 class AutoencoderOptions(Options):
     flag_prefix = "ae"
-    noise: float = setting(0.0, Constraint("real", 0.0), label="autoencoder noise",
+    noise: float = setting(0.0, Constraint("real", 0.0, cap=10.0), label="autoencoder noise",
                            help="input noise std (> 0: denoising variant)")
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@
 ``spec_from_config`` turns one into a validated ``GridSpec``; command-line flags override it."""
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import tomllib
 
 from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
-from benchmark.interfaces import BadInput, ClusterSpec
+from benchmark.interfaces import BadInput, ClusterSpec, path_problem
 from registry.base import unknown_message
 from registry.pretexts import pretext_class
 
@@ -24,21 +25,41 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The configuration of preset ``name`` (nested dicts, as in the file)."""
+    """The configuration of preset ``name`` (nested dicts, as in the file): a name of this folder's presets,
+    or the path of a grid file of one's own (``*.toml``). BadInput names a file that is not TOML."""
 
-    path = FOLDER / f"{name}.toml"
+    own = name.endswith(".toml") or "/" in name
+    if own and path_problem(name):
+        raise BadInput(f"bad --preset {name[:80]!r}: {path_problem(name)}")
+    if not own and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
+        raise BadInput(unknown_message("preset", name[:80], preset_names()))
+    path = Path(name) if own else FOLDER / f"{name}.toml"
     if not path.is_file():
+        if own:
+            raise BadInput(f"bad --preset {name!r}: no such grid file; allowed: a .toml file or one of "
+                           f"{', '.join(preset_names())}")
         raise BadInput(unknown_message("preset", name, preset_names()))
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"bad preset file {str(path)!r}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"bad preset file {str(path)!r}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BadInput(f"bad preset file {str(path)!r}: cannot be read ({exc.strerror or exc})") from None
+    return cfg
 
 
-def _fields_of(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
+def _fields_of(cls: type, table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise BadInput(f"bad setting {where} {table!r}: allowed: a table of {cls.__name__} settings "
+                       f"({', '.join(f.name for f in fields(cls))})")
     allowed = [f.name for f in fields(cls)]
     for key in table:
         if key not in allowed:
             raise BadInput(f"bad setting {where}.{key}: allowed: {', '.join(allowed)}")
-    return dict(table)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}  # TOML arrays are tuples here
 
 
 def spec_from_config(cfg: dict[str, Any]) -> GridSpec:
@@ -53,7 +74,10 @@ def spec_from_config(cfg: dict[str, Any]) -> GridSpec:
         top[key] = tuple(value) if isinstance(value, list) else value
     sections = {name: cls(**_fields_of(cls, cfg.get(name, {}), name)) for name, cls in SECTIONS.items()}
     options = []
-    for pname, table in sorted(cfg.get("pretext_options", {}).items()):
+    given = cfg.get("pretext_options", {})
+    if not isinstance(given, dict):
+        raise BadInput(f"bad setting pretext_options {given!r}: allowed: a table of pretext name -> its options")
+    for pname, table in sorted(given.items()):
         cls = pretext_class(pname).Options
         options.append((pname, cls(**_fields_of(cls, table, f"pretext_options.{pname}"))))
     return GridSpec(**top, **sections, pretext_options=tuple(options))

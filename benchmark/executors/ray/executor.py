@@ -17,14 +17,16 @@ import importlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmark.executors.base import DeviceFacts, ExecutorSpec, OnDone, blocked_result
+from benchmark.executors.base import DeviceFacts, ExecutorSpec, OnDone, blocked_result, host_port
 from benchmark.executors.ray.data import RayDataOptions
 from benchmark.executors.ray.reaper import MARKER_ENV, sweep
 from benchmark.executors.ray.resources import choose_extraction, cluster_shape, task_resources
@@ -118,6 +120,50 @@ def own_signals():
                 signal.signal(sig, handler)
 
 
+class _Stderr:
+    """What ``_stderr_to_file`` caught; ``keep_quiet()``: leave fd 2 muted after the block (a thread of Ray's
+    still logs there) and point ``sys.stderr`` at the terminal's descriptor instead."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.quiet = False
+
+    def keep_quiet(self) -> None:
+        self.quiet = True
+
+
+def _is_fd2(stream: Any) -> bool:
+    try:
+        return int(stream.fileno()) == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _stderr_to_file() -> Any:
+    """File descriptor 2 sent to a temporary file for the block (what C++ libraries write there too)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    state = _Stderr()
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield state
+        finally:
+            sys.stderr.flush()
+            if state.quiet:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+                if _is_fd2(sys.stderr):  # a terminal's stderr: ours now on the saved descriptor
+                    sys.stderr = os.fdopen(saved, "w", buffering=1)
+            else:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            state.text = tmp.read().decode("utf-8", "replace")
+
+
 @contextlib.contextmanager
 def signals_unwrapped():
     """A Ctrl-C or SIGTERM raised while Ray's Cython code waits comes out as a SystemError ("returned a
@@ -154,18 +200,57 @@ class RayExecutor:
         elif self.spec.address in (None, "local"):
             self.private = PrivateInstance.start(self.spec, env_vars)
         else:
-            try:
-                with own_signals():
-                    ray.init(address=self.spec.address, log_to_driver=False, configure_logging=False,
-                             runtime_env={"env_vars": env_vars})
-            except ConnectionError as exc:
-                raise BadInput(f"bad --ray-address {self.spec.address!r}: no Ray cluster answers there "
-                               f"({str(exc).splitlines()[0][:120]}); start one with `ray start --head`, "
-                               "or leave --ray-address out for a private local instance") from None
+            self._join(env_vars)
             self.joined = True
         self.shape = cluster_shape(ray.cluster_resources(), ray.nodes())
         self.facts = self._device_facts()
         return self.facts
+
+    def _join(self, env_vars: dict[str, str]) -> None:
+        """Connect to the cluster at --ray-address: its port is probed first with --ray-timeout seconds to
+        answer (nothing listening is refused at once, an address that swallows packets after the timeout),
+        then ``ray.init`` joins it (Ray's own connection errors are one line too)."""
+        import ray
+
+        address, timeout = str(self.spec.address), float(self.spec.connect_timeout_s)
+        hint = ("start one with `ray start --head`, or leave --ray-address out for a private local instance; "
+                "--ray-timeout sets the wait")
+        hp = host_port(address)
+        if hp is not None:
+            try:
+                socket.create_connection(hp, timeout=timeout).close()
+            except OSError as exc:
+                raise BadInput(f"bad --ray-address {address!r}: nothing answers there ({exc.strerror or exc}, "
+                               f"waited at most {timeout:g} s); {hint}") from None
+        failure: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False,
+                         runtime_env={"env_vars": env_vars})
+            except BaseException as exc:  # noqa: BLE001  handed to the driver's thread, which decides
+                failure.append(exc)
+
+        # Ray retries an address that answers but is not a Ray cluster for about 20 s whatever its settings,
+        # logging each retry from C++ to stderr: the attempt runs in a daemon thread given up on at the
+        # deadline, with stderr (fd 2) sent to a file meanwhile (its text is in the one line on failure)
+        with own_signals(), _stderr_to_file() as captured:
+            worker = threading.Thread(target=connect, name="ray-connect", daemon=True)
+            worker.start()
+            worker.join(timeout)
+            if worker.is_alive():
+                captured.keep_quiet()
+        if worker.is_alive():
+            raise BadInput(f"bad --ray-address {address!r}: no Ray cluster answered within {timeout:g} s; {hint}")
+        if failure:
+            err = failure[0]
+            if isinstance(err, (ConnectionError, TimeoutError)):
+                raise BadInput(f"bad --ray-address {address!r}: no Ray cluster answers there "
+                               f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__}); "
+                               f"{hint}") from None
+            if captured.text:
+                print(captured.text[-2000:], file=sys.stderr)
+            raise err
 
     def _device_facts(self) -> DeviceFacts:
         """CUDA is used where the cluster has a GPU (anywhere), not where the driver runs: one small task

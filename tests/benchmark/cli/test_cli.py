@@ -21,7 +21,7 @@ from tests import ROOT
     (["--device", "tpu"], "bad device 'tpu'"),
     (["--k", "1"], "bad k 1"),
     (["--preset", "defalt"], "unknown preset 'defalt'.*did you mean 'default'"),
-    (["--batch-size", "ten"], "argument --batch-size: bad value 'ten': allowed: an integer >= 1"),
+    (["--batch-size", "ten"], "bad batch size 'ten': allowed: an integer >= 1, at most 65536"),
     (["--color-loss", "huber"], "bad colorization loss 'huber'.*classification, l1, l2"),
     (["--jigsaw-permutations", "1"], "bad jigsaw permutations 1"),
     (["--ae-noise", "-1"], "bad autoencoder noise -1"),

@@ -136,7 +136,13 @@ def test_diff_reports_per_cell_changes(run_dir, tmp_path, capsys):
     df.to_csv(other / "cells.csv", index=False)
     d = diff_runs(pd.read_csv(out / "cells.csv"), df)
     assert d["d_nmi"].iloc[0] == pytest.approx(-0.25) and (d["in"] == "a only").sum() == 1
-    assert main(["diff", str(out), str(other), "--out", str(tmp_path / "d.csv")]) == 0
+    assert main(["diff", str(out), str(other), "--out", str(tmp_path / "d.csv")]) == 2  # an edited folder
+    err = capsys.readouterr().err
+    assert "cells.csv row 1 (" in err and "does not match the digest in run.json" in err
+    assert not (tmp_path / "d.csv").exists()
+    same = tmp_path / "same"
+    shutil.copytree(out, same)  # a copied folder verifies by its own checksums
+    assert main(["diff", str(out), str(same), "--out", str(tmp_path / "d.csv")]) == 0
     assert "d_nmi" in capsys.readouterr().out and (tmp_path / "d.csv").is_file()
 
 
@@ -149,6 +155,7 @@ def test_run_folders_of_the_previous_layout_still_report_and_diff(run_dir, tmp_p
     shutil.copytree(out, old)
     info = json.loads((old / "run.json").read_text())
     info.pop("labels_key")
+    info.pop("integrity")  # older folders have no checksums
     info["config"] = {"seed": 0, **{k: v for k, v in info["config"].items() if k != "seeds"}}
     (old / "run.json").write_text(json.dumps(info))
     cells = pd.read_csv(old / "cells.csv").drop(columns=["probe_key", "cell_key", "seed"])

@@ -1,0 +1,332 @@
+"""Files the harness wrote are verified, not trusted (issue 23, items 2-4): run folders carry a schema version,
+the sha256 of each CSV and a digest per cells.csv row; a file fuzz feeds damaged copies of every file kind
+read back, with the outcome stated per kind (refusal, or recompute on --resume) and a planted value in no
+output. Plus the run-folder boundaries of the same issue: export --force, predict reading only what the
+manifest lists, any file name (not UTF-8 included) end to end, the machine failing mid-run (exit 1)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli.main import main
+from benchmark.driver.integrity import SCHEMA
+from benchmark.interfaces import escape_name, unescape_name
+from tests.conftest import make_photo
+
+PLANTED = "0.999999"
+TIMING = ["train_s", "extract_s", "cluster_s", "images_per_s"]
+
+
+def _argv(out: Path, cache: Path, *extra: str) -> list[str]:
+    return ["run", "--preset", "quick", "--dataset", "digits", "--limit", "80", "--backbones", "raw_pixels",
+            "--pretexts", "none", "--clusterers", "kmeans,agglomerative", "--k", "4", "--seeds", "0,1", "--out",
+            str(out), "--cache-dir", str(cache), "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("integrity")
+    out, cache = base / "run", base / "cache"
+    assert main(_argv(out, cache)) == 0
+    return out, cache
+
+
+@pytest.fixture
+def copy(finished, tmp_path) -> Path:
+    out, _ = finished
+    dst = tmp_path / "run"
+    shutil.copytree(out, dst)
+    return dst
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip() and not x.startswith("warning:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _same_rows(a: Path, b: Path) -> None:
+    x = pd.read_csv(a / "cells.csv").drop(columns=TIMING)
+    y = pd.read_csv(b / "cells.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(x, y)
+
+
+def test_run_json_records_the_schema_and_the_checksum_of_every_file(finished):
+    out, _ = finished
+    ig = json.loads((out / "run.json").read_text())["integrity"]
+    assert ig["schema"] == SCHEMA == 2
+    assert set(ig["files"]) == {"cells.csv", "summary.csv", "assignments.csv", "skipped.csv"}
+    assert len(ig["rows"]) == len(pd.read_csv(out / "cells.csv")) == 4
+
+
+def test_a_copied_folder_verifies_by_its_own_checksums_with_the_store_gone(copy, tmp_path, capsys):
+    info = json.loads((copy / "run.json").read_text())
+    info["cache_dir"] = str(tmp_path / "pruned")  # the store pruned away: the folder's own sums suffice
+    (copy / "run.json").write_text(json.dumps(info))  # run.json itself is not sealed by its own checksum
+    assert main(["recommend", str(copy)]) == 0 and main(["diff", str(copy), str(copy)]) == 0
+    df = pd.read_csv(copy / "cells.csv")
+    df.loc[1, "silhouette"] = float(PLANTED)
+    df.to_csv(copy / "cells.csv", index=False)
+    capsys.readouterr()
+    assert main(["recommend", str(copy)]) == 2
+    line = _err_line(capsys)
+    assert "cells.csv row 2 (raw_pixels/none/" in line and "does not match the digest" in line
+
+
+# the file fuzz: (file, how it is damaged) -> what the readers do and what --resume does
+def _truncate(p: Path) -> None:
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) - 40])
+
+
+def _rename_header(p: Path) -> None:
+    text = p.read_text()
+    p.write_text(text.replace("silhouette", "silhouettex", 1))
+
+
+def _not_utf8(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[:30] + b"\xff\xfe\x00" + p.read_bytes()[30:])
+
+
+def _out_of_range(p: Path) -> None:
+    df = pd.read_csv(p, keep_default_na=False)
+    df.loc[0, "silhouette"] = 7.5
+    df.to_csv(p, index=False)
+
+
+def _plant(p: Path) -> None:
+    df = pd.read_csv(p, keep_default_na=False)
+    df.loc[0, "silhouette"] = float(PLANTED)
+    df.to_csv(p, index=False)
+
+
+def _plant_summary(p: Path) -> None:
+    df = pd.read_csv(p, keep_default_na=False)
+    df.loc[0, "silhouette_mean"] = float(PLANTED)
+    df.to_csv(p, index=False)
+
+
+def _plant_assignment(p: Path) -> None:
+    df = pd.read_csv(p, keep_default_na=False)
+    col = [c for c in df.columns if c.count("/") == 3][0]
+    df[col] = 3 - df[col]
+    df.to_csv(p, index=False)
+
+
+FUZZ = {
+    # case: (file, damage, readers' message, --resume: "recompute" (exit 0, rows equal) or "refuse" (exit 2))
+    "cells truncated": ("cells.csv", _truncate, "cells.csv row 4", "recompute"),
+    "cells header renamed": ("cells.csv", _rename_header, "header is not one this harness writes", "refuse"),
+    "cells not utf-8": ("cells.csv", _not_utf8, "not UTF-8", "refuse"),
+    "cells score out of range": ("cells.csv", _out_of_range, "cells.csv row 1", "recompute"),
+    "cells planted score": ("cells.csv", _plant, "cells.csv row 1", "recompute"),
+    "summary planted": ("summary.csv", _plant_summary, "summary.csv does not match", "recompute"),
+    "assignments edited": ("assignments.csv", _plant_assignment, "assignments.csv does not match", "recompute"),
+    "run.json truncated": ("run.json", _truncate, "run.json is not a JSON object", "refuse"),
+    "run.json not utf-8": ("run.json", _not_utf8, "not UTF-8", "refuse"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FUZZ))
+def test_file_fuzz_readers_refuse_and_resume_recomputes(case, finished, copy, capsys):
+    name, damage, message, on_resume = FUZZ[case]
+    out, cache = finished
+    damage(copy / name)
+    before = sorted(p.name for p in copy.iterdir())
+    for argv in (["report", str(copy)], ["recommend", str(copy)], ["diff", str(out), str(copy)],
+                 ["export", str(copy), "--to", str(copy.parent / "x")]):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        line = _err_line(capsys)
+        assert message in line and str(copy) in line, (argv, line)
+        assert PLANTED not in line
+    assert sorted(p.name for p in copy.iterdir()) == before and not (copy.parent / "x").exists()
+    capsys.readouterr()
+    rc = main(_argv(copy, cache, "--resume"))
+    printed = capsys.readouterr()
+    if on_resume == "refuse":
+        assert rc == 2 and "bad --resume" in printed.err
+        return
+    assert rc == 0, printed.err
+    _same_rows(out, copy)
+    for f in ("cells.csv", "summary.csv", "assignments.csv"):
+        assert PLANTED not in (copy / f).read_text()
+    assert (copy / "assignments.csv").read_text() == (out / "assignments.csv").read_text()
+    assert PLANTED not in printed.out
+    assert main(["recommend", str(copy)]) == 0  # sealed again
+
+
+def test_resume_of_a_folder_without_checksums_compares_rows_with_the_store(finished, copy, capsys):
+    """An older folder (schema 1): a hand-edited score differs from the store's checksummed cell record and
+    is recomputed, not kept."""
+    out, cache = finished
+    info = json.loads((copy / "run.json").read_text())
+    info.pop("integrity")
+    (copy / "run.json").write_text(json.dumps(info))
+    _plant(copy / "cells.csv")
+    assert main(["recommend", str(copy)]) == 0  # no checksums to check: read as it is (ranges are fine)
+    with pytest.warns(UserWarning, match="differs from the store's record of its cell"):
+        assert main(_argv(copy, cache, "--resume")) == 0
+    _same_rows(out, copy)
+
+
+def test_export_refuses_a_non_empty_target_and_force_replaces_it_whole(finished, tmp_path, capsys):
+    out, _ = finished
+    to = tmp_path / "exp"
+    assert main(["export", str(out), "--to", str(to)]) == 0
+    files = sorted(p.name for p in to.iterdir())
+    (to / "stale.txt").write_text("old")
+    assert main(["export", str(out), "--to", str(to)]) == 2
+    assert "not empty" in _err_line(capsys) and (to / "stale.txt").is_file()
+    assert main(["export", str(out), "--to", str(to), "--force"]) == 0
+    assert sorted(p.name for p in to.iterdir()) == files  # the stale file went with the old folder
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exp.")]  # no staging folder left
+    (tmp_path / "file").write_text("x")
+    assert main(["export", str(out), "--to", str(tmp_path / "file")]) == 2
+    assert "it is a file" in _err_line(capsys)
+
+
+def test_predict_loads_only_what_the_manifest_lists(finished, tmp_path, capsys):
+    out, _ = finished
+    to, images = tmp_path / "exp", tmp_path / "img"
+    assert main(["export", str(out), "--to", str(to)]) == 0
+    (to / "backbone.pt").write_bytes(b"not a checkpoint, and not listed")  # raw pixels have no weights
+    images.mkdir()
+    make_photo(0, np.random.default_rng(0), (20, 20)).save(images / "a.png")
+    assert main(["predict", str(to), str(images), "--out", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    assert main(["predict", str(to), str(images), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "it is a folder" in _err_line(capsys)
+
+
+def test_output_files_that_are_folders_are_refused_before_the_work(finished, tmp_path, capsys):
+    out, _ = finished
+    for argv, message in ((["diff", str(out), str(out), "--out", str(tmp_path)], "it is a folder"),
+                          (["bench", "--backbones", "raw_pixels", "--out", str(tmp_path)], "it is a folder"),
+                          (["scale", "--only", "silhouette", "--out", str(tmp_path)], "it is a folder")):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        assert message in _err_line(capsys)
+
+
+def test_report_into_an_unwritable_folder_is_refused_before_drawing(finished, copy, monkeypatch, capsys):
+    import benchmark.config.checks as checks
+
+    real = os.access
+    monkeypatch.setattr(checks.os, "access", lambda p, mode: False if Path(p) == copy else real(p, mode))
+    assert main(["report", str(copy)]) == 2
+    assert "is not writable" in _err_line(capsys) and not (copy / "report.html").exists()
+
+
+def _folder_with_odd_names(root: Path) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    names = [b"plain.png", b"latin1 caf\xe9.png", b"bad \xff\xfe bytes.png", b"back\\slash.png", b"ok \xc3\xa9.png"]
+    base = os.fsencode(str(root))
+    os.makedirs(base, exist_ok=True)
+    for i, n in enumerate(names * 2):
+        path = base + b"/" + (b"%d " % i) + n
+        with open(path, "wb") as fh:
+            make_photo(i % 2, rng, (24, 24)).save(fh, format="PNG")
+    with open(base + b"/broken \xff.jpg", "wb") as fh:
+        fh.write(b"not an image")
+    return names
+
+
+def test_any_file_name_works_end_to_end(tmp_path, capsys):
+    """Names that are not valid UTF-8 are written escaped (\\xNN, a backslash doubled) and read back
+    (``unescape_name``): run, labels, report, export and predict."""
+    folder = tmp_path / "photos"
+    _folder_with_odd_names(folder)
+    listed = sorted(os.listdir(os.fsencode(str(folder))))
+    labels = tmp_path / "labels.csv"
+    rows = [f"{escape_name(os.fsdecode(n))},{'a' if i % 2 else 'b'}" for i, n in enumerate(listed)
+            if not n.startswith(b"broken")]
+    labels.write_text("filename,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["run", "--preset", "quick", "--dataset", str(folder), "--labels", str(labels), "--backbones",
+                 "raw_pixels", "--pretexts", "none", "--clusterers", "kmeans", "--k", "2", "--probe-k", "2",
+                 "--out", str(out), "--cache-dir", str(cache), "--no-progress"]) == 0
+    assign = pd.read_csv(out / "assignments.csv", keep_default_na=False)
+    assert sorted(os.fsencode(unescape_name(p)) for p in assign.path) == sorted(n for n in listed
+                                                                                 if not n.startswith(b"broken"))
+    assert (assign.label != "").all()  # every escaped name in the labels file matched its image
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert [os.fsencode(unescape_name(p)) for p in skipped.path] == [b"broken \xff.jpg"]
+    assert main(["report", str(out)]) == 0
+    assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(tmp_path / "exp"), str(folder), "--out", str(pred), "--no-progress"]) == 0
+    got = pd.read_csv(pred)
+    assert sorted(got.path) == sorted(assign.path)
+
+
+def test_the_machine_failing_mid_run_is_exit_1_with_the_resume_hint(tmp_path, monkeypatch, capsys):
+    from benchmark.store.artifacts import ArtifactStore
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    real = ArtifactStore.put_cell
+    calls = []
+
+    def full(self, key, record, labels):
+        calls.append(key)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "cells"))
+        return real(self, key, record, labels)
+
+    monkeypatch.setattr(ArtifactStore, "put_cell", full)
+    assert main(_argv(out, cache)) == 1
+    line = _err_line(capsys)
+    assert "No space left on device" in line and f"--resume --out {out}" in line
+    done = pd.read_csv(out / "cells.csv")
+    assert len(done) == 1 and (done.status == "ok").all()  # what finished is kept; no failed row
+    monkeypatch.setattr(ArtifactStore, "put_cell", real)
+    assert main(_argv(out, cache, "--resume")) == 0
+    assert len(pd.read_csv(out / "cells.csv")) == 4
+
+
+def test_a_folder_of_only_broken_files_lists_them_in_skipped_csv(tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "b.png").write_text("no")
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "quick", "--dataset", str(folder), "--backbones", "raw_pixels", "--pretexts",
+                 "none", "--clusterers", "kmeans", "--k", "2", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 2
+    assert "skipped.csv" in _err_line(capsys)
+    assert sorted(pd.read_csv(out / "skipped.csv").path) == ["a.jpg", "b.png"]
+
+
+def test_labels_files_that_are_not_text_or_name_one_class_are_one_line(tmp_path, photo_folder, capsys):
+    base = ["run", "--preset", "quick", "--dataset", str(photo_folder), "--backbones", "raw_pixels", "--pretexts",
+            "none", "--clusterers", "kmeans", "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+            "--no-progress"]
+    binary = tmp_path / "labels.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    assert main([*base, "--labels", str(binary), "--k", "2"]) == 2
+    assert "not UTF-8" in _err_line(capsys)
+    one = tmp_path / "one.csv"
+    one.write_text("\n".join(f"stripes/img_{i:02d}.png,car" for i in range(12)) + "\n")
+    assert main([*base, "--labels", str(one)]) == 2
+    assert "only 1 class" in _err_line(capsys)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--limit", "1798"], "bad --limit 1798: digits has 1797 images"),
+    (["--reduce", "pca:81"], "bad --reduce pca:81 (for kmeans): the data has 80 images"),
+    (["--reduce", "umap:79"], "bad --reduce umap:79 (for kmeans)"),
+    (["--reduce", "pca:"], "bad --reduce dimension in 'pca:'"),
+    (["--reduce", "pca:99999"], "bad --reduce dimension in 'pca:99999'"),
+])
+def test_sizes_are_checked_against_the_data_before_compute(flags, message, tmp_path, capsys):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main([*_argv(out, cache), *flags]) == 2
+    assert message in _err_line(capsys)
+    assert not out.exists()
