@@ -51,6 +51,8 @@ VARIABLES: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("SSLBENCH_RAY_INSTANCE", "a hexadecimal marker", lambda t: bool(re.fullmatch(r"[0-9a-f]{8,64}", t)),
            "set by the harness in the processes of its private Ray instance (the reaper finds them by it)"),
     EnvVar("SSLBENCH_REAPER_LOG", "a path", _path, "tests: where the Ray reaper logs what it kills"),
+    EnvVar("SSLBENCH_TEST_MARKER", "a hexadecimal marker", lambda t: bool(re.fullmatch(r"[0-9a-f]{8,64}", t)),
+           "tests: inherited by every process a test's run starts, so that the test finds them (tests/procs.py)"),
 )}
 
 

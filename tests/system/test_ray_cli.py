@@ -180,3 +180,37 @@ def test_two_nodes_started_with_ray_start_are_both_used(tmp_path):
         assert gone(marker, 20)
         for t in temps:
             shutil.rmtree(t, ignore_errors=True)
+
+
+def _refused(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", *args, "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.perf_counter() - t0
+
+
+def test_an_unreachable_ray_address_is_one_line_within_its_timeout(tmp_path):
+    """Nothing listening: refused at once. A port that accepts but never speaks Ray (Ray itself retries
+    such an address for about 20 s whatever its settings): refused at --ray-timeout."""
+    base = [*SMALL, "--executor", "ray", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    proc, _ = _refused([*base, "--ray-address", f"127.0.0.1:{port}"])
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], proc.stderr
+    assert "nothing answers there" in lines[0]
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        addr = f"127.0.0.1:{silent.getsockname()[1]}"
+        proc, wall = _refused([*base, "--ray-address", addr, "--ray-timeout", "2"])
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"bad --ray-address '{addr}'" in lines[0] and "within 2 s" in lines[0]
+    t0 = time.perf_counter()  # what the process costs without any waiting: its imports and the listing
+    subprocess.run([sys.executable, "-m", "benchmark", "plan", *SMALL, "--cache-dir", str(tmp_path / "c")],
+                   cwd=ROOT, capture_output=True, timeout=120)
+    assert wall < time.perf_counter() - t0 + 2 + 8  # the 2 s timeout, never Ray's own ~20 s of retries
+    assert not (tmp_path / "o").exists()

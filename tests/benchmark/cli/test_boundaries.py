@@ -325,7 +325,8 @@ def environment_variables_read() -> list[str]:
     for folder in ("benchmark", "registry"):
         for path in (ROOT / folder).rglob("*.py"):
             names |= set(re.findall(r"SSLBENCH_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
-    names |= set(re.findall(r"SSLBENCH_[A-Z0-9_]+", (ROOT / "run_all.py").read_text(encoding="utf-8")))
+    for path in (ROOT / "run_all.py", ROOT / "tests" / "procs.py"):  # procs.py: the tests' process marker
+        names |= set(re.findall(r"SSLBENCH_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
     return sorted(names - {"SSLBENCH_"})
 
 

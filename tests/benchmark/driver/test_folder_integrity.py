@@ -16,11 +16,48 @@ import pandas as pd
 import pytest
 
 from benchmark.cli.main import main
-from benchmark.driver.integrity import SCHEMA
-from benchmark.interfaces import escape_name, unescape_name
 from tests.conftest import make_photo
 
 PLANTED = "0.999999"
+SCHEMA = 2
+
+
+def escape_name(name: str) -> str:
+    """The documented escape (docs/results.md), written here from the docs: a byte that is not UTF-8 as \\xNN,
+    a backslash doubled."""
+    raw = os.fsencode(name)
+    out, i = [], 0
+    while i < len(raw):
+        for size in (1, 2, 3, 4):
+            try:
+                ch = raw[i:i + size].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            out.append("\\\\" if ch == "\\" else ch)
+            i += size
+            break
+        else:
+            out.append(f"\\x{raw[i]:02x}")
+            i += 1
+    return "".join(out)
+
+
+def unescape_name(text: str) -> bytes:
+    """The file name's bytes of an escaped name."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text.startswith("\\\\", i):
+            out += b"\\"
+            i += 2
+        elif text.startswith("\\x", i):
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out += text[i].encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
 TIMING = ["train_s", "extract_s", "cluster_s", "images_per_s"]
 
 
@@ -240,8 +277,8 @@ def _folder_with_odd_names(root: Path) -> list[bytes]:
 
 
 def test_any_file_name_works_end_to_end(tmp_path, capsys):
-    """Names that are not valid UTF-8 are written escaped (\\xNN, a backslash doubled) and read back
-    (``unescape_name``): run, labels, report, export and predict."""
+    """Names that are not valid UTF-8 are written escaped (\\xNN, a backslash doubled) and read back: run,
+    labels, report, export and predict; the harness's escape agrees with the documented one."""
     folder = tmp_path / "photos"
     _folder_with_odd_names(folder)
     listed = sorted(os.listdir(os.fsencode(str(folder))))
@@ -254,17 +291,22 @@ def test_any_file_name_works_end_to_end(tmp_path, capsys):
                  "raw_pixels", "--pretexts", "none", "--clusterers", "kmeans", "--k", "2", "--probe-k", "2",
                  "--out", str(out), "--cache-dir", str(cache), "--no-progress"]) == 0
     assign = pd.read_csv(out / "assignments.csv", keep_default_na=False)
-    assert sorted(os.fsencode(unescape_name(p)) for p in assign.path) == sorted(n for n in listed
-                                                                                 if not n.startswith(b"broken"))
+    assert sorted(unescape_name(p) for p in assign.path) == sorted(n for n in listed if not n.startswith(b"broken"))
     assert (assign.label != "").all()  # every escaped name in the labels file matched its image
     skipped = pd.read_csv(out / "skipped.csv")
-    assert [os.fsencode(unescape_name(p)) for p in skipped.path] == [b"broken \xff.jpg"]
+    assert [unescape_name(p) for p in skipped.path] == [b"broken \xff.jpg"]
     assert main(["report", str(out)]) == 0
     assert main(["export", str(out), "--to", str(tmp_path / "exp")]) == 0
     pred = tmp_path / "pred.csv"
     assert main(["predict", str(tmp_path / "exp"), str(folder), "--out", str(pred), "--no-progress"]) == 0
     got = pd.read_csv(pred)
     assert sorted(got.path) == sorted(assign.path)
+    from benchmark.interfaces import escape_name as harness_escape
+
+    for raw in (b"bad \xff\xfe.png", b"back\\slash.png", b"caf\xc3\xa9.png", b"mixed \xc3\xa9\xe9.png"):
+        assert harness_escape(os.fsdecode(raw)) == escape_name(os.fsdecode(raw))
+        assert unescape_name(escape_name(os.fsdecode(raw))) == raw
+
 
 
 def test_the_machine_failing_mid_run_is_exit_1_with_the_resume_hint(tmp_path, monkeypatch, capsys):
@@ -330,3 +372,13 @@ def test_sizes_are_checked_against_the_data_before_compute(flags, message, tmp_p
     assert main([*_argv(out, cache), *flags]) == 2
     assert message in _err_line(capsys)
     assert not out.exists()
+
+
+def test_seeds_beyond_what_consumers_take_and_a_bad_checkpoint_interval_are_refused_before_compute(
+        tmp_path, monkeypatch, capsys):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main([*_argv(out, cache), "--seeds", "4294967296"]) == 2  # 2^32: torch and KMeans overflow
+    assert "bad seed 4294967296" in _err_line(capsys) and not out.exists() and not cache.exists()
+    monkeypatch.setenv("SSLBENCH_CHECKPOINT_EVERY_S", "-1")
+    assert main([*_argv(out, cache), "--backbones", "resnet18", "--pretexts", "rotation", "--max-steps", "2"]) == 2
+    assert "SSLBENCH_CHECKPOINT_EVERY_S" in _err_line(capsys) and not out.exists() and not cache.exists()
