@@ -305,8 +305,13 @@ class RayExecutor:
                     results[task.key] = result
                     on_done(task, result)
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            # a private instance is ended whole right after (``stop``): cancelling its tasks first only races
+            # Ray's own bookkeeping (a task's reply arriving as it is cancelled aborts the driver in C++:
+            # "Tried to complete task that was not pending", ray-project/ray#54846, still seen with Ray 2.60
+            # under load). On a joined cluster the tasks must not go on using it, so they are cancelled.
+            if self.private is None:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
 
     def _submit_ready(self, waiting: list[Task], results: dict[str, TaskResult], pending: dict[Any, Any],
                       store: Any, on_done: OnDone) -> list[Task]:

@@ -382,3 +382,11 @@ def test_seeds_beyond_what_consumers_take_and_a_bad_checkpoint_interval_are_refu
     monkeypatch.setenv("SSLBENCH_CHECKPOINT_EVERY_S", "-1")
     assert main([*_argv(out, cache), "--backbones", "resnet18", "--pretexts", "rotation", "--max-steps", "2"]) == 2
     assert "SSLBENCH_CHECKPOINT_EVERY_S" in _err_line(capsys) and not out.exists() and not cache.exists()
+
+
+def test_a_folder_without_run_json_is_refused_by_the_readers(copy, tmp_path, capsys):
+    (copy / "run.json").unlink()
+    for argv in (["export", str(copy), "--to", str(tmp_path / "x")], ["report", str(copy)],
+                 ["recommend", str(copy)]):
+        assert main(argv) == 2, argv
+        assert "no run.json in it" in _err_line(capsys)
