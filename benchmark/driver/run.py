@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from benchmark.config import checks
@@ -62,6 +61,7 @@ class RunStats:
     resumed_cells: int = 0
     stage_s: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in STAGES})
     gpu_util: dict[str, list[float]] = field(default_factory=dict)  # stage -> sampled GPU utilisation (%)
+    peak_anon_mib: dict[str, float] = field(default_factory=dict)  # stage kind -> highest task peak (MiB)
 
     def add(self, result: TaskResult) -> None:
         if result.computed:
@@ -69,6 +69,8 @@ class RunStats:
             self.computed[name] += int(result.info.get("decoded_now", 0)) if result.kind == "decode" else 1
             for stage, secs in result.seconds.items():
                 self.stage_s[stage] = self.stage_s.get(stage, 0.0) + secs
+            if (peak := result.peak_anon_mib) is not None:
+                self.peak_anon_mib[result.kind] = max(self.peak_anon_mib.get(result.kind, 0.0), peak)
             if result.info.get("gpu_util") is not None:
                 self.gpu_util.setdefault(result.kind, []).append(float(result.info["gpu_util"]))
 
@@ -111,12 +113,6 @@ class RunResult:
     plan: Plan | None = None
 
 
-def runtime_info(rt: Runtime) -> RuntimeInfo:
-    amp = str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32"
-    return RuntimeInfo(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads(),
-                       rt.deterministic, rt.compile)
-
-
 def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = None
               ) -> tuple[Plan, dict[str, Any], Runtime]:
     """Validate, list the data (hashing file contents, memoized), then plan. Nothing is decoded or trained.
@@ -144,7 +140,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
                     n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)
     if not store.has("images", data.images_key):
         checks.check_free_space(store.root, n, spec.image_size)
-    return plan(spec, data, runtime_info(rt), digests), rec, rt
+    return plan(spec, data, RuntimeInfo.of(rt), digests), rec, rt
 
 
 class Recorder:
@@ -342,7 +338,8 @@ def _finished_info(recorder: Recorder, rows: list[dict[str, Any]], wall: float, 
                  for k, r in recorder.results.items() if r.placement]
     failed = [r for r in rows if r["status"] == Status.FAILED]
     return dict(status="finished", wall_s=wall, stage_s=stats.stage_s, stage_sum_s=stage_sum,
-                gpu_util_pct=stats.gpu_util_mean(), overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
+                gpu_util_pct=stats.gpu_util_mean(), peak_anon_mib=stats.peak_anon_mib,
+                overhead_ratio=wall / stage_sum if stage_sum > 0 else None,
                 computed={**stats.computed, "resumed_cells": stats.resumed_cells},
                 task_pids=sorted({r.pid for r in recorder.results.values() if r.pid}), driver_pid=os.getpid(),
                 task_placement=placement, n_images=len(recorder.names),

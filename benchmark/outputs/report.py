@@ -235,6 +235,15 @@ class Section:
     table: pd.DataFrame | None = None
 
 
+def _peaks(info: dict[str, Any]) -> str:
+    """The peak anonymous memory of each stage's tasks (run.json), as one clause of the run's line."""
+    peaks = info.get("peak_anon_mib") or {}
+    if not isinstance(peaks, dict) or not peaks:
+        return ""
+    parts = [f"{k} {float(v):.0f}" for k, v in peaks.items() if isinstance(v, (int, float))]
+    return f"; peak memory per stage (MiB, the task's process tree, anonymous): {', '.join(parts)}"
+
+
 def build_sections(run: Run, n_best: int = 3) -> list[Section]:
     """The sections shared by the HTML and Markdown reports."""
 
@@ -247,7 +256,7 @@ def build_sections(run: Run, n_best: int = 3) -> list[Section]:
                  f"({run.info.get('n_labeled', '?')} labeled, {len(run.skipped)} skipped), image size "
                  f"{cfg.get('image_size')}, seeds {cfg.get('seeds', [cfg.get('seed')])}, device {env.get('device')} "
                  f"({run.info.get('runtime', '')}), wall {run.info.get('wall_s', 0):.0f} s, torch {env.get('torch')}, "
-                 f"commit {str(env.get('git_commit'))[:10]}", None, None))
+                 f"commit {str(env.get('git_commit'))[:10]}{_peaks(run.info)}", None, None))
     head = leaderboard_header(summary) if not summary.empty else "No finished cells."
     secs.append(Section("Leaderboard", f"{head} Sorted: {SORT_RULE}; click a column header to sort.", None,
                  summary_table(summary)))

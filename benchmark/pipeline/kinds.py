@@ -18,6 +18,7 @@ from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline import stages
 from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, Task, TrainTask
 from benchmark.pipeline.stages import TaskResult
+from benchmark.runtime.memory import PeakMemory
 from benchmark.runtime.threads import ThreadProfile, stage_limit
 from benchmark.store.artifacts import ArtifactStore
 from registry.clusterers import clusterer_class
@@ -102,7 +103,9 @@ def execute(task: Task, store_root: Path | str, progress: bool = False) -> TaskR
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         try:
-            result = stage_kind(task).runner(task, store, progress)
+            with PeakMemory() as memory:
+                result = stage_kind(task).runner(task, store, progress)
+            result.peak_anon_mib = memory.peak_mib
         except Exception as exc:  # noqa: BLE001  a failing task fails its dependents only
             result = TaskResult(task.key, task.kind, status=Status.FAILED.value,
                                 error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],

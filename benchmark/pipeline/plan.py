@@ -18,6 +18,7 @@ from typing import Union
 
 from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
 from benchmark.interfaces import BadInput, ClusterSpec, Options, stable_hash
+from benchmark.runtime.device import Runtime
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from registry.backbones import backbone_info, check_backbone, check_image_size, feature_layers
@@ -60,6 +61,15 @@ class RuntimeInfo:
     threads: int
     deterministic: bool = False
     compile: bool = False
+
+    @classmethod
+    def of(cls, rt: Runtime) -> "RuntimeInfo":
+        """The settings of a selected runtime, with this process's torch thread count."""
+        import torch
+
+        amp = str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32"
+        return cls(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads(),
+                   rt.deterministic, rt.compile)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class TaskResult:
     pid: int = 0
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category name, message) the task raised
     placement: dict[str, Any] = field(default_factory=dict)  # where it ran (node, GPUs; the Ray executor)
+    peak_anon_mib: float | None = None  # peak anonymous memory of the process tree that ran it (runtime.memory)
 
 
 def _backbone(task: TrainTask | ExtractTask, gray: bool = False):
