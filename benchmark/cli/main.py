@@ -30,7 +30,7 @@ from benchmark.driver.run import make_plan, run_grid
 from benchmark.driver.summary import leaderboard_text
 from benchmark.executors.base import ExecutorSpec
 from benchmark.executors.ray.executor import require_ray
-from benchmark.interfaces import Constraint, Status
+from benchmark.interfaces import BadInput, Constraint, Status
 from benchmark.outputs.prune import prune_cache
 from benchmark.outputs.report import write_report
 from benchmark.pipeline.kinds import STAGE_KINDS
@@ -116,8 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"skipped files listed in {out / 'skipped.csv'}")
     print(f"results: {out / 'cells.csv'} (and summary.csv, run.json, assignments.csv, run.log)")
     if args.report:
-
-        html_path, _ = write_report(out)
+        with user_errors():
+            html_path, _ = write_report(out)
         print(f"report: {html_path}")
     failed = [r for r in result.rows if r["status"] == Status.FAILED]
     if failed:
@@ -140,6 +140,7 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
 
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     with user_errors():
+        _store_folder(store.root)
         plan_, _rec, rt = make_plan(spec, store)
     rows = []
     for kind in STAGE_KINDS.values():
@@ -164,6 +165,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
+    with user_errors():
+        _store_folder(store.root)
     usage = store.usage()
     print(tabulate([{"kind": k, "files": n, "MB": b / 1e6} for k, (n, b) in usage.items()], headers="keys",
                    tablefmt="github", floatfmt=".1f"))
@@ -176,6 +179,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
     print(f"{verb} {n} files, {size / 1e6:.1f} MB (artifacts used by no run under {runs} and older than "
           f"{args.older_than_days:g} days; decoded files and reductions are rebuilt on demand)")
     return 0
+
+
+def _store_folder(root: Path) -> None:
+    """The store is a folder (or not there yet): a file given as --cache-dir is refused by every command."""
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"bad --cache-dir {str(root)!r}: it is a file; need a directory")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from benchmark.interfaces import BadInput, Constraint
 from benchmark.perf import scale
 from benchmark.perf.bench import FINGERPRINT_FIELDS, BenchSpec, compare, load_history, run_bench
 from benchmark.runtime.device import detect_runtime
-from registry.backbones import check_backbone, check_image_size
+from registry.backbones import backbone_info, check_backbone, check_image_size
 from registry.pretexts import PRETEXTS, pretext_class
 
 SCALE_PARTS = ("silhouette", "kmeans", "decode", "hdbscan")
@@ -38,9 +38,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             PRETEXTS.get(p)
             if not pretext_class(p).trains:
                 raise BadInput(f"bad --pretexts {p!r}: it has no training step; name a training pretext")
+        fixed = [b for b in spec.backbones if not backbone_info(b).trainable]
+        if spec.pretexts and fixed:
+            raise BadInput(f"bad --backbones {fixed[0]!r} with --pretexts: it has no parameters to train; bench its "
+                           "inference alone, or name a trainable backbone")
         rt = detect_runtime(args.device)
         if args.out:
             check_writable_file(Path(args.out), "--out")
+            if Path(args.out).is_file() and Path(args.out).stat().st_size:
+                load_history(Path(args.out))  # appending to a damaged history would glue onto its last line
     records = run_bench(spec, rt, Path(args.out) if args.out else None)
     rows = [{"key": r["key"], "img/s": r.get("img_per_s"), "step ms": r.get("step_ms"),
              "GFLOP/img": r["flops_per_image"] / 1e9 if "flops_per_image" in r else None,

@@ -61,7 +61,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     with user_errors():
         if args.out:
-            check_writable_file(Path(args.out), "--out")
+            check_writable_file(Path(args.out), "--out", inputs=(Path(args.a), Path(args.b)))
         d = diff_runs(load_run(Path(args.a)).cells, load_run(Path(args.b)).cells)
     print(tabulate(d, headers="keys", tablefmt="github", showindex=False, floatfmt="+.3f", missingval="-"))
     if args.out:

@@ -64,9 +64,16 @@ def check_writable_dir(path: Path, flag: str) -> None:
         raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is not writable")
 
 
-def check_writable_file(path: Path, flag: str) -> None:
+def check_writable_file(path: Path, flag: str, inputs: tuple[Path, ...] = ()) -> None:
     """``path`` must be a file (or creatable as one) that this process may write: not a folder, its folder
-    writable. Checked before the work whose result it receives."""
+    writable, and neither one of ``inputs`` nor inside one of those folders (the command would overwrite what
+    it reads). Checked before the work whose result it receives."""
+    target = path.absolute().resolve()
+    for i in inputs:
+        i = i.absolute().resolve()
+        if target == i or i in target.parents:
+            raise BadInput(f"bad {flag} {str(path)!r}: it is or is inside {str(i)!r}, which the command reads; "
+                           "write the output elsewhere")
     if path.is_dir():
         raise BadInput(f"bad {flag} {str(path)!r}: it is a folder; need a file path")
     parent = _existing(path.parent)
@@ -78,9 +85,21 @@ def check_writable_file(path: Path, flag: str) -> None:
         raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is not writable")
 
 
-def check_empty_target(path: Path, flag: str, force: bool) -> None:
-    """A folder a command fills whole: writable, and empty unless ``force`` (then it is replaced whole)."""
+def check_empty_target(path: Path, flag: str, force: bool, replaceable: str = "",
+                       keep: tuple[Path, ...] = ()) -> None:
+    """A folder a command fills whole: writable, and empty unless ``force``; then it is replaced whole, so it
+    must be what the command wrote before (it holds ``replaceable``) and neither one of ``keep`` (the
+    command's inputs) nor a folder above one of them."""
     check_writable_dir(path, flag)
+    target = path.absolute().resolve()
+    for k in keep:
+        k = k.absolute().resolve()
+        if target == k or target in k.parents:
+            raise BadInput(f"bad {flag} {str(path)!r}: it is or holds {str(k)!r}, which the command reads; choose "
+                           "another folder")
+    if path.is_dir() and force and replaceable and any(path.iterdir()) and not (path / replaceable).is_file():
+        raise BadInput(f"bad {flag} {str(path)!r}: --force replaces only an earlier export (a folder with "
+                       f"{replaceable}), and this folder has none; choose another folder")
     if path.is_dir() and not force and any(path.iterdir()):
         n = sum(1 for _ in path.iterdir())
         raise BadInput(f"bad {flag} {str(path)!r}: not empty ({n} entries); add --force to replace it whole, or "
@@ -95,7 +114,7 @@ def limited_listing(spec: GridSpec, split: str | None, which: str) -> Listing:
     listing = resolve_dataset(spec.dataset, spec.labels, split).list()
     if spec.limit is not None and spec.limit > len(listing.names):
         raise BadInput(f"bad --limit {spec.limit}: {spec.dataset}{which} has {len(listing.names)} images; allowed: "
-                       f"1 to {len(listing.names)}, or no --limit for all of them")
+                       f"2 to {len(listing.names)}, or no --limit for all of them")
     return limit_listing(listing, spec.limit)
 
 
@@ -103,8 +122,13 @@ def check_reductions(spec: GridSpec, n: int) -> None:
     """Each reduction --reduce gives against the data's shape, before compute: PCA to at most n dimensions,
     UMAP to at most n - 2 (its spectral initialisation needs n > dims + 1). A clusterer's default (PCA-50 for
     Ward) is a default, not a request: it keeps min(50, n, feature dim) dimensions."""
-    for c, (method, dims) in parse_reduce(spec.reduce, spec.clusterers).items():
+    given = parse_reduce(spec.reduce, spec.clusterers)
+    for c in spec.clusterers:
+        method, dims = given.get(c) or spec.reduction_for(c)
         top = n if method == "pca" else n - 2
-        if method in ("pca", "umap") and dims > top:
+        if c not in given and method == "umap" and dims > top:  # a default that cannot run on so few images
+            raise BadInput(f"bad --clusterers {c!r} on {n} images: its default reduction umap:{dims} needs at least "
+                           f"{dims + 2}; pass --reduce {c}=standardize or more images")
+        if c in given and method in ("pca", "umap") and dims > top:
             raise BadInput(f"bad --reduce {method}:{dims} (for {c}): the data has {n} images; allowed: {method}:D "
                            f"with 2 <= D <= {top}")

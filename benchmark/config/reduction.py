@@ -40,6 +40,8 @@ def parse_reduce(text: str, clusterers: tuple[str, ...]) -> dict[str, tuple[str,
                 raise BadInput(f"bad --reduce {text!r}: give one method for all, or clusterer=method items")
             return {c: parse_method(item) for c in clusterers}
         name, _, method = item.partition("=")
+        if name.strip() in out:
+            raise BadInput(f"bad --reduce {text!r}: clusterer {name.strip()!r} is given twice")
         if name.strip() not in clusterers:
             raise BadInput(f"bad --reduce clusterer {name.strip()!r}: allowed: the grid's clusterers "
                            f"({', '.join(clusterers)})")

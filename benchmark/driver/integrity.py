@@ -60,13 +60,16 @@ def seal(folder: RunFolder) -> dict[str, Any]:
     rows: list[str] = []
     if folder.cells.is_file():
         header, body = parse_csv(folder.cells.read_bytes().decode("utf-8"))
-        rows = sorted({row_digest(header, r) for r in body})
+        rows = sorted(row_digest(header, r) for r in body)
     return {"schema": SCHEMA, "files": files, "rows": rows}
 
 
 def write_info(folder: RunFolder, info: dict[str, Any]) -> None:
-    """run.json with the seal of the files as they are now (call it after every write of the others)."""
+    """run.json with the seal of the files as they are now (call it after every write of the others). The
+    schema is also recorded outside the seal (``run_folder_schema``), so that deleting the seal does not make
+    a folder read as one written before checksums."""
     info["integrity"] = seal(folder)
+    info["run_folder_schema"] = SCHEMA
     folder.write_info(info)
 
 
@@ -114,7 +117,14 @@ def check_folder(folder: RunFolder) -> FolderCheck:
         raise BadInput(f"bad run folder {where!r}: {RUN_INFO} is not a JSON object (damaged or not written by "
                        "this harness)")
     ig = info.get("integrity")
+    if "integrity" in info and not isinstance(ig, dict):
+        raise BadInput(f"bad run folder {where!r}: {RUN_INFO}'s integrity is {ig!r}, not the checksums this harness "
+                       "writes (damaged or edited)")
     schema = ig.get("schema") if isinstance(ig, dict) else 1
+    marked = info.get("run_folder_schema")
+    if marked is not None and marked != schema:
+        raise BadInput(f"bad run folder {where!r}: {RUN_INFO} says schema {marked!r} but its checksums are "
+                       f"{'missing' if ig is None else f'of schema {schema!r}'} (damaged or edited)")
     if not isinstance(schema, int) or isinstance(schema, bool) or not 1 <= schema <= SCHEMA:
         raise BadInput(f"bad run folder {where!r}: schema version {schema!r} in {RUN_INFO}; this harness reads "
                        f"versions 1 to {SCHEMA} (a newer harness wrote it?)")
@@ -124,7 +134,8 @@ def check_folder(folder: RunFolder) -> FolderCheck:
         raise BadInput(f"bad run folder {where!r}: cells.csv's header is not one this harness writes ({why})")
     rows = [dict(zip(header, r, strict=False)) for r in body]
     check = FolderCheck(schema, header, rows)
-    recorded = set(ig.get("rows") or []) if isinstance(ig, dict) else set()
+    listed = list(ig.get("rows") or []) if isinstance(ig, dict) else []
+    recorded = set(listed)
     for i, (fields, row) in enumerate(zip(body, rows, strict=True)):
         if len(fields) != len(header):
             check.damaged[i] = f"has {len(fields)} fields, the header {len(header)}"
@@ -134,8 +145,13 @@ def check_folder(folder: RunFolder) -> FolderCheck:
             check.damaged[i] = problem
     if schema >= 2 and isinstance(ig, dict):
         sums = ig.get("files") or {}
+        if not check.damaged and "cells.csv" in sums and sha256_file(folder.cells) != sums["cells.csv"]:
+            check.problems.append(f"cells.csv does not match its checksum in {RUN_INFO}: it has {len(rows)} rows, "
+                                  f"{len(listed)} were recorded (a row deleted, repeated or reordered)")
         for name in SEALED:
             path = folder.path / name
+            if name != "cells.csv" and name in sums and not path.is_file():
+                check.problems.append(f"{name} is missing ({RUN_INFO} has its checksum)")
             if name == "cells.csv" or not path.is_file():
                 continue
             if name not in sums:

@@ -177,8 +177,10 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
         warnings.warn(f"--resume: the run used {before} torch threads and this process has "
                       f"{now['torch_intra_op']}; using {before} so features and cache keys stay equal", stacklevel=2)
         torch.set_num_threads(before)
-    libs = libraries(threads.get("blas") or [])
-    if libs and libs != libraries(now["blas"]):
+    libs, now_libs = libraries(threads.get("blas") or []), libraries(now["blas"])
+    # a process lists only the libraries loaded so far (a run loads more than a refusal gets to): they differ
+    # only when neither set holds the other
+    if libs and now_libs and not (libs <= now_libs or now_libs <= libs):
         warnings.warn(f"--resume: the BLAS/OpenMP libraries differ from the run's ({sorted(libs)} then, "
                       f"{sorted(libraries(now['blas']))} now); new cells may differ from the old ones at float "
                       "rounding", stacklevel=2)

@@ -85,8 +85,8 @@ def export_cell(run_dir: Path, to: Path, cell: str | None = None, force: bool = 
     """Write the recipe of ``cell`` ("backbone/pretext/clusterer[/seed]"; default: the recommended one) to the
     folder ``to``: refused when it is not empty unless ``force``; it is written beside ``to`` and renamed into
     place, so ``to`` holds either its old content or the whole new export, never a mix."""
-    check_empty_target(to, "--to", force)
     run = load_run(run_dir)
+    check_empty_target(to, "--to", force, replaceable=MANIFEST, keep=(run_dir, run.store.root))
     row = _pick_row(run, cell)
     if row["status"] not in (Status.OK, Status.DEGENERATE):
         raise BadInput(f"bad cell {cell_id(row)!r}: its status is {row['status']} ({row['error']}); export a "
@@ -224,8 +224,11 @@ def _pretext_of(manifest: dict[str, Any]):
 
 def predict(folder: Path, images: Path, out: Path, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Assign every image under ``images`` (a folder or one file) to the exported clusters; write ``out``."""
-    check_writable_file(out, "--out")
     manifest = verify_export(folder)
+    check_writable_file(out, "--out", inputs=(folder, *([images] if images.is_file() else [])))
+    if images.is_dir() and out.suffix.lower() in IMAGE_EXTENSIONS and out.absolute().resolve().is_relative_to(
+            images.absolute().resolve()):
+        raise BadInput(f"bad --out {str(out)!r}: an image path inside the images to predict; write the CSV elsewhere")
     if images.is_dir():
         root, paths = images, list_images(images)
     elif images.is_file() and images.suffix.lower() in IMAGE_EXTENSIONS:

@@ -129,7 +129,7 @@ def projection_fig(feats: np.ndarray, clusters: np.ndarray, labels: np.ndarray, 
     x = StandardScaler().fit_transform(feats[idx])
     if x.shape[1] > 50:
         x = PCA(min(50, x.shape[0]), random_state=seed).fit_transform(x)
-    perplexity = float(min(30, max(2, (len(idx) - 1) // 3)))
+    perplexity = float(min(30, max(1, (len(idx) - 1) // 3), len(idx) - 1))  # t-SNE needs perplexity < n
     emb = TSNE(2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(x)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, colours, name in ((axes[0], clusters[idx], "cluster (-1 = noise, grey)"), (axes[1], labels[idx], "label")):

@@ -14,7 +14,7 @@ from benchmark.driver.integrity import parse_csv, read_text, require_intact
 from benchmark.driver.results import assignment_of, read_assignments, rows_of
 from benchmark.interfaces import BadInput
 from benchmark.scoring import columns
-from benchmark.store.artifacts import ArtifactStore, RunFolder
+from benchmark.store.artifacts import RUN_INFO, ArtifactStore, RunFolder
 
 
 @dataclass
@@ -79,6 +79,28 @@ class Run:
         return assignment_of(self.assignments(), row)
 
 
+def _check_config(path: Path, info: dict[str, Any]) -> None:
+    """The parts of run.json's configuration the readers use, of the types the harness writes."""
+    cfg = info.get("config")
+    bad = "" if isinstance(cfg, dict) else f"config is {type(cfg).__name__}, not a table"
+    if not bad:
+        assert isinstance(cfg, dict)
+        kinds: dict[str, Any] = {"dataset": str, "image_size": int, "backbones": list, "pretexts": list,
+                                 "clusterers": list, "seeds": list, "cluster": dict, "train": dict}
+        for key, kind in kinds.items():
+            value = cfg.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                bad = f"config.{key} is {value!r}"
+                break
+        else:
+            if not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.get("seeds") or []):
+                bad = f"config.seeds is {cfg.get('seeds')!r}"
+            elif isinstance(cfg.get("image_size"), int) and not 1 <= cfg["image_size"] <= 65536:
+                bad = f"config.image_size is {cfg['image_size']!r}"
+    if bad:
+        raise BadInput(f"bad run folder {str(path)!r}: {RUN_INFO}'s {bad} (damaged or edited)")
+
+
 def load_run(path: Path) -> Run:
     """A run folder read back and verified (``benchmark.driver.integrity``): BadInput naming the first file or
     row that is damaged or edited, or a folder that is not a run's."""
@@ -89,6 +111,7 @@ def load_run(path: Path) -> Run:
         raise BadInput(f"bad run folder {str(path)!r}: no cells.csv in it")
     check = require_intact(folder)
     info = folder.read_info() or {}
+    _check_config(path, info)
     skipped = pd.DataFrame(columns=["path", "reason"])
     if folder.skipped.is_file():
         head, body = parse_csv(read_text(folder.skipped, "run folder file"))

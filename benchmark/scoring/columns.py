@@ -8,6 +8,7 @@ the report, ``diff`` and ``export`` find it here. (Cached cell records made befo
 ``benchmark.pipeline.plan.CELL_VERSION`` with a new built-in score.)"""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -177,6 +178,22 @@ def row_problem(row: dict[str, Any]) -> str:
         lo, hi = c.valid
         if math.isnan(x) or not lo - 1e-6 <= x <= hi + 1e-6:
             return f"{c.name} {value!r} is outside [{lo:g}, {hi:g}]"
+    params = row.get("cluster_params")
+    if params not in (None, ""):
+        try:
+            parsed = json.loads(str(params))
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("k", 0), (int, type(None))):
+            return f"cluster_params {str(params)[:40]!r} is not a JSON object of the clusterer's parameters"
+    accs = row.get("probe_accuracies")
+    if accs not in (None, ""):
+        try:
+            ok = all(0 <= float(a) <= 1 for a in str(accs).split(";"))
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"probe_accuracies {str(accs)[:40]!r} is not a ';' list of accuracies"
     return ""
 
 

@@ -282,6 +282,9 @@ class RunFolder:
         import fcntl
 
         self.path.mkdir(parents=True, exist_ok=True)
+        if (self.path / ".lock").exists() and not (self.path / ".lock").is_file():
+            raise BadInput(f"bad --out {str(self.path)!r}: its .lock is not a file; remove it (a run writes its "
+                           "lock there)")
         fh = open(self.path / ".lock", "a+", encoding="utf-8")
         try:
             try:

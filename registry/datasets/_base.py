@@ -48,6 +48,8 @@ def list_images(root: Path) -> list[Path]:
 def read_labels_csv(path: Path) -> dict[str, str]:
     """``filename,label`` rows (header optional) -> {filename: label}. Problems are warned, not fatal. A file
     name that is not valid UTF-8 is given escaped, as assignments.csv writes it (``escape_name``)."""
+    if path.is_dir():
+        raise BadInput(f"bad labels file {str(path)!r}: it is a folder; need a CSV of filename,label")
     if not path.is_file():
         raise BadInput(f"bad labels file {str(path)!r}: no such file")
     mapping: dict[str, str] = {}
@@ -62,6 +64,8 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
         rows = rows[1:]
     bad = [i for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
+    if not rows:
+        raise BadInput(f"bad labels file {str(path)!r}: no filename,label rows in it")
     if bad and len(bad) == len(rows):
         raise BadInput(f"bad labels file {str(path)!r}: need two columns filename,label")
     if bad:

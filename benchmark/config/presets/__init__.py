@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def _fields_of(cls: type, table: Any, where: str) -> dict[str, Any]:
     allowed = [f.name for f in fields(cls)]
     for key in table:
         if key not in allowed:
-            raise BadInput(f"bad setting {where}.{key}: allowed: {', '.join(allowed)}")
+            raise BadInput(f"bad setting {where}.{key}: allowed: {', '.join(allowed) or 'none (it has no settings)'}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}  # TOML arrays are tuples here
 
 
@@ -72,6 +72,11 @@ def spec_from_config(cfg: dict[str, Any]) -> GridSpec:
         if key not in TOP:
             raise BadInput(f"bad setting {key!r}: allowed: {', '.join(sorted(TOP | set(SECTIONS)))}, pretext_options")
         top[key] = tuple(value) if isinstance(value, list) else value
+    missing = [f.name for f in fields(GridSpec) if f.name in TOP and f.default is MISSING
+               and f.default_factory is MISSING and f.name not in top]
+    if missing:
+        raise BadInput(f"bad preset: it sets no {missing[0]} (a grid names its dataset, backbones, pretexts and "
+                       "clusterers)")
     sections = {name: cls(**_fields_of(cls, cfg.get(name, {}), name)) for name, cls in SECTIONS.items()}
     options = []
     given = cfg.get("pretext_options", {})

@@ -210,6 +210,7 @@ def test_resume_of_a_folder_without_checksums_compares_rows_with_the_store(finis
     out, cache = finished
     info = json.loads((copy / "run.json").read_text())
     info.pop("integrity")
+    info.pop("run_folder_schema")
     (copy / "run.json").write_text(json.dumps(info))
     _plant(copy / "cells.csv")
     assert main(["recommend", str(copy)]) == 0  # no checksums to check: read as it is (ranges are fine)
@@ -393,3 +394,128 @@ def test_a_folder_without_run_json_is_refused_by_the_readers(copy, tmp_path, cap
                  ["recommend", str(copy)]):
         assert main(argv) == 2, argv
         assert "no run.json in it" in _err_line(capsys)
+
+
+# the second audit (a review of this first version): damage the checksums alone do not catch
+def _delete_row(folder: Path) -> None:
+    lines = (folder / "cells.csv").read_text().splitlines(keepends=True)
+    (folder / "cells.csv").write_text("".join(lines[:2] + lines[3:]))
+
+
+def _repeat_row(folder: Path) -> None:
+    lines = (folder / "cells.csv").read_text().splitlines(keepends=True)
+    (folder / "cells.csv").write_text("".join(lines + lines[1:2]))
+
+
+def _edit_info(**changes):
+    def edit(folder: Path) -> None:
+        info = json.loads((folder / "run.json").read_text())
+        for key, value in changes.items():
+            if value is KeyError:
+                info.pop(key)
+            elif key == "integrity.schema":
+                info["integrity"]["schema"] = value
+            else:
+                info[key] = value
+        (folder / "run.json").write_text(json.dumps(info))
+        _plant(folder / "cells.csv")  # what the edit would let through
+    return edit
+
+
+AUDIT = {
+    "a row deleted": (_delete_row, "a row deleted, repeated or reordered"),
+    "a row repeated": (_repeat_row, "a row deleted, repeated or reordered"),
+    "assignments.csv deleted": (lambda f: (f / "assignments.csv").unlink(), "assignments.csv is missing"),
+    "integrity null": (_edit_info(integrity=None), "integrity is None"),
+    "integrity deleted": (_edit_info(integrity=KeyError), "says schema 2 but its checksums are missing"),
+    "integrity schema 1": (_edit_info(**{"integrity.schema": 1}), "says schema 2 but its checksums are of schema 1"),
+    "config seeds text": (lambda f: _set_config(f, seeds="x"), "config.seeds is 'x'"),
+}
+
+
+def _set_config(folder: Path, **values) -> None:
+    info = json.loads((folder / "run.json").read_text())
+    info["config"].update(values)
+    (folder / "run.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("case", sorted(AUDIT))
+def test_damage_beyond_the_checksums_is_refused_too(case, copy, capsys):
+    damage, message = AUDIT[case]
+    damage(copy)
+    for argv in (["report", str(copy)], ["recommend", str(copy)], ["diff", str(copy), str(copy)]):
+        capsys.readouterr()
+        assert main(argv) == 2, (case, argv)
+        line = _err_line(capsys)
+        assert message in line, line
+
+
+def test_commands_never_overwrite_what_they_read(finished, tmp_path, capsys):
+    out, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    cells = (run / "cells.csv").read_bytes()
+    for argv, message in ((["export", str(run), "--to", str(run), "--force"], "which the command reads"),
+                          (["export", str(run), "--to", str(tmp_path), "--force"], "which the command reads"),
+                          (["diff", str(run), str(out), "--out", str(run / "cells.csv")], "which the command reads")):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        assert message in _err_line(capsys)
+    assert (run / "cells.csv").read_bytes() == cells
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    assert main(["export", str(run), "--to", str(other), "--force"]) == 2
+    assert "replaces only an earlier export" in _err_line(capsys) and (other / "mine.txt").is_file()
+    exp = tmp_path / "exp"
+    assert main(["export", str(run), "--to", str(exp)]) == 0
+    assert main(["predict", str(exp), str(run), "--out", str(exp / "manifest.json"), "--no-progress"]) == 2
+    assert "which the command reads" in _err_line(capsys)
+
+
+def test_other_inputs_the_review_found(finished, tmp_path, capsys):
+    out, cache = finished
+    grid = tmp_path / "g.toml"
+    grid.write_text('backbones = ["raw_pixels"]\n')
+    labels = tmp_path / "header.csv"
+    labels.write_text("filename,label\n")
+    (tmp_path / "afile").write_text("x")
+    locked = tmp_path / "locked"
+    shutil.copytree(out, locked)
+    (locked / ".lock").unlink(missing_ok=True)
+    (locked / ".lock").mkdir()
+    cases = [
+        (["plan", "--preset", str(grid)], "it sets no dataset"),
+        (["bench", "--backbones", "raw_pixels", "--pretexts", "jigsaw", "--out", str(tmp_path / "b.jsonl")],
+         "no parameters to train"),
+        (["run", "--preset", "quick", "--dataset", str(_photos(tmp_path)), "--labels", str(labels), "--backbones",
+          "raw_pixels", "--pretexts", "none", "--clusterers", "kmeans", "--k", "2", "--out", str(tmp_path / "o"),
+          "--cache-dir", str(cache)], "no filename,label rows"),
+        (["plan", *_argv(tmp_path / "o", tmp_path / "afile")[1:]], "it is a file"),
+        ([*_argv(tmp_path / "o", cache), "--reduce", "kmeans=l2,kmeans=none"], "is given twice"),
+        ([*_argv(locked, cache), "--resume"], "its .lock is not a file"),
+        ([*_argv(tmp_path / "o", cache), "--limit", "8", "--clusterers", "dbscan"], "default reduction umap:10"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        assert message in _err_line(capsys), argv
+    assert not (tmp_path / "b.jsonl").exists() and not (tmp_path / "o").exists()
+
+
+def _photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        make_photo(i % 2, rng, (20, 20)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_resume_does_not_warn_about_libraries_a_process_has_not_loaded_yet():
+    from benchmark.driver.resume import libraries
+
+    then = libraries([{"api": "openblas", "version": "0.3.15"}, {"api": "openblas", "version": "0.3.31"},
+                      {"api": "openmp", "version": None}])
+    now = libraries([{"api": "openblas", "version": "0.3.31"}, {"api": "openmp", "version": None}])
+    assert now <= then  # a subset: the resume does not warn (resume.adopt_previous)

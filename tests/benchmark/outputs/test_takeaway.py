@@ -156,6 +156,7 @@ def test_run_folders_of_the_previous_layout_still_report_and_diff(run_dir, tmp_p
     info = json.loads((old / "run.json").read_text())
     info.pop("labels_key")
     info.pop("integrity")  # older folders have no checksums
+    info.pop("run_folder_schema")
     info["config"] = {"seed": 0, **{k: v for k, v in info["config"].items() if k != "seeds"}}
     (old / "run.json").write_text(json.dumps(info))
     cells = pd.read_csv(old / "cells.csv").drop(columns=["probe_key", "cell_key", "seed"])
