@@ -64,16 +64,21 @@ def check_writable_dir(path: Path, flag: str) -> None:
         raise BadInput(f"bad {flag} {str(path)!r}: {str(parent)!r} is not writable")
 
 
+def _not_over(path: Path, flag: str, inputs: tuple[Path, ...], inside: bool) -> None:
+    """BadInput when ``path`` is one of ``inputs`` or inside one (``inside``: an output file), or holds one
+    (a folder replaced whole)."""
+    target = path.absolute().resolve()
+    for i in (x.absolute().resolve() for x in inputs):
+        if target == i or (i in target.parents if inside else target in i.parents):
+            raise BadInput(f"bad {flag} {str(path)!r}: it is or {'is inside' if inside else 'holds'} {str(i)!r}, "
+                           "which the command reads; choose another path")
+
+
 def check_writable_file(path: Path, flag: str, inputs: tuple[Path, ...] = ()) -> None:
     """``path`` must be a file (or creatable as one) that this process may write: not a folder, its folder
     writable, and neither one of ``inputs`` nor inside one of those folders (the command would overwrite what
     it reads). Checked before the work whose result it receives."""
-    target = path.absolute().resolve()
-    for i in inputs:
-        i = i.absolute().resolve()
-        if target == i or i in target.parents:
-            raise BadInput(f"bad {flag} {str(path)!r}: it is or is inside {str(i)!r}, which the command reads; "
-                           "write the output elsewhere")
+    _not_over(path, flag, inputs, inside=True)
     if path.is_dir():
         raise BadInput(f"bad {flag} {str(path)!r}: it is a folder; need a file path")
     parent = _existing(path.parent)
@@ -91,12 +96,7 @@ def check_empty_target(path: Path, flag: str, force: bool, replaceable: str = ""
     must be what the command wrote before (it holds ``replaceable``) and neither one of ``keep`` (the
     command's inputs) nor a folder above one of them."""
     check_writable_dir(path, flag)
-    target = path.absolute().resolve()
-    for k in keep:
-        k = k.absolute().resolve()
-        if target == k or target in k.parents:
-            raise BadInput(f"bad {flag} {str(path)!r}: it is or holds {str(k)!r}, which the command reads; choose "
-                           "another folder")
+    _not_over(path, flag, keep, inside=False)
     if path.is_dir() and force and replaceable and any(path.iterdir()) and not (path / replaceable).is_file():
         raise BadInput(f"bad {flag} {str(path)!r}: --force replaces only an earlier export (a folder with "
                        f"{replaceable}), and this folder has none; choose another folder")
