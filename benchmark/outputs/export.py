@@ -30,7 +30,15 @@ from benchmark.pipeline.plan import parse_cell_id
 from benchmark.runtime.device import detect_runtime
 from benchmark.scoring import columns
 from benchmark.scoring.reduce import Reduction, fit_reduction
-from benchmark.store.files import INTEGRITY, atomic_write_bytes, check_record, read_json, save_arrays, write_record
+from benchmark.store.files import (
+    DIR_MODE,
+    INTEGRITY,
+    atomic_write_bytes,
+    check_record,
+    read_json,
+    save_arrays,
+    write_record,
+)
 from benchmark.train.loop import extract_features
 from registry.backbones import WeightsRequest, backbone_info, build_backbone
 from registry.base import unknown_message
@@ -107,7 +115,7 @@ def _staged_folder(to: Path) -> Iterator[Path]:
     ok = False
     try:
         yield stage
-        os.chmod(stage, 0o777 & ~_umask())
+        os.chmod(stage, DIR_MODE)
         old = None
         if to.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".export-old", dir=to.parent))
@@ -122,12 +130,6 @@ def _staged_folder(to: Path) -> Iterator[Path]:
         for p in made if not ok else []:  # the folders made for it, when nothing came of it
             with contextlib.suppress(OSError):
                 p.rmdir()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_export(run: Run, run_dir: Path, to: Path, row: Any) -> dict[str, Any]:

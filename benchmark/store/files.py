@@ -29,6 +29,7 @@ INTEGRITY = "_integrity"  # the key of a record that holds its checksums
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: files respect the umask (mkstemp makes them 0600)
+DIR_MODE = 0o777 & ~_UMASK  # what mkdir() would give (mkdtemp makes folders 0700)
 _verified: dict[tuple[str, int, int, int, int], str] = {}  # stat stamp -> sha256 of files hashed here
 
 
