@@ -33,6 +33,7 @@ from benchmark.executors.ray.executor import require_ray
 from benchmark.interfaces import BadInput, Constraint, Status
 from benchmark.outputs.prune import prune_cache
 from benchmark.outputs.report import write_report
+from benchmark.pipeline import footprint
 from benchmark.pipeline.kinds import STAGE_KINDS
 from benchmark.pipeline.plan import validate_names
 from benchmark.scoring import columns
@@ -143,10 +144,13 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
         _store_folder(store.root)
         plan_, _rec, rt = make_plan(spec, store)
     rows = []
+    peaks = footprint.table(plan_, {t.key for t in plan_.tasks})
     for kind in STAGE_KINDS.values():
         tasks = [t for t in plan_.tasks if t.kind == kind.kind]
         cached = sum(store.has(kind.artifact, t.key) for t in tasks)
-        rows.append({"stage": kind.kind, "tasks": len(tasks), "cached": cached, "to compute": len(tasks) - cached})
+        peak = f"{peaks[kind.kind] / 2**20:,.0f}" if kind.kind in peaks else "-"
+        rows.append({"stage": kind.kind, "tasks": len(tasks), "cached": cached, "to compute": len(tasks) - cached,
+                     "peak MiB (model)": peak})
     print(tabulate(rows, headers="keys", tablefmt="github"))
     print(f"\n{len(plan_.cells)} cells ({len(spec.backbones)} backbones x {len(spec.pretexts)} pretexts x "
           f"{len(spec.clusterers)} clusterers x {len(spec.seeds)} seeds), k = {plan_.k}, "

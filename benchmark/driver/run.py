@@ -39,6 +39,7 @@ from benchmark.driver.summary import SORT_RULE
 from benchmark.executors.base import DeviceFacts, Executor, ExecutorSpec, local_facts
 from benchmark.executors.factory import make_executor
 from benchmark.interfaces import BadInput, Status
+from benchmark.pipeline import footprint
 from benchmark.pipeline.kinds import STAGE_KINDS
 from benchmark.pipeline.plan import CellSlot, DataInfo, Plan, RuntimeInfo, Task, plan, validate_names
 from benchmark.pipeline.stages import TaskResult
@@ -140,7 +141,10 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
                     n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)
     if not store.has("images", data.images_key):
         checks.check_free_space(store.root, n, spec.image_size)
-    return plan(spec, data, RuntimeInfo.of(rt), digests), rec, rt
+    plan_ = plan(spec, data, RuntimeInfo.of(rt), digests)
+    if facts.local_memory:  # Ray: each task asks for its model's bytes as a resource instead
+        footprint.check_memory(plan_, footprint.to_compute(plan_, store))
+    return plan_, rec, rt
 
 
 class Recorder:

@@ -29,6 +29,7 @@ class DeviceFacts:
     cuda: bool
     bf16: bool
     name: str | None = None
+    local_memory: bool = False  # True: the tasks run on this machine (its free memory bounds one task)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,6 @@ def local_facts() -> DeviceFacts:
 
     cuda = torch.cuda.is_available()
     return DeviceFacts(cuda, bool(cuda and torch.cuda.is_bf16_supported()),
-                       torch.cuda.get_device_name(0) if cuda else None)
+                       torch.cuda.get_device_name(0) if cuda else None, local_memory=True)
 
 

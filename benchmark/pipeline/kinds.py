@@ -2,9 +2,10 @@
 
 A row names the task type, the artifact it writes in the store, the counter of the run summary, its runner
 (``benchmark.pipeline.stages``), the threads it computes with, whether it takes a GPU on CUDA, and its
-memory model (bytes at its peak, a function of the task and the data set's size: the day-of-photos issue
-owns these figures). The planner, the driver's counters, the CLI's plan printer, the store's layout and the
-Ray resources all read this table; a new stage kind is its task type, its runner and one row."""
+memory model (bytes at its peak, a function of the task and of N, D and d: ``Sizes``; the plan's estimates
+and the check before a run are in ``benchmark.pipeline.footprint``). The planner, the driver's counters,
+the CLI's plan printer, the store's layout and the Ray resources all read this table; a new stage kind is
+its task type, its runner and one row."""
 from __future__ import annotations
 
 import os
@@ -24,14 +25,25 @@ from benchmark.store.artifacts import ArtifactStore
 from registry.clusterers import clusterer_class
 
 MIB = 1 << 20
+PROCESS_MIB = 640  # a task's process with its libraries imported (torch, scikit-learn, umap): measured 605 MiB
+DECODE_WORKER_MIB = 192  # one decode process: its interpreter, PIL and one photo at a time
+TORCH_MODEL_MIB = 1024  # a backbone, its optimizer state and one batch's activations (train / extract)
+UMAP_BYTES_PER_POINT = 2048  # UMAP's neighbour graph, fuzzy set and embedding per point (15 neighbours)
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """What a memory model knows of the data: images, the feature dimension (0 before extraction)."""
+    """What a memory model knows of the data: images, the feature dimension (0 before extraction or when
+    unknown), the cluster space's dimension (0: the feature dimension) and the number of classes."""
 
     n_images: int
     feature_dim: int = 0
+    space_dim: int = 0
+    n_classes: int = 0
+
+    @property
+    def d(self) -> int:
+        return self.space_dim or self.feature_dim
 
 
 @dataclass(frozen=True)
@@ -51,15 +63,6 @@ class StageKind:
     gpu: Callable[[Any], bool]
 
 
-def _pixels(task: Any, sizes: Sizes) -> int:
-    size = int(getattr(task, "image_size", 0) or 0)
-    return sizes.n_images * 3 * size * size
-
-
-def _feats(sizes: Sizes) -> int:
-    return sizes.n_images * sizes.feature_dim * 4
-
-
 def _torch_threads(task: TrainTask | ExtractTask, profile: ThreadProfile, n: int) -> int:
     return int(task.runtime.threads)
 
@@ -68,24 +71,86 @@ def _blas_threads(task: ProbeTask | CellTask, profile: ThreadProfile, n: int) ->
     return int(task.blas_threads or profile.blas_threads)
 
 
-def _cell_memory(task: CellTask, sizes: Sizes) -> int:
-    return 6 * _feats(sizes) + 512 * MIB + clusterer_class(task.clusterer).fit_memory_mib * MIB
+# The memory model (docs/pipeline.md#memory): each stage's peak in bytes. Images and features are read
+# memory-mapped (file pages, not counted: the kernel drops and rereads them), so only what a stage computes
+# counts; the terms that grow with N are named.
+
+def _decode_memory(task: DecodeTask, s: Sizes) -> int:
+    """One process per core, each holding one photo: constant in N (the store is written by memory map)."""
+    workers = max(1, os.cpu_count() or 1)
+    return (PROCESS_MIB + workers * DECODE_WORKER_MIB) * MIB
+
+
+def _extract_memory(task: ExtractTask, s: Sizes) -> int:
+    """The backbone and a batch, plus the features staged before they are written (16 batches x D)."""
+    from benchmark.train.loop import STAGE_BATCHES
+
+    return (PROCESS_MIB + TORCH_MODEL_MIB) * MIB + STAGE_BATCHES * task.batch_size * max(s.feature_dim, 1) * 4
+
+
+def _train_memory(task: TrainTask, s: Sizes) -> int:
+    """The backbone, its optimizer and a batch of views: constant in N (batches are read from the memory map)."""
+    views = 4 * task.train.batch_size * 3 * task.image_size ** 2 * 4  # a batch, its views and their gradients
+    return (PROCESS_MIB + TORCH_MODEL_MIB) * MIB + views
+
+
+def _probe_memory(task: ProbeTask, s: Sizes) -> int:
+    """The labeled draws (float64, a few copies) and one block of test rows: O(k x classes x D)."""
+    from benchmark.probe.torch_draws import TEST_CHUNK
+
+    d = max(s.feature_dim, 1)
+    subset = task.probe.draws * task.probe.k_per_class * max(s.n_classes, 2)
+    return PROCESS_MIB * MIB + 4 * subset * d * 8 + 2 * TEST_CHUNK * d * 4
+
+
+def _rows_memory(n: int, d: int) -> int:
+    """What a pass over (n, d) features holds: the whole array as float64 and three working copies when it is
+    small (``scoring.streamed.small``), else a few row blocks."""
+    from benchmark.scoring import streamed
+
+    return 4 * n * d * 8 if streamed.small(n, d) else 4 * streamed.BLOCK_BYTES
+
+
+def _reduce_memory(task: ReduceTask, s: Sizes) -> int:
+    """Blocks of the features, the PCA's covariance (D x D float64, a few copies) or randomized range
+    (N x 60 float64), UMAP's graph (O(N)); the cluster space is written by memory map."""
+    from benchmark.scoring import streamed
+
+    n, d = s.n_images, max(s.feature_dim, 1)
+    need = PROCESS_MIB * MIB + _rows_memory(n, d)
+    if task.method in ("pca", "umap"):
+        need += 3 * d * d * 8 if d <= streamed.COV_MAX_DIM else 3 * n * (50 + streamed.OVERSAMPLES) * 8
+    if task.method == "umap":
+        need += n * (UMAP_BYTES_PER_POINT + 50 * 4)
+    return need
+
+
+def _cell_memory(task: CellTask, s: Sizes) -> int:
+    """The clusterer's working copy of the cluster space (N x d float32, twice), the labels of its refits,
+    the silhouette's rows (at most ``silhouette_max_n`` x D, three copies) and blocks of the common space,
+    and what the clusterer declares beyond that (``fit_memory_mib``)."""
+    n, D = s.n_images, max(s.feature_dim, 1)
+    m = min(n, int(task.cluster.silhouette_max_n))
+    own = 2 * n * max(s.d, 1) * 4
+    labels = n * 8 * (int(task.cluster.stability_repeats) + 4)
+    silhouette = 3 * m * D * 4 + m * 64 * 8
+    return (PROCESS_MIB + clusterer_class(task.clusterer).fit_memory_mib) * MIB + own + labels + silhouette + \
+        _rows_memory(n, D)
 
 
 STAGE_KINDS: dict[str, StageKind] = {k.kind: k for k in (
     StageKind("decode", DecodeTask, "images", "decoded_images", "decode", stages.run_decode,
               threads=lambda t, p, n: p.cpus,  # one decode process per core
-              memory=lambda t, s: 2 * _pixels(t, s) + 512 * MIB,
-              gpu=lambda t: t.decoder == "nvjpeg"),
+              memory=_decode_memory, gpu=lambda t: t.decoder == "nvjpeg"),
     StageKind("train", TrainTask, "weights", "trained", "trainings", stages.run_train, _torch_threads,
-              memory=lambda t, s: _pixels(t, s) + 1024 * MIB, gpu=lambda t: True),
+              memory=_train_memory, gpu=lambda t: True),
     StageKind("extract", ExtractTask, "features", "extracted", "extractions", stages.run_extract, _torch_threads,
-              memory=lambda t, s: _pixels(t, s) + 1024 * MIB, gpu=lambda t: True),
+              memory=_extract_memory, gpu=lambda t: True),
     StageKind("probe", ProbeTask, "probes", "probed", "probes", stages.run_probe, _blas_threads,
-              memory=lambda t, s: 3 * _feats(s) + 256 * MIB, gpu=lambda t: False),
+              memory=_probe_memory, gpu=lambda t: False),
     StageKind("reduce", ReduceTask, "reductions", "reduced", "reductions", stages.run_reduce,
               threads=lambda t, p, n: int(stage_limit("cell", n) or p.blas_threads),
-              memory=lambda t, s: 6 * _feats(s) + 512 * MIB, gpu=lambda t: False),
+              memory=_reduce_memory, gpu=lambda t: False),
     StageKind("cell", CellTask, "cells", "clustered", "clusterings", stages.run_cell, _blas_threads,
               memory=_cell_memory, gpu=lambda t: False),
 )}

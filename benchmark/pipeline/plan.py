@@ -21,7 +21,14 @@ from benchmark.interfaces import BadInput, ClusterSpec, Options, stable_hash
 from benchmark.runtime.device import Runtime
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
-from registry.backbones import backbone_info, check_backbone, check_image_size, feature_layers
+from registry.backbones import (
+    backbone_info,
+    check_backbone,
+    check_image_size,
+    feature_layers,
+    raw_pixels_note,
+    raw_pixels_size,
+)
 from registry.clusterers import CLUSTERERS, clusterer_class
 from registry.datasets import check_split
 from registry.pretexts import PRETEXTS, build_pretext
@@ -308,8 +315,11 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
             spec.image_size, wpath, runtime, deps=(train_images,)))
     batch = max(spec.train.batch_size, 128)
     layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
+    capped = raw_pixels_note(spec.image_size) if bname == "raw_pixels" else ""  # the baseline's resolution cap
+    notes = "; ".join(x for x in (notes, capped) if x)
     fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
-                        pretext.name, seed, spec.image_size, batch, runtime] + ([layer] if layer else []))
+                        pretext.name, seed, spec.image_size, batch, runtime] + ([layer] if layer else [])
+                       + ([["raw_pixels_size", raw_pixels_size(spec.image_size)]] if capped else []))
     tasks.setdefault(fkey, ExtractTask(
         fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
         batch, wpath, runtime, layer, deps=(data.images_key,) + ((train_key,) if train_key else ())))

@@ -20,10 +20,11 @@ from benchmark.probe.protocol import linear_probe
 from benchmark.runtime.device import detect_runtime
 from benchmark.runtime.gpu_monitor import sampled
 from benchmark.runtime.threads import limit_threads, stage_threads
+from benchmark.scoring import reduce as reduction
 from benchmark.scoring.columns import CellFit, score_cell
 from benchmark.scoring.metrics import stability
-from benchmark.scoring.reduce import fit_reduction
 from benchmark.scoring.silhouette import silhouette_torch
+from benchmark.scoring.streamed import Rows, blocks, small
 from benchmark.store.artifacts import ArtifactStore
 from benchmark.train.checkpoint import Checkpoint
 from benchmark.train.loop import extract_features, train_pretext
@@ -144,7 +145,7 @@ def extractor(task: ExtractTask, store: ArtifactStore) -> Extractor:
 def extraction_meta(task: ExtractTask, feats: np.ndarray, secs: float, weights: str, trainable: bool,
                     train_meta: dict[str, Any], compile_s: float = 0.0, util: float | None = None) -> dict[str, Any]:
     """The features artifact's meta (the NaN check first: non-finite features fail the task)."""
-    if not np.isfinite(feats).all():
+    if not all(np.isfinite(feats[sl]).all() for sl in blocks(*feats.shape)):  # by blocks: a memory map
         raise RuntimeError(f"{task.backbone}/{task.pretext}: features contain NaN or inf")
     n = feats.shape[0]
     return {"weights": weights, "extract_s": secs, "images_per_s": n / secs if secs > 0 else None,
@@ -170,12 +171,13 @@ def run_extract(task: ExtractTask, store: ArtifactStore, progress: bool) -> Task
         return done
     ex = extractor(task, store)
     timing: dict[str, float] = {}
-    (feats, secs), util = sampled(ex.rt.device, lambda: extract_features(
-        ex.backbone, ex.images.images, ex.rt, batch_size=task.batch_size, progress=progress, pretext=ex.pretext,
-        timing=timing))
-    meta = extraction_meta(task, feats, secs, ex.backbone.weights, ex.backbone.trainable, ex.train_meta,
-                           timing.get("compile_s", 0.0), util)
-    store.put_array("features", task.key, feats, meta)
+    with store.array_writer("features", task.key, (len(ex.images.images), ex.backbone.dim)) as out:
+        (feats, secs), util = sampled(ex.rt.device, lambda: extract_features(
+            ex.backbone, ex.images.images, ex.rt, batch_size=task.batch_size, progress=progress,
+            pretext=ex.pretext, timing=timing, out=out))  # written as they come: never held whole
+        meta = extraction_meta(task, feats, secs, ex.backbone.weights, ex.backbone.trainable, ex.train_meta,
+                               timing.get("compile_s", 0.0), util)
+    store.put_array_meta("features", task.key, meta)
     return TaskResult(task.key, task.kind, computed=True, info=meta,
                       seconds={"extract": secs, "compile": timing.get("compile_s", 0.0)})
 
@@ -212,13 +214,24 @@ def run_reduce(task: ReduceTask, store: ArtifactStore, progress: bool) -> TaskRe
     if cached is not None:
         return TaskResult(task.key, task.kind, info=cached[1])
     t0 = time.perf_counter()
-    feats = np.asarray(_features(store, task.features_key))
+    feats = _features(store, task.features_key)  # memory-mapped: read in row blocks (scoring.streamed)
     with stage_threads("cell", feats.shape[0]):
-        _red, _X, Xc, params = fit_reduction(feats, task.method, task.dims, task.seed)
+        red, params = reduction.fit(feats, task.method, task.dims, task.seed)
+        dims = reduction.space_dim(red, feats.shape[1])
+        with store.array_writer("reductions", task.key, (feats.shape[0], dims)) as out:
+            reduction.cluster_space(red, feats, out)
     secs = time.perf_counter() - t0
-    meta = {"method": task.method, "dims": int(Xc.shape[1]), "params": params, "reduce_s": secs}
-    store.put_array("reductions", task.key, Xc, meta)
+    meta = {"method": task.method, "dims": dims, "params": params, "reduce_s": secs}
+    store.put_array_meta("reductions", task.key, meta)
     return TaskResult(task.key, task.kind, computed=True, seconds={"reduce": secs}, info=meta)
+
+
+def common_space(store: ArtifactStore, task: CellTask, cluster_space: np.ndarray, method: str) -> Rows:
+    """The standardized full-dimensional features every clusterer is scored in, read by rows: the
+    reduction itself when it is the standardization, else the features standardized on the fly."""
+    if method == "standardize":
+        return Rows(cluster_space)
+    return reduction.standardized(_features(store, task.features_key))
 
 
 STABILITY_REPEATS = 3  # fits of a seeded clusterer on the same features (seeds s, s+1000, s+2000)
@@ -259,12 +272,13 @@ def run_cell(task: CellTask, store: ArtifactStore, progress: bool) -> TaskResult
     cached = store.get_cell(task.key)
     if cached is not None:
         return TaskResult(task.key, task.kind, info=cached[0])
-    got = store.get_array("reductions", task.reduce_key)
+    got = store.get_array("reductions", task.reduce_key, mmap=True)
     if got is None:
         raise RuntimeError(f"reduction {task.reduce_key} is missing from {store.root}")
     Xc, red_meta = got
-    Xc = np.asarray(Xc)
-    _red, X, _, _ = fit_reduction(np.asarray(_features(store, task.features_key)), "standardize", 0, task.seed)
+    if small(*Xc.shape):
+        Xc = np.array(Xc)  # a small cluster space in memory, writable (as the clusterers were always given)
+    X = common_space(store, task, Xc, str(red_meta.get("method")))
     labels = open_image_set(store, task.images_key, task.labels_key).labels
 
     k, k_curve = task.k, None

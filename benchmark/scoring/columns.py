@@ -27,6 +27,7 @@ from benchmark.scoring.metrics import (
     silhouette_with_noise,
     stability,
 )
+from benchmark.scoring.streamed import Rows
 
 GROUPS = ("cell", "score", "probe", "features", "timing", "record")
 SEEDS = ("interval", "mean", "none")  # summary.csv: mean/std/lo/hi, a plain mean, or not aggregated
@@ -36,11 +37,12 @@ VIEWS = frozenset({"leaderboard", "heatmap", "diff", "export"})
 @dataclass
 class CellFit:
     """A fitted cell, what a cell-stage score is computed from. common: (N, D) the standardized
-    full-dimensional features (the space every clusterer is scored in); own: (N, d) the space the clusterer
-    worked in; assign: (N,) clusters, -1 noise; labels: (N,) classes, -1 unlabeled; repeats: the assignments
+    full-dimensional features (the space every clusterer is scored in), an array or ``Rows`` read by blocks
+    (``np.asarray(fit.common)`` makes it whole); own: (N, d) the space the clusterer worked in; assign:
+    (N,) clusters, -1 noise; labels: (N,) classes, -1 unlabeled; repeats: the assignments
     of refits with other seeds (``assign`` first)."""
 
-    common: np.ndarray
+    common: np.ndarray | Rows
     own: np.ndarray
     assign: np.ndarray
     labels: np.ndarray

@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.interfaces import Status
 from benchmark.scoring.silhouette import silhouette_torch
+from benchmark.scoring.streamed import Rows, as_rows, dispersion, small
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,12 @@ class InternalScores:
     reason: str  # why the scores are undefined ("" when defined)
 
 
-def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed: int = 0,
+def internal_scores(X: np.ndarray | Rows, labels: np.ndarray, max_n: int = 20000, seed: int = 0,
                     device: str = "cpu") -> InternalScores:
-    """Scores of ``labels`` on X (N, D). Silhouette (chunked torch, on ``device``) is exact up to ``max_n``
-    points, computed on a seeded sample of ``max_n`` above."""
+    """Scores of ``labels`` on X (N, D): an array, or ``Rows`` read by blocks. Silhouette (chunked torch, on
+    ``device``) is exact up to ``max_n`` points, computed on a seeded sample of ``max_n`` above: it holds at
+    most ``max_n`` rows. Davies-Bouldin and Calinski-Harabasz are O(N D) passes: scikit-learn's on a small
+    space (``scoring.streamed.small``), the same formulas over row blocks on a larger one."""
     from sklearn import metrics as skm  # imported when scoring: the CLI starts without it
 
     labels = np.asarray(labels)
@@ -42,11 +45,27 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed:
                               f"{k} cluster{'s' if k != 1 else ''} found: internal scores need at least 2")
     if k >= n_core:
         return InternalScores(k, noise, None, None, None, None, "every point is its own cluster")
-    Xc, lc = X[core], labels[core]
+    rows = as_rows(X)
+    lc = labels[core]
     sample = max_n if n_core > max_n else None
-    sil = silhouette_torch(Xc, lc, device=device, sample_size=sample, seed=seed)
-    return InternalScores(k, noise, sil, float(skm.davies_bouldin_score(Xc, lc)),
-                          float(skm.calinski_harabasz_score(Xc, lc)), sample, "")
+    if small(n_core, rows.shape[1]):
+        Xc = rows.source[core] if rows.mean is None else rows.take(np.flatnonzero(core))
+        sil = silhouette_torch(Xc, lc, device=device, sample_size=sample, seed=seed)
+        return InternalScores(k, noise, sil, float(skm.davies_bouldin_score(Xc, lc)),
+                              float(skm.calinski_harabasz_score(Xc, lc)), sample, "")
+    sil = _silhouette_rows(rows, np.flatnonzero(core), lc, sample, seed, device)
+    db, ch = dispersion(rows, labels)
+    return InternalScores(k, noise, sil, db, ch, sample, "")
+
+
+def _silhouette_rows(rows: Rows, index: np.ndarray, lab: np.ndarray, sample: int | None, seed: int,
+                     device: str) -> float:
+    """``silhouette_torch`` of the rows ``index`` (with their labels ``lab``), its seeded sample taken first:
+    only the rows it uses are read."""
+    if sample is not None and sample < index.size:
+        pick = np.random.RandomState(seed).permutation(index.size)[:sample]  # silhouette_torch's own sample
+        index, lab = index[pick], lab[pick]
+    return silhouette_torch(rows.take(index), lab, device=device)
 
 
 def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -123,7 +142,7 @@ def rankability(labels: np.ndarray, status: str) -> tuple[bool, str]:
     return True, ""
 
 
-def silhouette_with_noise(X: np.ndarray, labels: np.ndarray, max_n: int = 20000, seed: int = 0,
+def silhouette_with_noise(X: np.ndarray | Rows, labels: np.ndarray, max_n: int = 20000, seed: int = 0,
                           device: str = "cpu") -> float | None:
     """Silhouette with the noise points counted as one more cluster (a cell cannot hide its noise)."""
     lab = np.asarray(labels).copy()
@@ -133,7 +152,10 @@ def silhouette_with_noise(X: np.ndarray, labels: np.ndarray, max_n: int = 20000,
     if k < 2 or k >= lab.size:
         return None
     sample = max_n if lab.size > max_n else None
-    return silhouette_torch(X, lab, device=device, sample_size=sample, seed=seed)
+    rows = as_rows(X)
+    if rows.mean is None and small(*rows.shape):
+        return silhouette_torch(rows.source, lab, device=device, sample_size=sample, seed=seed)
+    return _silhouette_rows(rows, np.arange(lab.size), lab, sample, seed, device)
 
 
 def stability(label_sets: list[np.ndarray]) -> tuple[float, float]:

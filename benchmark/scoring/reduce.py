@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.interfaces import BadInput
+from benchmark.scoring import streamed
 
 UMAP_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.0
@@ -88,30 +89,84 @@ def _fit_pca(x: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return pca.components_.astype(np.float32), pca.mean_.astype(np.float32)
 
 
-def fit_reduction(feats: np.ndarray, method: str, dims: int, seed: int
-                  ) -> tuple[Reduction, np.ndarray, np.ndarray, dict[str, object]]:
-    """Fit on ``feats`` (N, D). Returns (reduction, standardized (N, D) float32, cluster space float32, what the
-    reduction used: method, dims and its parameters)."""
-    f = np.asarray(feats, dtype=np.float64)
-    mean = f.mean(axis=0)
-    std = f.std(axis=0)
-    scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)  # constant dims stay put
-    red = Reduction(method, mean, scale)
-    X = red.standardize(feats)
+def standard_scale(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The scale of a standardization: the standard deviation, 1 for constant dimensions (they stay put)."""
+    return np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+
+
+def standardized(feats: np.ndarray) -> streamed.Rows:
+    """The common scoring space of ``feats``: its rows standardized on the fly (never stored whole)."""
+    mean, std = streamed.moments(feats)
+    return streamed.Rows(feats, mean, standard_scale(mean, std))
+
+
+def fit(feats: np.ndarray, method: str, dims: int, seed: int) -> tuple[Reduction, dict[str, object]]:
+    """Fit ``method`` on ``feats`` (N, D), a memory map or an array: (the reduction, what it used: method,
+    dims and its parameters). Small arrays whole, larger ones in row blocks (``benchmark.scoring.streamed``)."""
+    n, d = feats.shape
+    whole = streamed.small(n, d)
+    mean, std = streamed.moments(feats)
+    red = Reduction(method, mean, standard_scale(mean, std))
+    rows = streamed.Rows(feats, red.mean, red.scale)
+    X = red.standardize(feats) if whole and method in ("pca", "umap") else None
+
+    def pca(width: int) -> tuple[np.ndarray, np.ndarray]:
+        return _fit_pca(X, width, seed) if X is not None else streamed.fit_pca(rows, width, seed)
+
     params: dict[str, object] = {"reduce": method}
-    if method == "pca" and X.shape[1] > dims:
-        red.pca_components, red.pca_mean = _fit_pca(X, dims, seed)
+    if not whole:
+        params["reduce_streamed"] = True
+    if method == "pca" and d > dims:
+        red.pca_components, red.pca_mean = pca(dims)
         params["reduce_dims"] = int(red.pca_components.shape[0])
     elif method == "umap":
-        if X.shape[1] > UMAP_PRE_PCA:
-            red.pca_components, red.pca_mean = _fit_pca(X, UMAP_PRE_PCA, seed)
-        pre = red._pca(X)
+        if d > UMAP_PRE_PCA:
+            red.pca_components, red.pca_mean = pca(UMAP_PRE_PCA)
+        pre = red._pca(X) if X is not None else streamed.transform(
+            rows, red._pca, np.empty((n, _width(red, d)), np.float32))
         red.umap_train = pre
         red.umap_embedding = _umap(pre, dims, seed)
         params.update(reduce_dims=dims, umap_n_neighbors=min(UMAP_NEIGHBORS, len(pre) - 1),
                       umap_min_dist=UMAP_MIN_DIST, umap_epochs=UMAP_EPOCHS, umap_pre_pca=int(pre.shape[1]))
-    embedding = red.umap_embedding if method == "umap" else None  # set above for umap
-    return red, X, (embedding if embedding is not None else red.transform(feats)), params
+    return red, params
+
+
+def _width(red: Reduction, d: int) -> int:
+    return d if red.pca_components is None else int(red.pca_components.shape[0])
+
+
+def space_dim(red: Reduction, d: int) -> int:
+    """The dimension of the cluster space of ``red`` on D-dimensional features."""
+    if red.method == "umap":
+        assert red.umap_embedding is not None
+        return int(red.umap_embedding.shape[1])
+    return d if red.method in ("none", "l2", "standardize") else _width(red, d)
+
+
+def cluster_space(red: Reduction, feats: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The features in the cluster space of ``red`` (N, d) float32, written into ``out`` when given (a
+    writable memory map: nothing of size N x D is held in memory) or a new array."""
+    n, d = feats.shape
+    if red.method == "umap":
+        assert red.umap_embedding is not None
+        result = red.umap_embedding
+    elif streamed.small(n, d):
+        result = red.transform(feats)
+    else:
+        return streamed.transform(streamed.Rows(feats), red.transform,
+                                  out if out is not None else np.empty((n, space_dim(red, d)), np.float32))
+    if out is None:
+        return result
+    out[:] = result
+    return out
+
+
+def fit_reduction(feats: np.ndarray, method: str, dims: int, seed: int
+                  ) -> tuple[Reduction, streamed.Rows, np.ndarray, dict[str, object]]:
+    """Fit on ``feats`` (N, D). Returns (reduction, the standardized rows (the common scoring space),
+    cluster space float32, what the reduction used: method, dims and its parameters)."""
+    red, params = fit(feats, method, dims, seed)
+    return red, streamed.Rows(feats, red.mean, red.scale), cluster_space(red, feats), params
 
 
 def _umap(x: np.ndarray, dims: int, seed: int) -> np.ndarray:

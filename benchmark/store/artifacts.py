@@ -161,6 +161,22 @@ class ArtifactStore:
         save_npy(self._p(kind, key, ".npy"), array)
         write_record(self._p(kind, key, ".json"), meta, {"npy": self._p(kind, key, ".npy")})
 
+    @contextmanager
+    def array_writer(self, kind: str, key: str, shape: tuple[int, ...], dtype: Any = np.float32
+                     ) -> Iterator[np.ndarray]:
+        """A writable memory-mapped array of ``shape`` for the array artifact ``kind``/``key``, renamed into
+        place when the block succeeds (its record follows: ``put_array_meta``): an (N, D) result is written
+        by blocks, never held whole."""
+        with atomic_path(self._p(kind, key, ".npy")) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            yield arr
+            arr.flush()
+            del arr
+
+    def put_array_meta(self, kind: str, key: str, meta: dict[str, Any]) -> None:
+        """The record of an array written by ``array_writer``."""
+        write_record(self._p(kind, key, ".json"), meta, {"npy": self._p(kind, key, ".npy")})
+
     def get_array(self, kind: str, key: str, mmap: bool = False) -> tuple[np.ndarray, dict[str, Any]] | None:
         meta = read_record(self._p(kind, key, ".json"), {"npy": self._p(kind, key, ".npy")})
         arr = load_npy(self._p(kind, key, ".npy"), mmap=mmap) if meta is not None else None

@@ -306,39 +306,57 @@ def _summarize(result: TrainResult, epochs: list[int], tally: _Tally) -> None:
         result.final_acc = float(hits[last].sum() / np.asarray(seen)[last].sum())
 
 
+STAGE_BATCHES = 16  # batches of features held on the host before they are written to ``out``
+
+
 @torch.inference_mode()
 def extract_features(backbone: Backbone, images: np.ndarray, rt: Runtime, batch_size: int = 128,
                      progress: bool = True, pretext: Pretext | None = None,
-                     timing: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
+                     timing: dict[str, float] | None = None, out: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, float]:
     """Pooled features (N, D) float32 of uint8 images (N,3,S,S), and the seconds it took without the
     compilation (with ``rt.compile``: the first batch's time, stored in ``timing["compile_s"]``). The
-    input is what ``pretext`` showed the backbone (``feature_input``; default ImageNet-normalized RGB)."""
+    input is what ``pretext`` showed the backbone (``feature_input``; default ImageNet-normalized RGB).
+    ``out``: a writable (N, D) float32 array (a memory map: the features are never held whole) that
+    receives them every STAGE_BATCHES batches and is returned."""
     prepare = pretext.feature_input if pretext is not None else normalize
     backbone.to(rt.torch_device).eval()
     backbone.to(memory_format=torch.channels_last if rt.channels_last_infer else torch.contiguous_format)
     n = images.shape[0]
     # features land in a pinned host buffer by non-blocking copies: no sync per batch on CUDA
-    out = torch.empty((n, backbone.dim), dtype=torch.float32, pin_memory=rt.pin_memory)
+    span = n if out is None else min(n, STAGE_BATCHES * batch_size)
+    buf = torch.empty((span, backbone.dim), dtype=torch.float32, pin_memory=rt.pin_memory)
     t0 = time.perf_counter()
     starts = range(0, n, batch_size)
     bar = tqdm(total=len(starts), desc=f"extract {backbone.name}", unit="batch", disable=not progress, leave=False)
     stream = batches(images, (slice(i, i + batch_size) for i in starts), rt, rt.channels_last_infer)
     compile_s = 0.0
+    base = 0  # the row of ``out`` that buf[0] is
+
+    def flush(upto: int) -> None:
+        if out is not None and upto > base:
+            sync(rt)
+            out[base:upto] = buf[:upto - base].numpy()
+
     with compiled_forward(backbone, rt):
         for i, x in zip(starts, stream, strict=False):
             t_first = time.perf_counter()
             with rt.autocast():
                 f = backbone.features(prepare(x))
-            out[i:i + f.shape[0]].copy_(f.float(), non_blocking=rt.pin_memory)
+            if i - base + f.shape[0] > span:
+                flush(i)
+                base = i
+            buf[i - base:i - base + f.shape[0]].copy_(f.float(), non_blocking=rt.pin_memory)
             if i == 0 and rt.compile:
                 sync(rt)  # the first batch holds the compilation
                 compile_s = time.perf_counter() - t_first
             bar.update(1)
     bar.close()
     sync(rt)
+    flush(n)
     if timing is not None:
         timing["compile_s"] = compile_s
-    return out.numpy(), time.perf_counter() - t0 - compile_s
+    return (buf.numpy() if out is None else out), time.perf_counter() - t0 - compile_s
 
 
 def sync(rt: Runtime) -> None:

@@ -4,6 +4,8 @@
 ``_base``. A family declares each member's ``BackboneInfo`` (stages and how to cut at one included)."""
 from __future__ import annotations
 
+import functools
+
 from benchmark.interfaces import BadInput
 from registry.backbones._base import (
     BACKBONES,
@@ -17,12 +19,14 @@ from registry.backbones._base import (
     describe,
     load_checkpoint,
 )
+from registry.backbones.raw_pixels import RAW_PIXELS_MAX, raw_pixels_note, raw_pixels_size
 from registry.backbones.timm_models import TIMM_INFO, build_timm, check_timm_name, timm_stages
 from registry.base import UnknownNameError, unknown_message
 
 __all__ = ["BACKBONES", "IMAGENET_MEAN", "IMAGENET_STD", "TIMM_PREFIX", "Backbone", "BackboneFactory",
            "BackboneInfo", "WeightsRequest", "at_layer", "backbone_info", "backbone_names", "build_backbone",
-           "check_backbone", "check_image_size", "describe", "feature_layers", "load_checkpoint", "min_image_size"]
+           "check_backbone", "check_image_size", "describe", "feature_dim", "feature_layers", "load_checkpoint",
+           "min_image_size", "RAW_PIXELS_MAX", "raw_pixels_note", "raw_pixels_size"]
 
 
 def backbone_info(name: str) -> BackboneInfo:
@@ -85,3 +89,19 @@ def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None
     if backbone_info(name).data_channels:
         return BACKBONES.get(name)(image_size, req, channels=channels)
     return BACKBONES.get(name)(image_size, req)
+
+
+@functools.lru_cache(maxsize=128)
+def feature_dim(name: str, image_size: int, layer: str | None = None, channels: int = 3) -> int | None:
+    """The feature dimension of backbone ``name`` (cut at ``layer``) at ``image_size``, from a build on
+    torch's meta device (no weights allocated or loaded); None where that build fails."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            backbone = build_backbone(name, image_size, WeightsRequest(use_cache=False), channels)
+            if layer:
+                backbone = at_layer(backbone, layer)
+        return int(backbone.dim)
+    except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):  # an estimate: then no D
+        return None

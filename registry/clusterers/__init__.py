@@ -87,8 +87,12 @@ class CentroidClusterer(Clusterer):
 
     def _finish_fit(self, X: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
         self.centroids = np.asarray(centroids, np.float32)
-        dist = np.linalg.norm(X.astype(np.float64) - self.centroids[labels].astype(np.float64), axis=1)
-        self.outlier_distance = float(dist.max()) if dist.size else 0.0
+        far = 0.0
+        step = max(1, (32 << 20) // (8 * max(X.shape[1], 1)))  # rows per block: 32 MiB as float64, never all N
+        for i in range(0, len(X), step):
+            x, lab = np.asarray(X[i:i + step], np.float64), labels[i:i + step]
+            far = max(far, float(np.linalg.norm(x - self.centroids[lab].astype(np.float64), axis=1).max()))
+        self.outlier_distance = far
         return labels.astype(np.int64)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,71 @@
+"""Run one reduce task and one cell task on N synthetic feature rows in this (fresh) process and print their
+peak memory as JSON: ``python -m tests.benchmark.pipeline.stage_memory N D METHOD``. Used by the slope test
+of ``test_memory_bound.py``.
+
+The store holds N x D float32 features (four Gaussian blobs, seeded), a labels record and a stub image
+store (the cell reads only its names). Peaks are measured two ways during each stage: the anonymous memory
+of this process (``RssAnon``, sampled every 2 ms) and tracemalloc's exact peak of numpy's allocations
+(numpy reports each array to tracemalloc, so a whole copy cannot hide between two samples). The row-block
+size and the "small" threshold of ``benchmark.scoring.streamed`` are set low so that a few MB of features
+already take the streamed path the 100k-photo runs take."""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    n, d, method = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    from benchmark.data.images import labels_key
+    from benchmark.interfaces import ClusterSpec
+    from benchmark.pipeline import stages
+    from benchmark.pipeline.plan import CellTask, ReduceTask
+    from benchmark.runtime.memory import PeakMemory
+    from benchmark.scoring import streamed
+    from benchmark.store.artifacts import ArtifactStore
+
+    streamed.SMALL_ELEMENTS = 1 << 14
+    streamed.BLOCK_BYTES = 1 << 20
+    root = Path(tempfile.mkdtemp(prefix="stage-memory-"))
+    store = ArtifactStore(root)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, n)
+    centres = rng.normal(0, 3, (4, d)).astype(np.float32)
+    with store.array_writer("features", "f", (n, d)) as out:
+        for sl in streamed.blocks(n, d):
+            out[sl] = centres[y[sl]] + rng.standard_normal((sl.stop - sl.start, d), dtype=np.float32)
+    store.put_array_meta("features", "f", {"feature_dim": d})
+    names = [f"img{i}" for i in range(n)]
+    with store.image_writer("i", (n, 3, 1, 1)) as arr:
+        arr[:] = 0
+    store.put_images_meta("i", {"names": names, "grayscale": False, "skipped": []})
+    rec = {"names": names, "class_names": ["a", "b", "c", "d"], "labels": y.tolist(), "label_source": "test"}
+    lkey = labels_key(rec)
+    store.put_labels(lkey, rec)
+    kind, _, dims = method.partition(":")
+    red = ReduceTask("r", "f", kind, int(dims or 0), 0)
+    cell = CellTask("c", "f", "r", "i", lkey, "kmeans", 4, ClusterSpec(silhouette_max_n=1000), 0, "cpu")
+    out: dict[str, float] = {}
+    import gc
+
+    for name, run in (("reduce", lambda: stages.run_reduce(red, store, False)),
+                      ("cell", lambda: stages.run_cell(cell, store, False))):
+        gc.collect()
+        tracemalloc.start()
+        with PeakMemory(interval=0.002) as peak:
+            result = run()
+        _now, traced = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert result.status == "ok", result.error
+        out[f"{name}_anon"] = float(peak.peak or 0)
+        out[f"{name}_traced"] = float(traced)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
