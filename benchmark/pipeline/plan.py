@@ -36,8 +36,8 @@ from registry.pretexts import PRETEXTS, build_pretext
 TRAIN_VERSION = 1
 FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
 PROBE_VERSION = 2  # 2: batched torch solver by default, device in the key
-REDUCE_VERSION = 2  # 2: --reduce methods (none, standardize, l2, pca, umap)
-CELL_VERSION = 5  # 5: stability, silhouette in the clusterer's space and with noise, rankable
+REDUCE_VERSION = 3  # 3: streamed in row blocks above 8 Mi values (2: --reduce methods)
+CELL_VERSION = 6  # 6: scores streamed above 8 Mi values (5: stability, silhouette own and with noise, rankable)
 COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
 
 

@@ -5,8 +5,8 @@ down to it (each output pixel the mean of the input pixels it covers), so the ba
 (3,072-D for colour) at any image size. Torralba, Fergus & Freeman, "80 million tiny images" (TPAMI 2008)
 found 32 x 32 colour images enough for people to recognise scenes and objects; at 64 px the full
 resolution would be 12,288-D (100k photos: 4.9 GB of features and an O(N^2 D) silhouette) for no better
-baseline (``benchmarks/raw_pixels_resolution.py`` measures NMI and probe at both). The row's ``notes`` and
-``feature_dim`` say so."""
+baseline (NMI and probe at both, 10,000 photos: docs/throughput.md#a-day-of-photos). The row's ``notes``
+and ``feature_dim`` say so."""
 from __future__ import annotations
 
 import torch

@@ -107,3 +107,26 @@ def test_bad_feature_layers_are_one_line_errors():
     with pytest.raises(BadInput, match="allowed: pool1, pool2, pool3, pool4, pool5"):
         validate_names(GridSpec("digits", ("vgg16", "raw_pixels"), ("none",), ("kmeans",), feature_layer="layer2"))
     validate_names(GridSpec("digits", ("resnet18", "raw_pixels"), ("none",), ("kmeans",), feature_layer="layer2"))
+
+
+def test_raw_pixels_are_area_averaged_to_32_px_above_it_and_kept_below():
+    import torch.nn.functional as F
+
+    from registry.backbones import RAW_PIXELS_MAX, build_backbone, feature_dim, raw_pixels_note
+    from registry.pretexts import normalize
+
+    x = torch.rand(2, 3, 64, 64)
+    big = build_backbone("raw_pixels", 64)
+    assert big.dim == 3 * RAW_PIXELS_MAX ** 2 == 3072 == feature_dim("raw_pixels", 64)
+    feats = big.features(normalize(x))
+    torch.testing.assert_close(feats, F.avg_pool2d(x, 2).flatten(1), atol=1e-6, rtol=0)  # each 2x2 block's mean
+    small = build_backbone("raw_pixels", 28, channels=1)
+    assert small.dim == 784 and small.features(normalize(torch.rand(1, 3, 28, 28))).shape == (1, 784)
+    assert raw_pixels_note(28) == "" and "64 px to 32 px" in raw_pixels_note(64)
+
+
+def test_feature_dim_builds_on_the_meta_device_without_weights():
+    from registry.backbones import feature_dim
+
+    assert feature_dim("resnet18", 64) == 512 and feature_dim("resnet18", 64, "layer2") == 128
+    assert feature_dim("no_such_backbone", 64) is None

@@ -107,3 +107,15 @@ def test_a_preset_with_an_unknown_setting_is_refused():
     cfg["train"]["epoch"] = 3
     with pytest.raises(ValueError, match="bad setting train.epoch"):
         spec_from_config(cfg)
+
+
+def test_raw_pixels_above_32_px_carry_their_cap_in_the_notes_and_the_feature_key():
+    def raw_slots(size):
+        p = plan(grid(image_size=size, pretexts=("none",), clusterers=("kmeans",)), DATA, RT)
+        return [s for s in p.cells if s.backbone == "raw_pixels"], [s for s in p.cells if s.backbone == "resnet18"]
+
+    (raw64,), (res64,) = raw_slots(64)
+    (raw32,), (res32,) = raw_slots(32)
+    assert "area-averaged from 64 px to 32 px" in raw64.notes and raw32.notes == "" and res64.notes == ""
+    # the cap is an input of the raw-pixels features at 64 px only: other keys are those of before
+    assert raw64.features_key != raw32.features_key

@@ -234,3 +234,15 @@ def test_checkpoints_are_written_when_due_and_a_damaged_one_means_starting_over(
     (tmp_path / ".other.pt.abc123.tmp").write_bytes(b"half")  # another training's: kept
     every.clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.abc123.tmp"]
+
+
+def test_features_written_into_a_memory_map_by_stages_equal_the_in_memory_ones(images, cpu, tmp_path, monkeypatch):
+    from benchmark.train import loop
+
+    bb = build_backbone("resnet18", 32)
+    whole, _ = extract_features(bb, images, cpu, batch_size=3, progress=False)
+    monkeypatch.setattr(loop, "STAGE_BATCHES", 2)  # 6 rows held at a time: several flushes and a short last one
+    out = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=whole.shape)
+    got, _ = extract_features(bb, images, cpu, batch_size=3, progress=False, out=out)
+    assert got is out
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), whole)
