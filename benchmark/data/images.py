@@ -110,19 +110,20 @@ def file_version(decoder: str) -> int | str:
 
 
 def _decode_files(listing: Listing, shas: list[str | None], size: int, store: ArtifactStore,
-                  progress: bool, decoder: str = "pil") -> tuple[list[np.ndarray | str], int]:
-    """Each file's (3,S,S) uint8 or its skip reason, cached per content; new files are decoded in chunks.
-    Returns (results, how many files were decoded now)."""
+                  progress: bool, decoder: str = "pil") -> tuple[list[str | None], int]:
+    """Each file's skip reason, or None where its (3,S,S) uint8 is in the per-file cache (by content); new
+    files are decoded in chunks and cached. No decoded image is held beyond its chunk: the image store is
+    filled from the cache afterwards. Returns (results, how many files were decoded now)."""
     assert listing.files is not None and listing.root is not None
-    results: list[np.ndarray | str | None] = [None] * len(shas)
+    results: list[str | None] = [None] * len(shas)
     todo: list[tuple[int, str]] = []  # (position, sha) of the files to decode now
     for i, sha in enumerate(shas):
         got = store.get_file(sha, size, file_version(decoder)) if sha else None
-        if got is not None:
+        if isinstance(got, str):
             results[i] = got
-        elif sha is None:
+        elif got is None and sha is None:
             results[i] = "missing, unreadable or broken symlink"
-        else:
+        elif got is None and sha is not None:
             todo.append((i, sha))
     bar = tqdm(total=len(todo), desc="decode (nvJPEG)" if decoder == "nvjpeg" else "decode", unit="img",
                disable=not progress or not todo, leave=False)
@@ -135,10 +136,17 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
             decoded = decode_paths(files, size)
         for (i, sha), res in zip(chunk, decoded, strict=False):
             store.put_file(sha, size, file_version(decoder), res)
-            results[i] = res
+            results[i] = res if isinstance(res, str) else None
         bar.update(len(chunk))
     bar.close()
-    return cast("list[np.ndarray | str]", results), len(todo)  # every entry is set above
+    return results, len(todo)
+
+
+def _cached_image(store: ArtifactStore, sha: str | None, size: int, decoder: str) -> np.ndarray:
+    got = store.get_file(sha, size, file_version(decoder)) if sha else None
+    if not isinstance(got, np.ndarray):
+        raise RuntimeError(f"the decoded file {sha} vanished from the per-file cache of {store.root} during the decode")
+    return got
 
 
 class NoDecodableImage(BadInput):
@@ -152,12 +160,14 @@ class NoDecodableImage(BadInput):
 def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None] | None,
                    store: ArtifactStore, progress: bool = True, decoder: str = "pil") -> dict[str, object]:
     """Decode a listing into the image store under ``key``. Returns the store's meta."""
+    results: list[np.ndarray | str | None]
     if listing.files is None:
         assert listing.pixels is not None
-        results: list[np.ndarray | str] = [decode_pil(Image.fromarray(px), size) for px in listing.pixels()]
+        results = [decode_pil(Image.fromarray(px), size) for px in listing.pixels()]
         decoded_now = len(results)
     else:
-        results, decoded_now = _decode_files(listing, shas or [], size, store, progress, decoder)
+        results, decoded_now = cast("tuple[list[np.ndarray | str | None], int]",
+                                    _decode_files(listing, shas or [], size, store, progress, decoder))
     kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     skipped = [(listing.names[i], str(r)) for i, r in enumerate(results) if isinstance(r, str)]
     if not kept:
@@ -166,7 +176,8 @@ def decode_listing(listing: Listing, size: int, key: str, shas: list[str | None]
     gray = True
     with store.image_writer(key, (len(kept), 3, size, size)) as arr:
         for j, i in enumerate(kept):
-            arr[j] = results[i]
+            got = results[i]
+            arr[j] = got if got is not None else _cached_image(store, (shas or [])[i], size, decoder)
             gray = gray and is_gray(arr[j])
     meta = {"names": [listing.names[i] for i in kept], "skipped": skipped, "grayscale": gray,
             "size": size, "decode_version": DECODE_VERSION, "decoder": decoder}

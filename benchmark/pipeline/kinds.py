@@ -29,6 +29,7 @@ PROCESS_MIB = 640  # a task's process with its libraries imported (torch, scikit
 DECODE_WORKER_MIB = 192  # one decode process: its interpreter, PIL and one photo at a time
 TORCH_MODEL_MIB = 1024  # a backbone, its optimizer state and one batch's activations (train / extract)
 UMAP_BYTES_PER_POINT = 2048  # UMAP's neighbour graph, fuzzy set and embedding per point (15 neighbours)
+UMAP_FIXED_MIB = 400  # UMAP's numba-compiled code and its working arrays (measured: 10,000 points, 1.5 GB stage)
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,12 @@ def _blas_threads(task: ProbeTask | CellTask, profile: ThreadProfile, n: int) ->
 # counts; the terms that grow with N are named.
 
 def _decode_memory(task: DecodeTask, s: Sizes) -> int:
-    """One process per core, each holding one photo: constant in N (the store is written by memory map)."""
+    """One process per core, each holding one photo, and one chunk of decoded images (2,048 of 3 x S x S, sent
+    back and cached per file): constant in N (the store is filled from the per-file cache by memory map)."""
+    from benchmark.data.images import CHUNK
+
     workers = max(1, os.cpu_count() or 1)
-    return (PROCESS_MIB + workers * DECODE_WORKER_MIB) * MIB
+    return (PROCESS_MIB + workers * DECODE_WORKER_MIB) * MIB + 2 * CHUNK * 3 * task.image_size ** 2
 
 
 def _extract_memory(task: ExtractTask, s: Sizes) -> int:
@@ -121,7 +125,7 @@ def _reduce_memory(task: ReduceTask, s: Sizes) -> int:
     if task.method in ("pca", "umap"):
         need += 3 * d * d * 8 if d <= streamed.COV_MAX_DIM else 3 * n * (50 + streamed.OVERSAMPLES) * 8
     if task.method == "umap":
-        need += n * (UMAP_BYTES_PER_POINT + 50 * 4)
+        need += UMAP_FIXED_MIB * MIB + n * (UMAP_BYTES_PER_POINT + 50 * 4)
     return need
 
 

@@ -60,3 +60,23 @@ def test_folder_labels_from_subfolders_and_csv(photo_folder, tmp_path, cache):
         s = load_image_set(FolderSource(photo_folder, csv).list(), 16, store)
     assert s.n == 24 and s.n_labeled == 2 and s.skipped[0][0] == "broken.png"  # img_01.png is ambiguous
     assert s.class_names == ["c", "s"]
+
+
+def test_a_folder_decode_holds_no_decoded_image_beyond_its_chunk(photo_folder, tmp_path, monkeypatch):
+    """The per-file results carry only skip reasons (None: in the per-file cache); the store is filled from
+    the cache, equal to the images decoded directly."""
+    from benchmark.data import images as images_mod
+    from benchmark.data.decode import decode_paths
+    from benchmark.data.images import _decode_files, listing_fingerprint
+
+    store = ArtifactStore(tmp_path / "c")
+    (photo_folder / "stripes" / "broken.jpg").write_bytes(b"not an image")
+    listing = FolderSource(photo_folder).list()
+    _fp, shas = listing_fingerprint(listing, store)
+    monkeypatch.setattr(images_mod, "CHUNK", 5)
+    results, now = _decode_files(listing, shas, 16, store, progress=False)
+    assert now == len(results) == 25 and all(r is None or isinstance(r, str) for r in results)
+    assert sum(isinstance(r, str) for r in results) == 1
+    s = load_image_set(listing, 16, store)
+    direct = [r for r in decode_paths(listing.files, 16) if not isinstance(r, str)]
+    np.testing.assert_array_equal(np.asarray(s.images), np.stack(direct))
