@@ -1,6 +1,7 @@
 """Run one reduce task and one cell task on N synthetic feature rows in this (fresh) process and print their
-peak memory as JSON: ``python -m tests.benchmark.pipeline.stage_memory N D METHOD``. Used by the slope test
-of ``test_memory_bound.py``.
+peak memory as JSON: ``python -m tests.benchmark.pipeline.stage_memory N D``: the reduce stage with
+``standardize`` and with ``pca:8``, and a k-means cell on the ``pca:8`` space. Used by the slope test of
+``test_memory_bound.py``.
 
 The store holds N x D float32 features (four Gaussian blobs, seeded), a labels record and a stub image
 store (the cell reads only its names). Peaks are measured two ways during each stage: the anonymous memory
@@ -20,7 +21,7 @@ import numpy as np
 
 
 def main() -> None:
-    n, d, method = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    n, d = int(sys.argv[1]), int(sys.argv[2])
     from benchmark.data.images import labels_key
     from benchmark.interfaces import ClusterSpec
     from benchmark.pipeline import stages
@@ -47,13 +48,14 @@ def main() -> None:
     rec = {"names": names, "class_names": ["a", "b", "c", "d"], "labels": y.tolist(), "label_source": "test"}
     lkey = labels_key(rec)
     store.put_labels(lkey, rec)
-    kind, _, dims = method.partition(":")
-    red = ReduceTask("r", "f", kind, int(dims or 0), 0)
+    std = ReduceTask("s", "f", "standardize", 0, 0)
+    red = ReduceTask("r", "f", "pca", 8, 0)
     cell = CellTask("c", "f", "r", "i", lkey, "kmeans", 4, ClusterSpec(silhouette_max_n=1000), 0, "cpu")
     out: dict[str, float] = {}
     import gc
 
-    for name, run in (("reduce", lambda: stages.run_reduce(red, store, False)),
+    for name, run in (("reduce_standardize", lambda: stages.run_reduce(std, store, False)),
+                      ("reduce_pca", lambda: stages.run_reduce(red, store, False)),
                       ("cell", lambda: stages.run_cell(cell, store, False))):
         gc.collect()
         tracemalloc.start()
