@@ -98,30 +98,37 @@ def extract_with_ray_data(task: ExtractTask, store_root: str, profile: ThreadPro
                          num_gpus=float(data.actor_gpus) or None, batch_format="numpy", zero_copy_batch=True)
     shards = sorted(out.take_all(), key=lambda r: int(r["start"]))
     secs = time.perf_counter() - t0
-    feats = assemble(shards, n)
     train_meta = (store.get_weights_meta(task.train_key) or {}) if task.train_key else {}
-    ex_meta = extraction_meta(task, feats, secs, str(shards[0]["weights"]), bool(shards[0]["trainable"]),
-                              train_meta)
+    first = load_npy(Path(str(shards[0]["path"])), mmap=True) if shards else None
+    dim = int(first.shape[1]) if first is not None and first.ndim == 2 else 0
+    with store.array_writer("features", task.key, (n, dim)) as dest:  # one shard in memory at a time
+        feats = assemble(shards, n, dest)
+        ex_meta = extraction_meta(task, feats, secs, str(shards[0]["weights"]), bool(shards[0]["trainable"]),
+                                  train_meta)
     meta = {**ex_meta, "extract_with": "ray-data", "ray_data": {
         "batch_size": batch, "actor_pool": int(data.pool), "actor_cpus": data.actor_cpus,
         "actor_gpus": data.actor_gpus, "shards": [{"rows": [int(r["start"]), int(r["stop"])],
                                                       "pid": int(r["pid"]), "seconds": float(r["seconds"])}
                                                      for r in shards]}}
-    store.put_array("features", task.key, feats, meta)
+    store.put_array_meta("features", task.key, meta)
     for r in shards:
         Path(str(r["path"])).unlink(missing_ok=True)
     return TaskResult(task.key, task.kind, computed=True, info=meta, seconds={"extract": secs})
 
 
-def assemble(shards: list[dict[str, Any]], n: int) -> np.ndarray:
-    """The (N, D) features from shards that cover rows 0..N-1 exactly once."""
+def assemble(shards: list[dict[str, Any]], n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The (N, D) features from shards that cover rows 0..N-1 exactly once, written into ``out`` when given
+    (a memory map: one shard in memory at a time)."""
     covered = sum(int(r["stop"]) - int(r["start"]) for r in shards)
     if covered != n or (shards and int(shards[0]["start"]) != 0):
         raise RuntimeError(f"the Ray Data shards cover {covered} of {n} rows")
     parts = []
     for r in shards:
-        part = load_npy(Path(str(r["path"])))
+        part = load_npy(Path(str(r["path"])), mmap=out is not None)
         if part is None or part.shape[0] != int(r["stop"]) - int(r["start"]):
             raise RuntimeError(f"feature shard {r['path']} is missing or damaged")
-        parts.append(part)
-    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+        if out is None:
+            parts.append(part)
+        else:
+            out[int(r["start"]):int(r["stop"])] = part
+    return out if out is not None else np.concatenate(parts, axis=0).astype(np.float32, copy=False)
