@@ -167,20 +167,28 @@ def main() -> None:
         record("predict", {**res, "n": n2, "printed": tail[0] if tail else ""})
     if todo("ray"):
         shutil.rmtree(runs / "grid-ray", ignore_errors=True)
-        link_day(photos, day, 0, a.n)
+        ray_day = runs / "day-ray"  # the first day alone (``day`` holds the second day too after step 4)
+        shutil.rmtree(ray_day, ignore_errors=True)
+        link_day(photos, ray_day, 0, a.n)
         ray_cache = runs / "cache-ray"
         shutil.rmtree(ray_cache, ignore_errors=True)
         half = max(1, (os.cpu_count() or 2) // 2)
         ray = str(Path(sys.executable).with_name("ray"))
+        env = {**env, "RAY_AUTH_MODE": "token"}  # as tests/system/test_ray_cli.py: both nodes share the token
+        import tempfile
+
+        # each node its own --temp-dir, short (Ray's sockets live there: AF_UNIX paths stop at 107 bytes)
+        temps = [Path(tempfile.mkdtemp(prefix="dayh-", dir="/tmp")), Path(tempfile.mkdtemp(prefix="dayw-", dir="/tmp"))]
         base = machine_used()
-        head = subprocess.run([ray, "start", "--head", "--port", "6391", f"--num-cpus={half}",
-                               "--include-dashboard=false", "--disable-usage-stats"], env=env,
+        head = subprocess.run([ray, "start", "--head", "--port", "6391", f"--num-cpus={half}", "--temp-dir",
+                               str(temps[0]), "--include-dashboard=false", "--disable-usage-stats"], env=env,
                               capture_output=True, text=True)
         if head.returncode != 0:
             raise SystemExit(f"ray start --head failed: {head.stderr[-800:]}")
         try:
             worker = subprocess.run([ray, "start", "--address", "127.0.0.1:6391", f"--num-cpus={half}",
-                                     "--disable-usage-stats"], env=env, capture_output=True, text=True)
+                                     "--temp-dir", str(temps[1]), "--disable-usage-stats"], env=env,
+                                    capture_output=True, text=True)
             if worker.returncode != 0:
                 raise SystemExit(f"ray start (second node) failed: {worker.stderr[-800:]}")
             peak = [0]
@@ -194,15 +202,17 @@ def main() -> None:
             thread = threading.Thread(target=lambda: [sample() for _ in iter(lambda: stop.wait(0.2), True)],
                                       daemon=True)
             thread.start()
-            res = watched([*py, "run", "--dataset", str(day), *size, *GRID, "--out", str(runs / "grid-ray"),
+            res = Watched([*py, "run", "--dataset", str(ray_day), *size, *GRID, "--out", str(runs / "grid-ray"),
                            "--cache-dir", str(ray_cache), "--no-progress", "--executor", "ray",
-                           "--ray-address", "127.0.0.1:6391", *a.extra])
+                           "--ray-address", "127.0.0.1:6391", *a.extra], a.repo, env, log).run()
             stop.set()
             thread.join()
             record("ray", {**res, "nodes": 2, "machine_peak_above_idle_mib": round(peak[0] / 2**20, 1),
                            "run": run_json(runs / "grid-ray")})
         finally:
             subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+            for t in temps:
+                shutil.rmtree(t, ignore_errors=True)
     summary = {"n": a.n, "image_size": a.image_size, "label": label, "repo": str(a.repo), **state}
     if a.out:
         a.out.write_text(json.dumps(summary, indent=1))
