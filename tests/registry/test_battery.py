@@ -130,7 +130,11 @@ def test_every_module_file_registers_its_member(package):
 
 def test_registry_imports_only_the_interfaces_module_of_benchmark():
     for path in (ROOT / "registry").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        try:
+            text = path.read_text()
+        except FileNotFoundError:  # a member another test placed for a moment (zz_tmp_*) and removed
+            continue
+        for node in ast.walk(ast.parse(text)):
             names = []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
