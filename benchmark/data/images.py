@@ -121,9 +121,9 @@ def _decode_files(listing: Listing, shas: list[str | None], size: int, store: Ar
         got = store.get_file(sha, size, file_version(decoder)) if sha else None
         if isinstance(got, str):
             results[i] = got
-        elif got is None and sha is None:
+        elif sha is None:
             results[i] = "missing, unreadable or broken symlink"
-        elif got is None and sha is not None:
+        elif got is None:
             todo.append((i, sha))
     bar = tqdm(total=len(todo), desc="decode (nvJPEG)" if decoder == "nvjpeg" else "decode", unit="img",
                disable=not progress or not todo, leave=False)

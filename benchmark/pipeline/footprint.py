@@ -103,12 +103,13 @@ def available_memory() -> tuple[int | None, str]:
     except (OSError, ValueError, IndexError):
         return None, ""
     avail, source = info.get("MemAvailable"), "MemAvailable"
-    group = _own_cgroup()
-    for folder in [p for p in (group,) if p is not None]:
-        limit = _read_int(folder / "memory.max") or _read_int(folder / "memory.limit_in_bytes")
-        used = _read_int(folder / "memory.current") or _read_int(folder / "memory.usage_in_bytes") or 0
-        if limit is not None and limit < (1 << 60) and (avail is None or limit - used < avail):
-            avail, source = max(limit - used, 0), f"the cgroup's memory limit ({limit / 1e9:.1f} GB)"
+    folder = _own_cgroup()
+    if folder is None:
+        return avail, source
+    limit = _read_int(folder / "memory.max") or _read_int(folder / "memory.limit_in_bytes")
+    used = _read_int(folder / "memory.current") or _read_int(folder / "memory.usage_in_bytes") or 0
+    if limit is not None and limit < (1 << 60) and (avail is None or limit - used < avail):
+        avail, source = max(limit - used, 0), f"the cgroup's memory limit ({limit / 1e9:.1f} GB)"
     return avail, source
 
 

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from benchmark.data.images import CHUNK
 from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline import stages
 from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, Task, TrainTask
 from benchmark.pipeline.stages import TaskResult
+from benchmark.probe.torch_draws import TEST_CHUNK
 from benchmark.runtime.memory import PeakMemory
 from benchmark.runtime.threads import ThreadProfile, stage_limit
+from benchmark.scoring import streamed
 from benchmark.store.artifacts import ArtifactStore
+from benchmark.train.loop import STAGE_BATCHES
 from registry.clusterers import clusterer_class
 
 MIB = 1 << 20
@@ -79,16 +83,12 @@ def _blas_threads(task: ProbeTask | CellTask, profile: ThreadProfile, n: int) ->
 def _decode_memory(task: DecodeTask, s: Sizes) -> int:
     """One process per core, each holding one photo, and one chunk of decoded images (2,048 of 3 x S x S, sent
     back and cached per file): constant in N (the store is filled from the per-file cache by memory map)."""
-    from benchmark.data.images import CHUNK
-
     workers = max(1, os.cpu_count() or 1)
     return (PROCESS_MIB + workers * DECODE_WORKER_MIB) * MIB + 2 * CHUNK * 3 * task.image_size ** 2
 
 
 def _extract_memory(task: ExtractTask, s: Sizes) -> int:
     """The backbone and a batch, plus the features staged before they are written (16 batches x D)."""
-    from benchmark.train.loop import STAGE_BATCHES
-
     return (PROCESS_MIB + TORCH_MODEL_MIB) * MIB + STAGE_BATCHES * task.batch_size * max(s.feature_dim, 1) * 4
 
 
@@ -100,8 +100,6 @@ def _train_memory(task: TrainTask, s: Sizes) -> int:
 
 def _probe_memory(task: ProbeTask, s: Sizes) -> int:
     """The labeled draws (float64, a few copies) and one block of test rows: O(k x classes x D)."""
-    from benchmark.probe.torch_draws import TEST_CHUNK
-
     d = max(s.feature_dim, 1)
     subset = task.probe.draws * task.probe.k_per_class * max(s.n_classes, 2)
     return PROCESS_MIB * MIB + 4 * subset * d * 8 + 2 * TEST_CHUNK * d * 4
@@ -110,16 +108,12 @@ def _probe_memory(task: ProbeTask, s: Sizes) -> int:
 def _rows_memory(n: int, d: int) -> int:
     """What a pass over (n, d) features holds: the whole array as float64 and three working copies when it is
     small (``scoring.streamed.small``), else a few row blocks."""
-    from benchmark.scoring import streamed
-
     return 4 * n * d * 8 if streamed.small(n, d) else 4 * streamed.BLOCK_BYTES
 
 
 def _reduce_memory(task: ReduceTask, s: Sizes) -> int:
     """Blocks of the features, the PCA's covariance (D x D float64, a few copies) or randomized range
     (N x 60 float64), UMAP's graph (O(N)); the cluster space is written by memory map."""
-    from benchmark.scoring import streamed
-
     n, d = s.n_images, max(s.feature_dim, 1)
     need = PROCESS_MIB * MIB + _rows_memory(n, d)
     if task.method in ("pca", "umap"):

@@ -178,8 +178,8 @@ def transform(rows: Rows, fn: Any, out: np.ndarray) -> np.ndarray:
 
 
 def _encoded(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    _uniq, inv = np.unique(labels, return_inverse=True)
-    return inv, int(_uniq.size)
+    uniq, inv = np.unique(labels, return_inverse=True)
+    return inv, int(uniq.size)
 
 
 def _cluster_sums(rows: Rows, core: np.ndarray, lab: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 
+import torch
+
 from benchmark.interfaces import BadInput
 from registry.backbones._base import (
     BACKBONES,
@@ -95,8 +97,6 @@ def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None
 def feature_dim(name: str, image_size: int, layer: str | None = None, channels: int = 3) -> int | None:
     """The feature dimension of backbone ``name`` (cut at ``layer``) at ``image_size``, from a build on
     torch's meta device (no weights allocated or loaded); None where that build fails."""
-    import torch
-
     try:
         with torch.device("meta"):
             backbone = build_backbone(name, image_size, WeightsRequest(use_cache=False), channels)
