@@ -1,7 +1,7 @@
 """Frozen, validated configuration dataclasses. Bad values raise ValueError before any compute."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from benchmark.config.reduction import parse_method, parse_reduce
 from benchmark.interfaces import (
@@ -16,7 +16,7 @@ from benchmark.interfaces import (
 from registry.backbones import backbone_info
 from registry.clusterers import clusterer_class
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "lars")
 DEVICES = ("auto", "cpu", "cuda")
 PROBE_SOLVERS = ("torch", "sklearn")
 MAX_SEED = 2**31 - 2002  # the harness offsets seeds (+1000 per stability refit, +1 into FAISS's C int)
@@ -29,13 +29,17 @@ class TrainSpec:
     epochs: int = setting(1, Constraint("int", 0, cap=100_000), flag="epochs", help="pretext training epochs")
     batch_size: int = setting(64, Constraint("int", 1, cap=65536), flag="batch-size", label="batch size",
                               help="pretext training batch size")
-    lr: float = setting(0.01, Constraint("real", 0, cap=1e12, lo_open=True), flag="lr", label="learning rate",
-                        help="pretext learning rate")
-    optimizer: str = setting("sgd", Constraint("choice", choices=OPTIMIZERS), flag="optimizer",
-                             help="sgd or adam")
+    lr: float | None = setting(None, Constraint("real", 0, cap=1e12, lo_open=True, optional=True), flag="lr",
+                               label="learning rate",
+                               help="pretext learning rate (default: the method's own: 0.01 for the pretext tasks, "
+                                    "the reference config's for the joint-embedding methods)")
+    optimizer: str | None = setting(None, Constraint("choice", choices=OPTIMIZERS, optional=True), flag="optimizer",
+                                    help="sgd, adam or lars (default: the method's own; sgd for the pretext tasks)")
     momentum: float = setting(0.9, Constraint("real", 0, 1, hi_open=True))
-    weight_decay: float = setting(5e-4, Constraint("real", 0, cap=1), flag="weight-decay", label="weight decay",
-                                  help="pretext weight decay")
+    weight_decay: float | None = setting(None, Constraint("real", 0, cap=1, optional=True), flag="weight-decay",
+                                         label="weight decay",
+                                         help="pretext weight decay (default: the method's own; 5e-4 for the "
+                                              "pretext tasks)")
     max_steps: int | None = setting(None, Constraint("int", 1, cap=10**9, optional=True), flag="max-steps",
                                     help="cap on pretext training steps (default: whole epochs)")
     lr_schedule: str = setting("cosine", Constraint("choice", choices=("cosine", "constant")),
@@ -45,9 +49,24 @@ class TrainSpec:
                                                 "(loss where it has none) improving by plateau_delta: a budget rule "
                                                 "that never looks at the probe")
     plateau_delta: float = setting(0.005, Constraint("real", 0, cap=1))
+    warmup: float | None = setting(None, Constraint("real", 0, 1, hi_open=True, optional=True), flag="warmup",
+                                   help="linear learning-rate warmup as a fraction of all steps, then the cosine "
+                                        "(default: the method's own; none for the pretext tasks)")
 
     def __post_init__(self) -> None:
         check_settings(self)
+
+    def resolved(self, optimizer: str, lr: float, weight_decay: float, warmup: float,
+                 base_batch: int | None = None) -> TrainSpec:
+        """This spec with every field the user left unset (None) taken from a method's recipe: the user's
+        explicit ``--lr`` / ``--optimizer`` / ``--weight-decay`` / ``--warmup`` win. A recipe's learning
+        rate is given at ``base_batch`` images per step and scaled linearly to ``batch_size`` (an explicit
+        ``--lr`` is used as given)."""
+        scaled = lr * self.batch_size / base_batch if base_batch else lr
+        return replace(self, optimizer=self.optimizer or optimizer,
+                       lr=self.lr if self.lr is not None else scaled,
+                       weight_decay=self.weight_decay if self.weight_decay is not None else weight_decay,
+                       warmup=self.warmup if self.warmup is not None else warmup)
 
 
 @dataclass(frozen=True)

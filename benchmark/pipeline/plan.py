@@ -21,6 +21,7 @@ from benchmark.interfaces import BadInput, ClusterSpec, Options, stable_hash
 from benchmark.runtime.device import Runtime
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
+from benchmark.train.optim import recipe_spec
 from registry.backbones import (
     backbone_info,
     check_backbone,
@@ -33,7 +34,7 @@ from registry.clusterers import CLUSTERERS, clusterer_class
 from registry.datasets import check_split
 from registry.pretexts import PRETEXTS, build_pretext
 
-TRAIN_VERSION = 1
+TRAIN_VERSION = 2  # 2: the train spec resolved per method (its recipe), warmup in it
 FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
 PROBE_VERSION = 2  # 2: batched torch solver by default, device in the key
 REDUCE_VERSION = 3  # 3: streamed in row blocks above 8 Mi values (2: --reduce methods)
@@ -308,10 +309,11 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
         pretext = build_pretext("none")
     train_key = None
     if pretext.trains:
+        train = recipe_spec(spec.train, pretext)  # the method's recipe where the user set no shared flag
         train_key = stable_hash(["weights", TRAIN_VERSION, train_images, bname, weights, pretext.key(),
-                                 spec.train, seed, spec.image_size, runtime])
+                                 train, seed, spec.image_size, runtime])
         tasks.setdefault(train_key, TrainTask(
-            train_key, train_images, bname, pretext.name, pretext.opts, spec.train, seed,
+            train_key, train_images, bname, pretext.name, pretext.opts, train, seed,
             spec.image_size, wpath, runtime, deps=(train_images,)))
     batch = max(spec.train.batch_size, 128)
     layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None

@@ -55,8 +55,9 @@ class TaskResult:
 def _backbone(task: TrainTask | ExtractTask, gray: bool = False):
 
     torch.manual_seed(task.seed)  # random init is part of the seeded recipe
-    return build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),
-                          channels=1 if gray else 3)
+    backbone = build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),
+                              channels=1 if gray else 3)
+    return build_pretext(task.pretext, task.options).wrap_backbone(backbone)  # the network the method trains
 
 
 def run_decode(task: DecodeTask, store: ArtifactStore, progress: bool) -> TaskResult:

@@ -17,6 +17,7 @@ from benchmark.config.specs import TrainSpec
 from benchmark.data.loader import batches
 from benchmark.runtime.device import Runtime
 from benchmark.train.checkpoint import Checkpoint
+from benchmark.train.optim import lr_factor, make_optimizer, recipe_spec
 from registry.backbones import Backbone
 from registry.pretexts import Pretext, normalize
 
@@ -59,26 +60,33 @@ def compiled_forward(backbone: Backbone, rt: Runtime) -> Iterator[None]:
         del backbone.features  # the class's method again
 
 
-def make_optimizer(params: list[nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
-    return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-
-
 def train_step(backbone: Backbone, head: nn.Module, pretext: Pretext, opt: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, x: torch.Tensor, gen: torch.Generator,
-               autocast: Callable[[], ContextManager[object]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimizer step of ``pretext`` on images x (B,3,S,S) in [0,1] on the device; the step that
-    training runs and ``bench`` times. Returns (loss, outputs, targets), detached."""
+               autocast: Callable[[], ContextManager[object]], step: int = 0, total: int = 1
+               ) -> tuple[torch.Tensor, Any, Any]:
+    """Optimizer step ``step`` (0-based) of ``total`` of ``pretext`` on images x (B,3,S,S) in [0,1] on the
+    device, then the method's per-step update (EMA, queue, center); the step that training runs and ``bench``
+    times. Returns (loss detached, outputs, targets)."""
     inputs, targets = pretext.make_batch(x, gen)
     with autocast():
         out = pretext.predict(backbone, head, inputs)
         loss = pretext.loss(out, targets)
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    pretext.after_backward(head, step, total)
     scaler.step(opt)
     scaler.update()
-    return loss.detach(), out.detach(), targets
+    with torch.no_grad():
+        pretext.update(backbone, head, out, step, total)
+    return loss.detach(), _detached(out), targets
+
+
+def _detached(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.detach()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_detached(o) for o in out)
+    return out
 
 
 def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec: TrainSpec, rt: Runtime,
@@ -91,6 +99,7 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     (a resumed training ends with the same weights and losses as one that never stopped)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    spec = recipe_spec(spec, pretext)
     n, size = images.shape[0], images.shape[-1]
     pretext.prepare(images)
     head = pretext.build_head(backbone, size)
@@ -104,9 +113,7 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     total = spec.epochs * steps_per_epoch
     if spec.max_steps is not None:
         total = min(total, spec.max_steps)
-    cosine = spec.lr_schedule == "cosine"
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))) if cosine else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(spec, total))
     scaler = torch.amp.GradScaler(rt.device, enabled=rt.amp_dtype == torch.float16)
     result = TrainResult()
     backbone.train()
@@ -122,8 +129,8 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
                disable=not progress, leave=False)
     stream = batches(images, (idx for _epoch, idx in plan[start:]), rt, rt.channels_last)
 
-    def step_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = train_step(backbone, head, pretext, opt, scaler, x, gen, rt.autocast)
+    def step_fn(x: torch.Tensor, step: int) -> tuple[torch.Tensor, Any, Any]:
+        out = train_step(backbone, head, pretext, opt, scaler, x, gen, rt.autocast, step, len(plan))
         sched.step()
         return out
 
@@ -219,7 +226,7 @@ def _run_steps(plan: list[tuple[int, np.ndarray]], stream: Iterator[torch.Tensor
     checked = start
     for step, ((epoch, _idx), x) in enumerate(zip(plan[start:], stream, strict=False), start):
         t_first = time.perf_counter()
-        loss, out, targets = step_fn(x)
+        loss, out, targets = step_fn(x, step)
         if step == start and rt.compile:
             loss.item()  # synchronize: the first step holds the compilation
             result.compile_s = time.perf_counter() - t_first

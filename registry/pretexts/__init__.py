@@ -1,9 +1,19 @@
-"""Self-supervised pretext tasks, one module each in this package (discovered, no import list).
+"""Self-supervised methods, one module each in this package (discovered, no import list): the pretext tasks
+and the joint-embedding methods (SimCLR, MoCo v2, BYOL, DINO) under one contract.
 
-Each task says how a batch of images becomes (inputs, targets), which head it needs for a backbone, how
-the head is applied, and its loss; ``benchmark.train.loop`` is the one loop. A task declares its own options
-(``Options``, a frozen dataclass): they are its only contribution to the feature cache key."""
+A method says how a batch of images becomes (inputs, targets) on the device (inputs may be several augmented
+views), the extra modules it owns for a backbone (``build_head``: a head, projector, predictor, prototypes, a
+momentum encoder whose parameters do not require gradients, and buffers such as a queue or a center; all of it
+is in the training checkpoint), how they are applied (``predict``), its loss (a pure function of the outputs),
+and its per-step update after the optimizer step (``update``: EMA, queue, center, schedules). Its reference
+recipe (optimizer, learning rate, weight decay, warmup) is ``recipe()``; the shared training flags override it
+when the user sets them. ``benchmark.train.loop`` is the one loop. A method declares its own options
+(``Options``, a frozen dataclass): they are its only contribution to the feature cache key. Losses and
+view-making shared by several methods live in the ``_``-prefixed helper modules of this package."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +32,20 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean).div_(std)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method's reference optimisation (from its config): optimizer (sgd, adam, lars), learning rate at
+    ``base_batch`` images per step (scaled linearly to the batch size used when ``base_batch`` is set, as
+    solo-learn's ``main_pretrain.py`` does), weight decay and the linear warmup as a fraction of all steps.
+    The pretext tasks' recipe is the harness's historical one: SGD 0.01, weight decay 5e-4, no warmup."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    warmup: float = 0.0
+    base_batch: int | None = None
 
 
 class Pretext:
@@ -60,8 +84,31 @@ class Pretext:
             return f"{self.name} not applicable: {backbone} has no spatial feature map to decode"
         return None
 
+    views = 1  # augmented views of each source image a training step sees (bench counts source images)
+
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
+        """The modules and buffers the method owns beside the backbone (trained unless requires_grad is off)."""
         raise NotImplementedError
+
+    def recipe(self) -> Recipe:
+        """The method's reference optimisation (applied where the user did not set the shared flags)."""
+        return Recipe()
+
+    def wrap_backbone(self, backbone: Backbone) -> Backbone:
+        """The network the method trains and extracts features with (default: the backbone itself; the
+        split-brain autoencoder doubles it). Called for training and for extraction alike."""
+        return backbone
+
+    def feature_dim(self, dim: int) -> int:
+        """The feature dimension given the backbone's (default: unchanged)."""
+        return dim
+
+    def after_backward(self, head: nn.Module, step: int, total: int) -> None:
+        """Between the backward pass and the optimizer step (e.g. DINO's prototypes frozen early)."""
+
+    def update(self, backbone: Backbone, head: nn.Module, outputs: Any, step: int, total: int) -> None:
+        """After the optimizer step of step ``step`` (0-based) of ``total``, without gradients: a momentum
+        encoder's EMA, a queue, a center, a schedule held in the head's buffers."""
 
     def prepare(self, images: np.ndarray) -> None:
         """Called once with the uint8 training images (N,3,S,S) before training (e.g. data statistics)."""
@@ -70,14 +117,15 @@ class Pretext:
         """Images in [0,1] -> what the backbone sees at feature extraction (default: ImageNet-normalized RGB)."""
         return normalize(x)
 
-    def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[Any, Any]:
+        """Images (B,3,S,S) in [0,1] on the device -> (inputs, targets); inputs may be a tuple of views."""
         raise NotImplementedError
 
-    def predict(self, backbone: Backbone, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, backbone: Backbone, head: nn.Module, inputs: Any) -> Any:
         """Default: pooled backbone features through the head."""
         return head(backbone.features(inputs))
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), targets)
 
     def correct_count(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
