@@ -1,4 +1,5 @@
-"""torchvision's VGG16 and ResNet-18/34/50, with ImageNet weights from the local torch hub cache when present.
+"""torchvision's VGG16 and ResNet-18/34/50, with ImageNet weights from the local torch hub cache when present, and
+ResNet-18 with the small-image (CIFAR) stem, ``resnet18_small``.
 
 Stages (``--feature-layer``): ``pool1``..``pool5`` of VGG16 (after each max-pool), ``layer1``..``layer4`` of
 the ResNets (RotNet found its middle blocks best)."""
@@ -68,3 +69,27 @@ def _resnet(arch: str, dim: int) -> BackboneFactory:
 
 for _arch, _dim in (("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)):
     BACKBONES.register(_arch)(_resnet(_arch, _dim))
+
+
+def _small_stem(model: Any) -> nn.Sequential:
+    """The CIFAR stem every small-image SSL recipe uses (solo-learn ``solo/backbones/resnet``, lightly's CIFAR-10
+    benchmark, the MoCo CIFAR-10 demo): a 3x3 stride-1 convolution instead of the 7x7 stride-2 one and no
+    max-pool, so a 32 px image leaves layer4 at 4 x 4 rather than 1 x 1 (lightly issue 1419)."""
+    conv = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's ResNet
+    return nn.Sequential(conv, model.bn1, model.relu, nn.Identity(),
+                         model.layer1, model.layer2, model.layer3, model.layer4)
+
+
+@BACKBONES.register("resnet18_small")
+@describe(stages=RESNET_STAGES, cut=_cut_resnet)
+def resnet18_small(image_size: int, req: WeightsRequest) -> Backbone:
+    """torchvision's ResNet-18 with the small-image stem (random init: ImageNet weights are for the 7x7 stem;
+    ``--weights`` takes a checkpoint of this architecture)."""
+    import torchvision.models as tvm
+
+    body = _small_stem(tvm.get_model("resnet18", weights=None))
+    bb = Backbone("resnet18_small", body, 512, "random")
+    if req.path:
+        bb.weights = load_checkpoint(body, req.path)
+    return bb

@@ -6,13 +6,16 @@ import torch
 from benchmark.config.specs import TrainSpec
 from benchmark.train.loop import extract_features, train_pretext
 from registry.backbones import build_backbone
-from registry.pretexts import PRETEXTS, build_pretext
+from registry.pretexts import PRETEXTS, build_pretext, pretext_class
 from registry.pretexts.autoencoder import AutoencoderOptions
 from registry.pretexts.colorization import ColorizationOptions, ab_bins, lab_to_rgb, rgb_to_lab, soft_encode
 from registry.pretexts.jigsaw import JigsawOptions, color_jitter, cut_tiles, permutation_set, tile_normalize
 from tests.conftest import make_photo
 
 TRAINING = [n for n in PRETEXTS.names() if n != "none"]
+# the joint-embedding methods' own loss test fixes their views (tests/registry/test_joint_embedding.py): their loss
+# moves with freshly drawn views, a queue and a center, so "falls over fresh batches" is not their invariant
+SINGLE_VIEW = [n for n in TRAINING if pretext_class(n).views == 1]
 
 
 def small_task(name, color_loss="classification"):
@@ -89,16 +92,17 @@ def test_colorization_is_skipped_on_grayscale_data():
     assert reason and "grayscale" in reason
     assert build_pretext("colorization").not_applicable(grayscale=False) is None
     assert all(build_pretext(n).not_applicable(grayscale=True) is None for n in PRETEXTS.names()
-               if n != "colorization")
+               if n not in ("colorization", "split_brain"))  # split_brain: no ab either
 
 
-@pytest.mark.parametrize("name", TRAINING)
+@pytest.mark.parametrize("name", SINGLE_VIEW)
 def test_pretext_loss_falls_over_a_few_steps(name, images, cpu):
     torch.manual_seed(0)
-    bb = build_backbone("timm:resnet10t", 32)
+    task = small_task(name)
+    bb = task.wrap_backbone(build_backbone("timm:resnet10t", 32))  # the network it trains (split_brain: two)
     # lr 0.02 diverged (jigsaw at chance)
     spec = TrainSpec(epochs=12, batch_size=16, lr=0.005, optimizer="adam", weight_decay=0.0)
-    res, _ = train_pretext(bb, small_task(name), images, spec, cpu, 0, progress=False)
+    res, _ = train_pretext(bb, task, images, spec, cpu, 0, progress=False)
     first, last = np.mean(res.step_losses[:4]), np.mean(res.step_losses[-4:])
     assert last < first, (name, res.step_losses)
     if name in ("rotation", "jigsaw"):
@@ -110,8 +114,8 @@ def test_pretext_loss_falls_over_a_few_steps(name, images, cpu):
 @pytest.mark.parametrize("name", TRAINING)
 def test_each_pretext_runs_with_torchvision_and_timm_backbones(name, backbone, images, cpu):
     torch.manual_seed(0)
-    bb = build_backbone(backbone, 32)
     task = small_task(name, color_loss="l2" if backbone == "resnet18" else "classification")
+    bb = task.wrap_backbone(build_backbone(backbone, 32))
     res, _ = train_pretext(bb, task, images[:16], TrainSpec(batch_size=8, max_steps=2), cpu, 0, progress=False)
     assert res.steps == 2 and np.isfinite(res.final_loss)
     feats, _ = extract_features(bb, images[:4], cpu, progress=False, pretext=task)
