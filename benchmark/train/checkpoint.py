@@ -23,6 +23,10 @@ DEFAULT_EVERY_S = 60.0
 EVERY_ENV = "SSLBENCH_CHECKPOINT_EVERY_S"
 
 
+class ResumedFromCheckpoint(UserWarning):
+    """A training went on from its checkpoint (shown once, and written to run.log like every warning)."""
+
+
 def checkpoint_every_s() -> float:
     """Seconds between checkpoints: ``SSLBENCH_CHECKPOINT_EVERY_S`` (a number >= 0), default 60."""
     raw = os.environ.get(EVERY_ENV, "")

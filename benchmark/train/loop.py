@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from benchmark.config.specs import TrainSpec
 from benchmark.data.loader import batches
 from benchmark.runtime.device import Runtime
-from benchmark.train.checkpoint import Checkpoint
+from benchmark.train.checkpoint import Checkpoint, ResumedFromCheckpoint
 from benchmark.train.optim import lr_factor, make_optimizer, recipe_spec
 from registry.backbones import Backbone
 from registry.pretexts import Pretext, normalize
@@ -185,7 +186,11 @@ def _resume(checkpoint: Checkpoint | None, p: _Parts, planned: int) -> tuple[int
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is None or saved.get("planned") != planned:
         return 0, 0.0, False
-    return (*_restore(saved, p), True)
+    step, seconds = _restore(saved, p)
+    name = checkpoint.path.name if checkpoint is not None else ""
+    warnings.warn(ResumedFromCheckpoint(f"training goes on from its checkpoint {name} after step {step} of "
+                                        f"{planned}"), stacklevel=2)
+    return step, seconds, True
 
 
 def _restore(state: dict[str, Any], p: _Parts) -> tuple[int, float]:
