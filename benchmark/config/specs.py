@@ -71,7 +71,9 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """Linear probe protocol: k labeled images per class, C chosen on a validation split of them."""
+    """Linear probe protocol: k labeled images per class, C chosen on a validation split of them; the weighted
+    kNN accuracy on the same draws (``knn_k``, ``knn_t``) and, with ``knn_reference``, on all labels of another
+    split (``knn_full_k``, ``knn_full_t``): ``benchmark.probe.knn``."""
 
     k_per_class: int = setting(10, Constraint("int", 2, cap=100_000), flag="probe-k", label="probe k",
                                help="labeled images per class for the linear probe (default 10)")
@@ -82,6 +84,21 @@ class ProbeSpec:
     solver: str = setting("torch", Constraint("choice", choices=PROBE_SOLVERS), flag="probe-solver",
                           label="probe solver", help="torch (batched Newton-CG on the run's device; default) or "
                                                      "sklearn (the reference LogisticRegression, one fit at a time)")
+    knn_k: int = setting(20, Constraint("int", 1, cap=100_000), flag="knn-k", label="knn k",
+                         help="neighbours of the weighted kNN accuracy on the probe's draws (default 20, "
+                              "solo-learn's; capped at the draw's labeled images)")
+    knn_t: float = setting(0.07, Constraint("real", 0, cap=1e6, lo_open=True), flag="knn-t", label="knn T",
+                           help="temperature of the kNN votes exp(cosine / T) (default 0.07, solo-learn's)")
+    knn_reference: str | None = setting(None, Constraint("text", optional=True), flag="knn-reference",
+                                        label="knn reference",
+                                        help="also score kNN with every labeled image of this split of the data "
+                                             "set (e.g. train) as neighbours of every labeled image of --split "
+                                             "(lightly's full-label protocol: knn_full_acc; default: off)")
+    knn_full_k: int = setting(200, Constraint("int", 1, cap=100_000), flag="knn-full-k", label="knn full k",
+                              help="neighbours of the --knn-reference kNN (default 200, lightly's)")
+    knn_full_t: float = setting(0.1, Constraint("real", 0, cap=1e6, lo_open=True), flag="knn-full-t",
+                                label="knn full T", help="temperature of the --knn-reference kNN (default 0.1, "
+                                                         "lightly's)")
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -11,6 +11,7 @@ import torch
 
 from benchmark.config.specs import MAX_SEED, GridSpec
 from benchmark.driver.integrity import check_folder
+from benchmark.driver.probe_rows import probe_columns
 from benchmark.driver.results import assignment_of, cell_id, read_assignments, rows_of
 from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline.plan import Plan, check_member_names
@@ -119,10 +120,10 @@ def kept_rows(plan_: Plan, folder: RunFolder, store: ArtifactStore
 
 
 def _probe_columns(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The cells.csv columns of a probe record."""
+    """The numeric cells.csv columns of a probe record (linear probe and kNN)."""
     if record is None:
         return None
-    return {"linear_probe_acc": record.get("probe_acc"), "linear_probe_std": record.get("probe_std")}
+    return {k: v for k, v in probe_columns(record).items() if not isinstance(v, str)}
 
 
 def _add_axes(axes: dict[str, list[Any]], r: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from benchmark.data.images import (
 )
 from benchmark.data.nvjpeg import select_decoder
 from benchmark.driver.integrity import write_info
+from benchmark.driver.probe_rows import knn_reference, probe_columns
 from benchmark.driver.results import (
     environment,
     write_assignments,
@@ -138,7 +139,8 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
         tlist = checks.limited_listing(spec, spec.train_split, f" (its --train-split {spec.train_split})")
         train_key = images_key(listing_fingerprint(tlist, store)[0], spec.image_size, decoder)
     data = DataInfo(spec.dataset, spec.labels, images_key(fingerprint, spec.image_size, decoder), labels_key(rec),
-                    n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key)
+                    n, len(rec["class_names"]), decoder, spec.split, spec.limit, train_key,
+                    *knn_reference(spec, listing, store, decoder))
     if not store.has("images", data.images_key):
         checks.check_free_space(store.root, n, spec.image_size)
     plan_ = plan(spec, data, RuntimeInfo.of(rt), digests)
@@ -197,7 +199,7 @@ class Recorder:
                     raise OSError(f"the decode could not write the store: {result.error}")
                 raise RuntimeError(f"decode failed: {result.error}")
             if task.key != self.plan.data.images_key:
-                return  # the --train-split images: they train pretexts, the run's rows are of the others
+                return  # --train-split / --knn-reference images: the run's rows are of the others
             got = self.store.get_images(task.key)
             if got is None:
                 raise RuntimeError(f"the image store {task.key} was not readable right after its decode")
@@ -272,10 +274,7 @@ class Recorder:
                        rank_reason=f"status {status}")
             return row
         probe = self.store.get_record("probes", slot.probe_key) or {}
-        accs = probe.get("accuracies") or []
-        row.update(linear_probe_acc=probe.get("probe_acc"), linear_probe_std=probe.get("probe_std"),
-                   probe_accuracies=";".join(f"{a:.6g}" for a in accs),
-                   pretext_loss=fmeta.get("pretext_loss"), pretext_acc=fmeta.get("pretext_acc"),
+        row.update(probe_columns(probe), pretext_loss=fmeta.get("pretext_loss"), pretext_acc=fmeta.get("pretext_acc"),
                    train_s=fmeta.get("train_s"), extract_s=fmeta.get("extract_s"),
                    images_per_s=fmeta.get("images_per_s"), feature_dim=fmeta.get("feature_dim"),
                    notes="; ".join(x for x in (slot.notes, probe.get("probe_reason", "")) if x))

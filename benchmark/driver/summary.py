@@ -1,6 +1,7 @@
 """Seeds aggregated: mean, std and 95% interval per cell (summary.csv), ties with the leader, the leaderboard.
 
-Interval: Student t over the seeds (mean +- t(0.975, n-1) * sd / sqrt(n)); the probe pools seeds x draws.
+Interval: Student t over the seeds (mean +- t(0.975, n-1) * sd / sqrt(n)); the probe and the kNN accuracy pool
+seeds x draws.
 Ties: a **paired** comparison with the leader. For the ranking score (NMI with labels, else silhouette) the
 per-seed differences leader - cell; for the probe the per-(seed, draw) differences, since a draw's labeled
 subset is the same for every feature set. A cell is tied when the 95% interval of its mean difference
@@ -53,13 +54,19 @@ def primary_score(df: pd.DataFrame) -> str:
     return "nmi" if pd.to_numeric(df.get("nmi"), errors="coerce").notna().any() else "silhouette"
 
 
-def probe_draws(row: Any) -> list[float]:
-    """The per-draw probe accuracies of a row (``probe_accuracies`` "a;b;c"), else its mean alone."""
-    text = row.get("probe_accuracies") if hasattr(row, "get") else None
+def probe_draws(row: Any, per_draw: str = "probe_accuracies", mean: str = "linear_probe_acc") -> list[float]:
+    """The per-draw probe accuracies of a row (``probe_accuracies`` "a;b;c"), else its mean alone; the kNN's
+    with ``per_draw="knn_accuracies", mean="knn_acc"`` (``knn_draws``)."""
+    text = row.get(per_draw) if hasattr(row, "get") else None
     if isinstance(text, str) and text:
         return [float(x) for x in text.split(";")]
-    v = pd.to_numeric(pd.Series([row.get("linear_probe_acc")]), errors="coerce").iloc[0]
+    v = pd.to_numeric(pd.Series([row.get(mean)]), errors="coerce").iloc[0]
     return [] if pd.isna(v) else [float(v)]
+
+
+def knn_draws(row: Any) -> list[float]:
+    """The per-draw kNN accuracies of a row (``knn_accuracies``), else its mean alone."""
+    return probe_draws(row, "knn_accuracies", "knn_acc")
 
 
 def rankable_mask(df: pd.DataFrame) -> pd.Series:
@@ -85,9 +92,9 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
         for s in columns.summary_columns("interval"):
             m, sd, lo, hi = interval(pd.to_numeric(g.get(s), errors="coerce").to_numpy())
             out.update({f"{s}_mean": m, f"{s}_std": sd, f"{s}_lo": lo, f"{s}_hi": hi})
-        draws = [a for _, r in g.iterrows() for a in probe_draws(r)]
-        m, sd, lo, hi = interval(np.array(draws))
-        out.update(probe_pooled_mean=m, probe_pooled_lo=lo, probe_pooled_hi=hi)
+        for name, of in (("probe", probe_draws), ("knn", knn_draws)):  # pooled over seeds x draws
+            m, sd, lo, hi = interval(np.array([a for _, r in g.iterrows() for a in of(r)]))
+            out.update({f"{name}_pooled_mean": m, f"{name}_pooled_lo": lo, f"{name}_pooled_hi": hi})
         for s in columns.summary_columns("mean"):
             out[s] = pd.to_numeric(g.get(s), errors="coerce").mean()
         out["rankable"] = bool(g["_rankable"].all())
@@ -140,6 +147,7 @@ def leaderboard_text(cells: pd.DataFrame, limit: int | None = None) -> str:
                      primary: ci(r, primary), "silhouette" if primary != "silhouette" else "nmi":
                      ci(r, "silhouette" if primary != "silhouette" else "nmi"),
                      "probe": (f"{r['probe_pooled_mean']:.3f}" if not pd.isna(r["probe_pooled_mean"]) else "-"),
+                     "knn": (f"{r['knn_pooled_mean']:.3f}" if not pd.isna(r["knn_pooled_mean"]) else "-"),
                      "clusters": "-" if pd.isna(r["n_clusters_mean"]) else f"{r['n_clusters_mean']:.0f}",
                      "noise": "-" if pd.isna(r["noise_fraction_mean"]) else f"{r['noise_fraction_mean']:.2f}",
                      "stability": "-" if pd.isna(r["stability_mean"]) else f"{r['stability_mean']:.2f}",

@@ -36,6 +36,8 @@ def _folder_keys(folder: RunFolder, store: ArtifactStore) -> set[str]:
         keep.update(str(r.get(k) or "") for k in KEY_COLUMNS)
         fmeta = store.get_meta("features", str(r.get("feature_key") or "")) or {}
         keep.add(str(fmeta.get("train_key") or ""))
+        probe = store.get_record("probes", str(r.get("probe_key") or "")) or {}
+        keep.update(str(k) for k in probe.get("knn_reference_keys") or [])  # --knn-reference's artifacts
     return keep - {""}
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.driver.summary import paired_tie, primary_score, probe_draws, rankable_mask
+from benchmark.driver.summary import knn_draws, paired_tie, primary_score, probe_draws, rankable_mask
 from benchmark.interfaces import BadInput, Status
 from benchmark.scoring import columns
 
@@ -51,14 +51,18 @@ def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendatio
                        "(see rank_reason in cells.csv)")
     sets = rank.drop_duplicates(["backbone", "pretext", "seed"])
     draws: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
+    knn: dict[tuple[str, str], list[float]] = {}  # shown beside the probe (the rule ranks by the probe)
     for _, r in sets.iterrows():
         acc = draws.setdefault((r["backbone"], r["pretext"]), {})
         for i, draw_acc in enumerate(probe_draws(r)):
             acc[(int(r["seed"]), i)] = draw_acc
+        knn.setdefault((r["backbone"], r["pretext"]), []).extend(knn_draws(r))
     fs = rank.groupby(["backbone", "pretext"], sort=False).agg(
         weights=("weights", "first"), images_per_s=("images_per_s", "mean")).reset_index()
     fs["linear_probe_acc"] = [np.mean(list(draws[(b, p)].values())) if draws[(b, p)] else np.nan
                               for b, p in zip(fs["backbone"], fs["pretext"], strict=False)]
+    fs["knn_acc"] = [np.mean(knn[(b, p)]) if knn[(b, p)] else np.nan
+                     for b, p in zip(fs["backbone"], fs["pretext"], strict=False)]
     fast = fs[fs["images_per_s"].fillna(0) >= min_throughput]
     if fast.empty:
         raise BadInput(f"no feature set reaches {min_throughput:g} images/s; the fastest does "
@@ -124,6 +128,7 @@ def _why(top, best, tied, fast, fs, floor, clusterer, by, means, ok, rank) -> st
     slow = len(fs) - len(fast)
     if slow:
         head += f" ({slow} slower feature sets left out)"
+    head += _knn_text(top, fast)
     text = f"{head}; {clusterer} has its best mean {by} ({_fmt(means.iloc[0])})"
     passed = ok[~ok.index.isin(rank.index)]
     passed = passed[pd.to_numeric(passed[by], errors="coerce") > means.iloc[0]]
@@ -131,6 +136,17 @@ def _why(top, best, tied, fast, fs, floor, clusterer, by, means, ok, rank) -> st
         r = passed.sort_values(by, ascending=False).iloc[0]
         text += (f"; passed over {len(passed)} unrankable cells with a higher {by}, e.g. {r['backbone']}/"
                  f"{r['pretext']}/{r['clusterer']} ({_fmt(r[by])}): {r.get('rank_reason') or 'not rankable'}")
+    return text
+
+
+def _knn_text(top: pd.Series, fast: pd.DataFrame) -> str:
+    """The kNN accuracy beside the probe: the chosen feature set's, and the best one's where that differs."""
+    if pd.isna(top["knn_acc"]):
+        return ""
+    text = f"; its kNN accuracy is {_fmt(top['knn_acc'])}"
+    best = fast.loc[fast["knn_acc"].idxmax()]
+    if (best["backbone"], best["pretext"]) != (top["backbone"], top["pretext"]):
+        text += f" (best kNN: {best['backbone']}/{best['pretext']}, {_fmt(best['knn_acc'])})"
     return text
 
 

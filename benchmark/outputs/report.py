@@ -54,6 +54,7 @@ def summary_table(s: pd.DataFrame) -> pd.DataFrame:
                 out[f"{col} 95%"] = [f"[{lo:.3f}, {hi:.3f}]" if not pd.isna(lo) else "-"
                                      for lo, hi in zip(s[f"{col}_lo"], s[f"{col}_hi"], strict=False)]
     out["probe"] = s["probe_pooled_mean"].round(4)
+    out["knn"] = s["knn_pooled_mean"].round(4)
     out["clusters"] = s["n_clusters_mean"].round(1)
     out["noise"] = s["noise_fraction_mean"].round(3)
     out["stability"] = s["stability_mean"].round(3)

@@ -20,6 +20,7 @@ from benchmark.interfaces import BadInput, Status
 from benchmark.pipeline import stages
 from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, Task, TrainTask
 from benchmark.pipeline.stages import TaskResult
+from benchmark.probe import knn
 from benchmark.probe.torch_draws import TEST_CHUNK
 from benchmark.runtime.memory import PeakMemory
 from benchmark.runtime.threads import ThreadProfile, stage_limit
@@ -99,10 +100,11 @@ def _train_memory(task: TrainTask, s: Sizes) -> int:
 
 
 def _probe_memory(task: ProbeTask, s: Sizes) -> int:
-    """The labeled draws (float64, a few copies) and one block of test rows: O(k x classes x D)."""
+    """The labeled draws (float64, a few copies) and one block of test rows: O(k x classes x D); then (after
+    the linear probe's arrays are freed) the kNN's blocks (``benchmark.probe.knn.memory_bytes``), constant in N."""
     d = max(s.feature_dim, 1)
     subset = task.probe.draws * task.probe.k_per_class * max(s.n_classes, 2)
-    return PROCESS_MIB * MIB + 4 * subset * d * 8 + 2 * TEST_CHUNK * d * 4
+    return PROCESS_MIB * MIB + max(4 * subset * d * 8 + 2 * TEST_CHUNK * d * 4, knn.memory_bytes(d))
 
 
 def _rows_memory(n: int, d: int) -> int:

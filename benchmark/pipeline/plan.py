@@ -6,7 +6,8 @@ only from its own inputs:
     DecodeTask    images key   = data content + S + decode version
     TrainTask     weights key  = images key + backbone + weights + this pretext's options + train cfg + seed + runtime
     ExtractTask   features key = images key + backbone + weights + trained-weights key + feature input + seed + runtime
-    ProbeTask     probe key    = features key + labels key + probe spec (solver included) + seed + device
+    ProbeTask     probe key    = features key + labels key + probe spec (solver, kNN) + seed + device
+                                 (+ --knn-reference's features key + its labels key)
     ReduceTask    reduce key   = features key + reduction + seed
     CellTask      cell key     = reduce key + features key + labels key + clusterer (+ version, options, k) + seed
 
@@ -36,7 +37,7 @@ from registry.pretexts import PRETEXTS, build_pretext
 
 TRAIN_VERSION = 2  # 2: the train spec resolved per method (its recipe), warmup in it
 FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
-PROBE_VERSION = 2  # 2: batched torch solver by default, device in the key
+PROBE_VERSION = 3  # 3: kNN accuracy on the draws (and --knn-reference's) in the record (2: torch solver, device)
 REDUCE_VERSION = 3  # 3: streamed in row blocks above 8 Mi values (2: --reduce methods)
 CELL_VERSION = 6  # 6: scores streamed above 8 Mi values (5: stability, silhouette own and with noise, rankable)
 COPY_NOTE = "features = pretext none"  # the notes text of cells whose features are another cell's
@@ -56,6 +57,8 @@ class DataInfo:
     split: str | None = None  # --split of data sets that have splits
     limit: int | None = None  # --limit: a seeded subset
     train_images_key: str | None = None  # --train-split: the images the pretexts train on (None: images_key)
+    knn_images_key: str | None = None  # --knn-reference: the split whose labeled images are the kNN's neighbours
+    knn_labels_key: str | None = None  # and its labels
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class ProbeTask:
     seed: int
     device: str = "cpu"  # where the torch solver runs (the run's device)
     blas_threads: int | None = 1  # benchmark.runtime.threads.stage_limit for this data set (part of the key)
+    reference_features_key: str | None = None  # --knn-reference: features of its images, the same weights
+    reference_images_key: str | None = None
+    reference_labels_key: str | None = None
     deps: tuple[str, ...] = ()
     kind: str = "probe"
 
@@ -253,6 +259,7 @@ def validate_names(spec: GridSpec) -> None:
     check_member_names(spec.backbones, spec.pretexts, spec.clusterers)
     check_split(spec.dataset, spec.split)
     check_split(spec.dataset, spec.train_split, "--train-split")
+    check_split(spec.dataset, spec.probe.knn_reference, "--knn-reference")
     for b in spec.backbones:
         check_image_size(b, spec.image_size)
     if spec.feature_layer:
@@ -319,16 +326,24 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
     layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
     capped = raw_pixels_note(spec.image_size) if bname == "raw_pixels" else ""  # the baseline's resolution cap
     notes = "; ".join(x for x in (notes, capped) if x)
-    fkey = stable_hash(["features", FEATURE_VERSION, data.images_key, bname, weights, train_key,
-                        pretext.name, seed, spec.image_size, batch, runtime] + ([layer] if layer else [])
-                       + ([["raw_pixels_size", raw_pixels_size(spec.image_size)]] if capped else []))
-    tasks.setdefault(fkey, ExtractTask(
-        fkey, data.images_key, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
-        batch, wpath, runtime, layer, deps=(data.images_key,) + ((train_key,) if train_key else ())))
+
+    def extract(images: str) -> str:  # the features of ``images`` with this backbone, weights and training
+        key = stable_hash(["features", FEATURE_VERSION, images, bname, weights, train_key,
+                           pretext.name, seed, spec.image_size, batch, runtime] + ([layer] if layer else [])
+                          + ([["raw_pixels_size", raw_pixels_size(spec.image_size)]] if capped else []))
+        tasks.setdefault(key, ExtractTask(
+            key, images, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
+            batch, wpath, runtime, layer, deps=(images,) + ((train_key,) if train_key else ())))
+        return key
+
+    fkey = extract(data.images_key)
+    ref = extract(data.knn_images_key) if data.knn_images_key else None  # --knn-reference: the same weights
     threads = stage_limit("probe", data.n_listed)
-    pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed, threads, runtime.device])
+    pkey = stable_hash(["probe", PROBE_VERSION, fkey, data.labels_key, spec.probe, seed, threads, runtime.device]
+                       + ([ref, data.knn_labels_key] if ref else []))
     tasks.setdefault(pkey, ProbeTask(pkey, fkey, data.images_key, data.labels_key, spec.probe, seed,
-                                     runtime.device, threads, deps=(fkey,)))
+                                     runtime.device, threads, ref, data.knn_images_key if ref else None,
+                                     data.knn_labels_key if ref else None, deps=(fkey,) + ((ref,) if ref else ())))
     return fkey, pkey, notes
 
 
@@ -362,6 +377,10 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
     if train_images != data.images_key:
         tasks[train_images] = DecodeTask(train_images, data.dataset, data.labels_csv, spec.image_size, data.decoder,
                                          spec.train_split, data.limit)
+    if data.knn_images_key:  # --knn-reference (the --train-split images already when it names the same split)
+        tasks.setdefault(data.knn_images_key, DecodeTask(data.knn_images_key, data.dataset, data.labels_csv,
+                                                         spec.image_size, data.decoder, spec.probe.knn_reference,
+                                                         data.limit))
     slots: list[CellSlot] = []
     for seed in spec.seeds:
         for bname in spec.backbones:

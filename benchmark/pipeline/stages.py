@@ -16,6 +16,7 @@ import torch
 from benchmark.data.images import decode_listing, listing_fingerprint, open_image_set
 from benchmark.interfaces import Status
 from benchmark.pipeline.plan import CellTask, DecodeTask, ExtractTask, ProbeTask, ReduceTask, TrainTask
+from benchmark.probe.knn import knn_full, knn_probe, shared_classes
 from benchmark.probe.protocol import linear_probe
 from benchmark.runtime.device import detect_runtime
 from benchmark.runtime.gpu_monitor import sampled
@@ -194,12 +195,31 @@ def run_probe(task: ProbeTask, store: ArtifactStore, progress: bool) -> TaskResu
     t0 = time.perf_counter()
     with limit_threads(task.blas_threads):
         probe = linear_probe(np.asarray(feats), labels, task.probe, task.seed, task.device)
-    secs = time.perf_counter() - t0
+        secs = time.perf_counter() - t0
+        knn = knn_probe(np.asarray(feats), labels, task.probe, task.seed, task.device)
+        full = _knn_full(task, store, feats) if task.reference_features_key else {}
+    knn_s = time.perf_counter() - t0 - secs
     rec = {"probe_acc": probe.mean, "probe_std": probe.std, "accuracies": list(probe.accuracies),
            "probe_c": list(probe.chosen_c), "probe_k": probe.k_per_class, "n_test": probe.n_test,
-           "probe_reason": probe.reason, "probe_s": secs, "probe_solver": task.probe.solver}
+           "probe_reason": probe.reason, "probe_s": secs, "probe_solver": task.probe.solver,
+           "knn_acc": knn.mean, "knn_std": knn.std, "knn_accuracies": list(knn.accuracies), "knn_k": knn.k,
+           "knn_t": task.probe.knn_t, "knn_s": knn_s, **full}
     store.put_record("probes", task.key, rec)
-    return TaskResult(task.key, task.kind, computed=True, seconds={"probe": secs}, info=rec)
+    return TaskResult(task.key, task.kind, computed=True, seconds={"probe": secs + knn_s}, info=rec)
+
+
+def _knn_full(task: ProbeTask, store: ArtifactStore, feats: np.ndarray) -> dict[str, Any]:
+    """The full-label kNN (``--knn-reference``): every labeled image of the reference split's features (the
+    same trained weights) votes for every labeled image of the run's split."""
+    assert task.reference_features_key and task.reference_images_key  # the planner sets all three
+    ours = open_image_set(store, task.images_key, task.labels_key)
+    ref = open_image_set(store, task.reference_images_key, task.reference_labels_key)
+    ref_labels = shared_classes(ours.class_names, ref.class_names, ref.labels)
+    acc, n_ref, n_query = knn_full(np.asarray(feats), ours.labels, _features(store, task.reference_features_key),
+                                   ref_labels, task.probe.knn_full_k, task.probe.knn_full_t, task.device)
+    return {"knn_full_acc": acc, "knn_full_k": min(task.probe.knn_full_k, n_ref), "knn_full_t": task.probe.knn_full_t,
+            "knn_full_n_reference": n_ref, "knn_full_n_query": n_query, "knn_reference": task.probe.knn_reference,
+            "knn_reference_keys": [task.reference_features_key, task.reference_images_key, task.reference_labels_key]}
 
 
 def _features(store: ArtifactStore, key: str) -> np.ndarray:

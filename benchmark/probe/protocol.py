@@ -3,7 +3,8 @@
 Protocol (pinned): for each of ``draws`` seeded draws, take k labeled images per class (the labeled
 subset); split it in half, stratified, to pick C from the grid by validation accuracy; refit on the
 whole subset with that C; score on every labeled image outside the subset (the test images, never
-used to choose anything). Report mean and std over the draws.
+used to choose anything). Report mean and std over the draws. The weighted kNN accuracy
+(``benchmark.probe.knn``) is scored on the same draws (``labeled_draws``).
 
 Two solvers of the same objective: the default batched torch Newton-CG (``benchmark.probe.torch_draws``: every
 draw and C value of a stage in one batch, on the run's device) and scikit-learn's LogisticRegression, the
@@ -72,6 +73,31 @@ def _splits(labels: np.ndarray, labeled: np.ndarray, classes: np.ndarray, k: int
     return out
 
 
+@dataclass(frozen=True)
+class Draws:
+    """The labeled draws of the protocol: labeled rows, their sorted classes, k per class and each draw's
+    (train, fit, val) indices; ``reason`` says why there are none ("" when there are)."""
+
+    labeled: np.ndarray
+    classes: np.ndarray
+    k: int
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    reason: str = ""
+
+
+def labeled_draws(labels: np.ndarray, spec: ProbeSpec, seed: int) -> Draws:
+    """The draws of labels (N,), -1 = unlabeled, for ``spec`` and ``seed``: the linear probe's and the kNN's."""
+    labeled = np.flatnonzero(labels >= 0)
+    classes, counts = np.unique(labels[labeled], return_counts=True)
+    if classes.size < 2:
+        return Draws(labeled, classes, spec.k_per_class, [], "fewer than 2 labeled classes")
+    k = min(spec.k_per_class, int(counts.min()) - 1)  # keep at least one test image per class
+    if k < 2:
+        return Draws(labeled, classes, k, [],
+                     f"a class has {int(counts.min())} labeled images: need at least 3 for a probe")
+    return Draws(labeled, classes, k, _splits(labels, labeled, classes, k, spec.draws, seed))
+
+
 def _sklearn_draws(features, labels, labeled, splits, c_grid, seed, tol: float = 1e-4,
                    max_iter: int = 500) -> tuple[list[float], list[float]]:
     """The reference: scikit-learn's StandardScaler + LogisticRegression(lbfgs), one fit at a time. Its
@@ -97,19 +123,14 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, spec: ProbeSpec, seed
     """Run the protocol above on features (N, D) with labels (N,), -1 = unlabeled. ``spec.solver`` picks
     the batched torch solver (on ``device``) or the scikit-learn reference; ``reference_tol`` runs the
     reference with that stopping tolerance (and up to 100,000 iterations) instead of its default."""
-    labeled = np.flatnonzero(labels >= 0)
-    classes, counts = np.unique(labels[labeled], return_counts=True)
-    if classes.size < 2:
-        return ProbeResult(None, None, (), (), spec.k_per_class, 0, "fewer than 2 labeled classes")
-    k = min(spec.k_per_class, int(counts.min()) - 1)  # keep at least one test image per class
-    if k < 2:
-        return ProbeResult(None, None, (), (), k, 0,
-                           f"a class has {int(counts.min())} labeled images: need at least 3 for a probe")
-    splits = _splits(labels, labeled, classes, k, spec.draws, seed)
+    draws = labeled_draws(labels, spec, seed)
+    if draws.reason:
+        return ProbeResult(None, None, (), (), draws.k, 0, draws.reason)
+    labeled, classes, splits = draws.labeled, draws.classes, draws.splits
     if spec.solver == "sklearn" or reference_tol is not None:
         extra: dict[str, Any] = {} if reference_tol is None else {"tol": reference_tol, "max_iter": 100_000}
         accs, cs = _sklearn_draws(features, labels, labeled, splits, spec.c_grid, seed, **extra)
     else:
         accs, cs = torch_draws.torch_draws(features, labels, labeled, classes, splits, spec.c_grid, device)
     n_test = int(labeled.size - splits[0][0].size)
-    return ProbeResult(float(np.mean(accs)), float(np.std(accs)), tuple(accs), tuple(cs), k, n_test)
+    return ProbeResult(float(np.mean(accs)), float(np.std(accs)), tuple(accs), tuple(cs), draws.k, n_test)

@@ -140,6 +140,10 @@ _TABLE: list[Column] = [
     Column("linear_probe_acc", "probe", "linear probe accuracy", "higher", "interval",
            frozenset({"heatmap", "diff", "export"}), 8),
     Column("linear_probe_std", "probe"), Column("probe_accuracies", "probe"),
+    Column("knn_acc", "probe", "kNN accuracy", "higher", "interval", frozenset({"diff", "export"}), 8),
+    Column("knn_std", "probe"), Column("knn_accuracies", "probe"),
+    Column("knn_full_acc", "probe", "kNN accuracy, full labels", "higher", "interval", frozenset({"diff", "export"}),
+           8),
     Column("pretext_loss", "features"), Column("pretext_acc", "features"),
     Column("train_s", "timing"), Column("extract_s", "timing"), Column("cluster_s", "timing"),
     Column("images_per_s", "timing", "images/s", "higher", "mean", frozenset({"diff", "export"}), 12),
@@ -156,11 +160,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "n_clusters": (0, _INF), "noise_fraction": (0, 1), "silhouette": (-1, 1), "davies_bouldin": (0, _INF),
     "calinski_harabasz": (0, _INF), "silhouette_sample": (1, _INF), "silhouette_own": (-1, 1),
     "silhouette_noise": (-1, 1), "nmi": (0, 1), "ari": (-1, 1), "cluster_acc": (0, 1), "stability": (-1, 1),
-    "stability_std": (0, 2), "linear_probe_acc": (0, 1), "linear_probe_std": (0, 1), "pretext_acc": (0, 1),
+    "stability_std": (0, 2), "linear_probe_acc": (0, 1), "linear_probe_std": (0, 1), "knn_acc": (0, 1),
+    "knn_std": (0, 1), "knn_full_acc": (0, 1), "pretext_acc": (0, 1),
     "pretext_loss": (-_INF, _INF), "train_s": (0, _INF), "extract_s": (0, _INF), "cluster_s": (0, _INF),
     "images_per_s": (0, _INF), "feature_dim": (1, _INF)}
 _TABLE[:] = [replace(c, valid=_RANGES.get(c.name)) for c in _TABLE]
 REQUIRED = ("backbone", "pretext", "clusterer", "status")  # what every schema version of cells.csv has
+DRAW_LISTS = ("probe_accuracies", "knn_accuracies")  # per-draw accuracies, "a;b;c"
 
 
 def row_problem(row: dict[str, Any]) -> str:
@@ -188,14 +194,15 @@ def row_problem(row: dict[str, Any]) -> str:
             parsed = None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("k", 0), (int, type(None))):
             return f"cluster_params {str(params)[:40]!r} is not a JSON object of the clusterer's parameters"
-    accs = row.get("probe_accuracies")
-    if accs not in (None, ""):
-        try:
-            ok = all(0 <= float(a) <= 1 for a in str(accs).split(";"))
-        except ValueError:
-            ok = False
-        if not ok:
-            return f"probe_accuracies {str(accs)[:40]!r} is not a ';' list of accuracies"
+    for name in DRAW_LISTS:
+        accs = row.get(name)
+        if accs not in (None, ""):
+            try:
+                ok = all(0 <= float(a) <= 1 for a in str(accs).split(";"))
+            except ValueError:
+                ok = False
+            if not ok:
+                return f"{name} {str(accs)[:40]!r} is not a ';' list of accuracies"
     return ""
 
 

@@ -39,6 +39,7 @@ def test_every_triple_runs_end_to_end(backbone, photo_folder, tmp_path, cache):
     assert set(df["status"]) <= {"ok", "degenerate", "skipped"}, df[df.status == "failed"][["backbone", "error"]]
     ok = df[df.status != "skipped"]
     assert ok["linear_probe_acc"].notna().all() and ok["nmi"].notna().all()
+    assert ok["knn_acc"].between(0, 1).all() and (ok["knn_accuracies"].str.count(";") == 1).all()  # 2 draws
     km = df[df.clusterer.isin(["kmeans", "faiss_kmeans"]) & (df.status == "ok")]
     assert km["silhouette"].notna().all() and km["davies_bouldin"].notna().all()
     trained = df[(df.pretext != "none") & (df.backbone != "raw_pixels") & (df.status == "ok")]

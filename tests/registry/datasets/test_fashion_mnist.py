@@ -87,7 +87,8 @@ def test_the_debian_package_holds_70000_images_of_10_balanced_classes():
 
 def test_train_split_trains_on_one_split_and_clusters_the_other(fake_root, tmp_path):
     """--train-split train --split test: the pretext trains on the 30 training images, the rows, features
-    and assignments are the 20 test images."""
+    and assignments are the 20 test images. With --knn-reference train the 30 training images' features (the
+    same trained weights) are the neighbours of the 20 test images (knn_full_acc)."""
     import pandas as pd
 
     from benchmark.cli.main import main
@@ -98,14 +99,26 @@ def test_train_split_trains_on_one_split_and_clusters_the_other(fake_root, tmp_p
 
     args = ["--dataset", "fashion_mnist", "--split", "test", "--train-split", "train", "--backbones", "seed_conv_ae",
             "--pretexts", "autoencoder", "--clusterers", "kmeans", "--image-size", "28", "--max-steps", "2",
-            "--batch-size", "8", "--k", "2", "--probe-k", "2"]
+            "--batch-size", "8", "--k", "2", "--probe-k", "2", "--knn-reference", "train"]
     assert main(["run", "--preset", "quick", *args, "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
                  "--no-progress"]) == 0
     assign = pd.read_csv(tmp_path / "r" / "assignments.csv")
     assert len(assign) == 20 and assign.path.str.contains("/test/").all()
-    spec = spec_from_config({"dataset": "fashion_mnist", "split": "test", "train_split": "train", "image_size": 28,
-                             "backbones": ["seed_conv_ae"], "pretexts": ["autoencoder"], "clusterers": ["kmeans"]})
-    plan_, _rec, _rt = make_plan(spec, ArtifactStore(tmp_path / "c"))
+    cells = pd.read_csv(tmp_path / "r" / "cells.csv")
+    assert 0 <= cells["knn_full_acc"].iloc[0] <= 1
+    config = {"dataset": "fashion_mnist", "split": "test", "train_split": "train", "image_size": 28,
+              "backbones": ["seed_conv_ae"], "pretexts": ["autoencoder"], "clusterers": ["kmeans"],
+              "probe": {"knn_reference": "train"}}
+    store = ArtifactStore(tmp_path / "c")
+    plan_, _rec, _rt = make_plan(spec_from_config(config), store)
     train = [t for t in plan_.tasks if isinstance(t, TrainTask)]
     decodes = [t for t in plan_.tasks if t.kind == "decode"]
     assert len(decodes) == 2 and train[0].images_key != plan_.data.images_key == decodes[0].key
+    assert plan_.data.knn_images_key == train[0].images_key  # the reference is the training split's decode
+    extracts = [t for t in plan_.tasks if t.kind == "extract"]
+    assert {t.images_key for t in extracts} == {d.key for d in decodes} and {t.train_key for t in extracts} == \
+        {train[0].key}
+    probe = store.get_record("probes", cells["probe_key"].iloc[0])
+    assert (probe["knn_full_n_reference"], probe["knn_full_n_query"], probe["knn_full_k"]) == (30, 20, 30)
+    with pytest.raises(BadInput, match="bad --knn-reference 'train': it shares 30 images with the scored split"):
+        make_plan(spec_from_config({**config, "split": "all"}), store)
