@@ -206,6 +206,7 @@ def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction
         torch.manual_seed(int(manifest["seed"]))
         backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(use_cache=False),
                                   channels=int(manifest.get("channels", 3)))
+        backbone = _pretext_of(manifest).wrap_backbone(backbone)  # the network trained (split_brain: two copies)
         if BACKBONE in manifest.get("listed_files", ()):  # only what the manifest lists (and verify_export checked)
             backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))
         with np.load(folder / PREPROCESS, allow_pickle=False) as pre:

@@ -219,8 +219,8 @@ def bench_inference(name: str, spec: BenchSpec, rt: Runtime, precision: str, cha
 
 def bench_train(name: str, pretext_name: str, spec: BenchSpec, rt: Runtime, precision: str,
                 channels_last: bool) -> dict[str, Any]:
-    backbone = _prepare(name, spec, rt, channels_last).train()
     task = build_pretext(pretext_name)
+    backbone = task.wrap_backbone(_prepare(name, spec, rt, channels_last)).to(rt.torch_device).train()  # as trained
     if not task.trains or not backbone.trainable:
         raise ValueError(f"nothing to train for {name}/{pretext_name}")
     head = task.build_head(backbone, spec.image_size).to(rt.torch_device)

@@ -17,6 +17,7 @@ from benchmark.pipeline.kinds import STAGE_KINDS, Sizes
 from benchmark.pipeline.plan import CellTask, ExtractTask, Plan, ReduceTask, Task
 from benchmark.store.artifacts import ArtifactStore
 from registry.backbones import feature_dim
+from registry.pretexts import build_pretext
 
 CGROUP = Path("/sys/fs/cgroup")
 MEMINFO = Path("/proc/meminfo")
@@ -44,7 +45,8 @@ def sizes_of(plan: Plan, task: Task) -> Sizes:
     ex = _extract_of(plan, task)
     dim = 0
     if ex is not None:
-        dim = feature_dim(ex.backbone, ex.image_size, ex.feature_layer) or 0
+        base = feature_dim(ex.backbone, ex.image_size, ex.feature_layer) or 0
+        dim = build_pretext(ex.pretext, ex.options).feature_dim(base) if base else 0  # split_brain: 2D
     space = dim
     red = plan.by_key.get(task.reduce_key) if isinstance(task, CellTask) else task
     if isinstance(red, ReduceTask) and red.method in ("pca", "umap") and dim:

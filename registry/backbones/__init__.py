@@ -54,7 +54,7 @@ def at_layer(backbone: Backbone, layer: str) -> Backbone:
     if layer not in allowed or cut is None:
         raise BadInput(f"bad --feature-layer {layer!r} for backbone {backbone.name!r}: allowed: "
                        f"{', '.join(allowed) or 'none (it has no stages)'}")
-    return cut(backbone, layer)
+    return backbone.cut_at(layer, cut)
 
 
 def check_image_size(name: str, image_size: int) -> None:

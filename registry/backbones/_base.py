@@ -62,6 +62,11 @@ class Backbone(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.forward(x))
 
+    def cut_at(self, layer: str, cut: Callable[[Backbone, str], Backbone]) -> Backbone:
+        """The same weights cut after stage ``layer`` by the family's ``cut`` (a wrapper, split_brain's two
+        copies, cuts what it wraps)."""
+        return cut(self, layer)
+
 
 BackboneFactory = Callable[..., Backbone]  # (image_size, WeightsRequest[, channels=] when data_channels)
 BACKBONES: Registry[BackboneFactory] = Registry("backbone", package="registry.backbones")

@@ -72,11 +72,20 @@ def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
     if req.path:
         weights = load_checkpoint(model, req.path)
 
-    def pool(f: torch.Tensor) -> torch.Tensor:  # timm's own pooling
-        return model.forward_head(f, pre_logits=True)
-
     dim = int(getattr(model, "head_hidden_size", None) or model.num_features)  # pre-logits width
-    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=pool)
+    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=_TimmPool(model))
+
+
+class _TimmPool:
+    """timm's own pooling (``forward_head``: for some models with parameters, MobileNetV3's conv_head). An
+    object, not a closure: ``copy.deepcopy`` of the backbone (a momentum encoder, split_brain's second copy)
+    then pools with the copy's own head."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, f: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(f, pre_logits=True)
 
 
 class _TimmStage(nn.Module):

@@ -69,8 +69,8 @@ def tiny_images():
 @pytest.mark.parametrize("name", [n for n in PRETEXTS.names() if pretext_class(n).trains])
 def test_pretext_one_training_step_and_extraction(name, tiny_images, cpu):
     torch.manual_seed(0)
-    bb = build_backbone("resnet18", 32)
     task = build_pretext(name)
+    bb = task.wrap_backbone(build_backbone("resnet18", 32))  # the network it trains, as the pipeline builds it
     res, head = train_pretext(bb, task, tiny_images, TrainSpec(batch_size=4, max_steps=1), cpu, 0, progress=False)
     assert res.steps == 1 and np.isfinite(res.final_loss) and isinstance(head, torch.nn.Module)
     feats, _ = extract_features(bb, tiny_images[:3], cpu, progress=False, pretext=task)
@@ -174,7 +174,7 @@ def test_every_member_works_with_all_of_benchmark_but_the_interfaces_blocked(tmp
         for p in PRETEXTS.names():
             t = build_pretext(p)
             if t.trains:
-                t.build_head(build_backbone("resnet18", 32), 32)
+                t.build_head(t.wrap_backbone(build_backbone("resnet18", 32)), 32)
                 inputs, targets = t.make_batch(torch.rand(2, 3, 32, 32), torch.Generator().manual_seed(0))
         X = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
         for c in CLUSTERERS.names():
