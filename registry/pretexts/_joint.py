@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -89,7 +90,10 @@ def mlp(dims: list[int], bn: bool = True, last_bn: bool = False, act: type[nn.Mo
     return nn.Sequential(*layers)
 
 
-def momentum_copy(module: nn.Module) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def momentum_copy(module: M) -> M:
     """A copy of ``module`` whose parameters require no gradient: the optimizer does not train it."""
     target = copy.deepcopy(module)
     for p in target.parameters():

@@ -10,7 +10,7 @@ is symmetric: 2 - 2 cos(p1, z2') + 2 - 2 cos(p2, z1')."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -65,9 +65,10 @@ class BYOL(JointEmbedding):
 
     def predict(self, backbone: Backbone, head: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         """Views -> {"p": online predictions (V,B,d), "z": target projections (V,B,d), no gradient}."""
-        p = torch.stack([head.predictor(head.projector(backbone.features(v))) for v in inputs])
+        h = cast(BYOLHead, head)
+        p = torch.stack([h.predictor(h.projector(backbone.features(v))) for v in inputs])
         with torch.no_grad():
-            z = torch.stack([head.target_projector(head.target_backbone.features(v)) for v in inputs])
+            z = torch.stack([h.target_projector(h.target_backbone.features(v)) for v in inputs])
         return {"p": p, "z": z}
 
     def loss(self, outputs: dict[str, Any], targets: None) -> torch.Tensor:
@@ -77,5 +78,6 @@ class BYOL(JointEmbedding):
     def update(self, backbone: Backbone, head: nn.Module, outputs: Any, step: int, total: int) -> None:
         """target <- tau_k target + (1 - tau_k) online, tau_k on the cosine from base_tau to final_tau."""
         tau = cosine_tau(step, total, self.opts.base_tau, self.opts.final_tau)
-        ema_(head.target_backbone, backbone, tau)
-        ema_(head.target_projector, head.projector, tau)
+        h = cast(BYOLHead, head)
+        ema_(h.target_backbone, backbone, tau)
+        ema_(h.target_projector, h.projector, tau)

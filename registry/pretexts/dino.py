@@ -14,7 +14,7 @@ asymmetric views (``_views.DINO``: two global crops, no multi-crop on CIFAR)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -72,6 +72,9 @@ class DINOModules(nn.Module):
     """The student's head, the teacher (momentum copies of backbone and head), the center and the teacher
     temperature of the next step (buffers: in the checkpoint)."""
 
+    center: torch.Tensor
+    teacher_temp: torch.Tensor
+
     def __init__(self, backbone: Backbone, o: DINOOptions) -> None:
         super().__init__()
         self.head = DINOHead(backbone.dim, o)
@@ -105,10 +108,11 @@ class DINO(JointEmbedding):
     def predict(self, backbone: Backbone, head: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         """Views -> {"student": (V,B,K) logits, "teacher": (V,B,K) logits (no gradient), "center": (1,K),
         "teacher_temp": this step's temperature}."""
-        s = torch.stack([head.head(backbone.features(v)) for v in inputs])
+        h = cast(DINOModules, head)
+        s = torch.stack([h.head(backbone.features(v)) for v in inputs])
         with torch.no_grad():
-            t = torch.stack([head.teacher_head(head.teacher_backbone.features(v)) for v in inputs])
-        return {"student": s, "teacher": t, "center": head.center, "teacher_temp": float(head.teacher_temp)}
+            t = torch.stack([h.teacher_head(h.teacher_backbone.features(v)) for v in inputs])
+        return {"student": s, "teacher": t, "center": h.center, "teacher_temp": float(h.teacher_temp)}
 
     def loss(self, outputs: dict[str, Any], targets: None) -> torch.Tensor:
         return dino_loss(outputs["student"], outputs["teacher"], outputs["center"], self.opts.student_temp,
@@ -117,17 +121,18 @@ class DINO(JointEmbedding):
     def after_backward(self, head: nn.Module, step: int, total: int) -> None:
         """The prototypes get no update during the first ``freeze_last_layer`` of the steps."""
         if step < int(round(self.opts.freeze_last_layer * total)):
-            for p in head.head.last_layer.parameters():
+            for p in cast(DINOModules, head).head.last_layer.parameters():
                 p.grad = None
 
     def update(self, backbone: Backbone, head: nn.Module, outputs: Any, step: int, total: int) -> None:
         """Teacher EMA (tau on the cosine), center <- m center + (1 - m) mean of this step's teacher outputs,
         and the next step's teacher temperature."""
         tau = cosine_tau(step, total, self.opts.base_tau, self.opts.final_tau)
-        ema_(head.teacher_backbone, backbone, tau)
-        ema_(head.teacher_head, head.head, tau)
+        h = cast(DINOModules, head)
+        ema_(h.teacher_backbone, backbone, tau)
+        ema_(h.teacher_head, h.head, tau)
         t = outputs["teacher"].float()
         batch_center = t.reshape(-1, t.shape[-1]).mean(dim=0, keepdim=True)
         m = self.opts.center_momentum
-        head.center.mul_(m).add_(batch_center, alpha=1 - m)
-        head.teacher_temp.fill_(teacher_temperature(self.opts, step + 1, total))
+        h.center.mul_(m).add_(batch_center, alpha=1 - m)
+        h.teacher_temp.fill_(teacher_temperature(self.opts, step + 1, total))

@@ -12,7 +12,7 @@ encoder's BatchNorm sees the whole batch. The queue starts as random unit vector
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -47,6 +47,9 @@ class MoCoOptions(JointOptions):
 class MoCoHead(nn.Module):
     """The query MLP, the key encoder (a momentum copy of backbone + MLP) and the queue with its pointer."""
 
+    queue: torch.Tensor
+    ptr: torch.Tensor
+
     def __init__(self, backbone: Backbone, dim: int, size: int) -> None:
         super().__init__()
         d = backbone.dim
@@ -80,10 +83,11 @@ class MoCo(JointEmbedding):
 
     def predict(self, backbone: Backbone, head: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
         """Views -> {"q": queries (V,B,dim), "k": keys (V,B,dim), no gradient, "queue": (K,dim)}, normalised."""
-        q = torch.stack([F.normalize(head.mlp(backbone.features(v)), dim=1) for v in inputs])
+        h = cast(MoCoHead, head)
+        q = torch.stack([F.normalize(h.mlp(backbone.features(v)), dim=1) for v in inputs])
         with torch.no_grad():
-            k = torch.stack([F.normalize(head.key_mlp(head.key_backbone.features(v)), dim=1) for v in inputs])
-        return {"q": q, "k": k, "queue": head.queue}  # enqueued only after the step
+            k = torch.stack([F.normalize(h.key_mlp(h.key_backbone.features(v)), dim=1) for v in inputs])
+        return {"q": q, "k": k, "queue": h.queue}  # enqueued only after the step
 
     def loss(self, outputs: dict[str, Any], targets: None) -> torch.Tensor:
         q, k, queue, t = outputs["q"], outputs["k"], outputs["queue"], self.opts.temperature
@@ -94,7 +98,8 @@ class MoCo(JointEmbedding):
     def update(self, backbone: Backbone, head: nn.Module, outputs: Any, step: int, total: int) -> None:
         """The key encoder's EMA (momentum m), then the step's keys into the queue (both views' when
         symmetric: [k1, k2] as the demo's ``torch.cat([k1, k2])``)."""
-        ema_(head.key_backbone, backbone, self.opts.momentum)
-        ema_(head.key_mlp, head.mlp, self.opts.momentum)
+        h = cast(MoCoHead, head)
+        ema_(h.key_backbone, backbone, self.opts.momentum)
+        ema_(h.key_mlp, h.mlp, self.opts.momentum)
         k = outputs["k"]
-        head.enqueue(torch.cat([k[0], k[1]]) if self.opts.symmetric else k[1])
+        h.enqueue(torch.cat([k[0], k[1]]) if self.opts.symmetric else k[1])

@@ -8,6 +8,7 @@ warmup of 0.01 of the steps here); views from ``augmentations/symmetric.yaml`` (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -51,7 +52,7 @@ class SimCLR(JointEmbedding):
                 ) -> tuple[torch.Tensor, ...]:
         """Views (B,3,S,S) each -> projections (B, proj_dim) each (one forward per view: BatchNorm statistics
         per view, as solo-learn's forward over its list of crops)."""
-        projector = head["projector"]
+        projector = cast(nn.ModuleDict, head)["projector"]
         return tuple(projector(backbone.features(v)) for v in inputs)
 
     def loss(self, outputs: tuple[torch.Tensor, ...], targets: None) -> torch.Tensor:
