@@ -42,7 +42,8 @@ fashion-mnist:
 bench: $(STAMP)
 	$(PY) -m pytest tests/bench --benchmark-enable --benchmark-autosave -q $(PYTEST_ARGS)
 
-# The GPU measurements of issue 11 (on a CUDA machine): inference and pretext-training throughput with the
+# The GPU measurements of issue 11 (on a CUDA machine): inference and every method's training-step throughput
+# (images/s counting source images; the record states the views per image) with the
 # peak of the math mode in use, the extraction pipeline from an on-disk store, and the probe solver; appended
 # to benchmarks/gpu-history.jsonl and gated against the committed baseline (fingerprint fields that differ
 # are named; IGNORE=torch compares across torch builds).
@@ -52,8 +53,10 @@ IGNORE       ?=
 bench-gpu:
 	$(PY) -m benchmark bench --device cuda --backbones resnet50,vgg16,timm:convnext_tiny --precision fp32,bf16 \
 	  --channels-last both --batch-size 256 --image-size 224 --pipeline --out $(GPU_HISTORY)
-	$(PY) -m benchmark bench --device cuda --backbones resnet50 --pretexts rotation,jigsaw,colorization,autoencoder \
+	$(PY) -m benchmark bench --device cuda --backbones resnet50 --pretexts rotation,jigsaw,colorization,autoencoder,inpainting,split_brain,simclr,moco,byol,dino \
 	  --precision bf16 --channels-last both --batch-size 128 --image-size 96 --out $(GPU_HISTORY)
+	$(PY) -m benchmark bench --device cuda --backbones resnet18_small --pretexts simclr,moco,byol,dino \
+	  --precision bf16 --channels-last both --batch-size 256 --image-size 32 --out $(GPU_HISTORY)
 	$(PY) -m benchmark.perf.probe_bench --json benchmarks/probe-bench-latest.json
 	$(PY) -m benchmark compare $(GPU_BASELINE) $(GPU_HISTORY) $(if $(IGNORE),--ignore-fingerprint $(IGNORE))
 

@@ -18,11 +18,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from benchmark.config.specs import TrainSpec
 from benchmark.data.loader import bytes_per_batch
 from benchmark.interfaces import BadInput, Constraint, check_settings, setting
 from benchmark.perf.history import compare, fingerprint_diff, load_history
 from benchmark.runtime.device import Runtime, cpu_model
 from benchmark.train.loop import extract_features, train_step
+from benchmark.train.optim import make_optimizer, recipe_spec
 from registry.backbones import Backbone, build_backbone
 from registry.pretexts import build_pretext
 
@@ -224,18 +226,24 @@ def bench_train(name: str, pretext_name: str, spec: BenchSpec, rt: Runtime, prec
     if not task.trains or not backbone.trainable:
         raise ValueError(f"nothing to train for {name}/{pretext_name}")
     head = task.build_head(backbone, spec.image_size).to(rt.torch_device)
-    opt = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=1e-3, momentum=0.9)
+    params = [p for p in list(backbone.parameters()) + list(head.parameters()) if p.requires_grad]
+    opt = make_optimizer(params, recipe_spec(TrainSpec(batch_size=spec.batch_size), task))  # the method's own
     gen = torch.Generator().manual_seed(0)
     scaler = torch.amp.GradScaler(rt.device, enabled=precision == "fp16")
+    total = spec.warmup + spec.iters * spec.repeats
 
     def run(batch: int) -> dict[str, Any]:
         x = torch.rand(batch, 3, spec.image_size, spec.image_size, device=rt.torch_device)
         task.prepare((x[:8] * 255).to(torch.uint8).cpu().numpy())
+        done = [0]
 
-        def step() -> None:
-            train_step(backbone, head, task, opt, scaler, x, gen, lambda: autocast_for(precision, rt.device))
+        def step() -> None:  # the training's step: views, forward, loss, backward, optimizer, per-step update
+            train_step(backbone, head, task, opt, scaler, x, gen, lambda: autocast_for(precision, rt.device),
+                       min(done[0], total - 1), total)
+            done[0] += 1
 
-        return {"step_ms": time_steps(step, rt.device, spec.warmup, spec.iters, spec.repeats)}
+        # img_per_s counts source images; each step shows the backbone ``views`` augmented views of each
+        return {"step_ms": time_steps(step, rt.device, spec.warmup, spec.iters, spec.repeats), "views": task.views}
 
     return with_oom_retry(run, spec.batch_size)
 
@@ -289,7 +297,7 @@ def entry(kind: str, backbone: str, pretext: str, spec: BenchSpec, rt: Runtime, 
     if ms:
         med = statistics.median(ms)
         rec.update(step_ms=med, step_ms_all=ms, img_per_s=batch / (med / 1000.0))
-    for k in ("flops_per_image", "pipeline_img_per_s", "synthetic_img_per_s", "ratio", "store_images",
+    for k in ("views", "flops_per_image", "pipeline_img_per_s", "synthetic_img_per_s", "ratio", "store_images",
               "bytes_to_device", "bytes_to_device_per_s"):
         if k in result:
             rec[k] = result[k]

@@ -14,6 +14,7 @@ class Rotation(Pretext):
 
     name = "rotation"
     reports_accuracy = True
+    views = 4  # the four rotations of every image
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
         return nn.Linear(backbone.dim, 4)

@@ -18,18 +18,20 @@ from benchmark.perf.bench import (
 
 def test_bench_writes_a_history_with_fingerprint_and_flops(tmp_path, cpu):
     out = tmp_path / "h.jsonl"
-    spec = BenchSpec(backbones=("resnet18",), pretexts=("rotation",), batch_size=4, image_size=32, warmup=1,
+    spec = BenchSpec(backbones=("resnet18",), pretexts=("rotation", "simclr"), batch_size=4, image_size=32, warmup=1,
                      iters=1, repeats=2, pipeline=True)
     recs = run_bench(spec, cpu, out, progress=lambda s: None)
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["kind"] for r in lines] == ["infer", "train", "pipeline"] == [r["kind"] for r in recs]
+    assert [r["kind"] for r in lines] == ["infer", "train", "train", "pipeline"] == [r["kind"] for r in recs]
+    # a training step's images/s counts source images; the record says how many views each one gets
+    assert [(r["pretext"], r["views"]) for r in lines[1:3]] == [("rotation", 4), ("simclr", 2)]
     inf = lines[0]
     assert inf["key"] == "infer/resnet18/-/bs4/s32/fp32/nchw/eager/cpu"
     assert len(inf["step_ms_all"]) == 2 and inf["img_per_s"] > 0
     assert inf["flops_per_image"] == pytest.approx(2 * 0.0370e9, rel=0.05)  # resnet18 at 32 px: ~37 MMACs
     assert inf["math_mode"] == "fp32" and inf["matmul_peak_flops"] > 0
     assert {"cpu", "cores", "torch", "id"} <= set(inf["fingerprint"])
-    pipe = lines[2]
+    pipe = lines[3]
     assert pipe["ratio"] > 0 and lines[1]["pretext"] == "rotation"
     assert pipe["store_images"] > 4 * 2 and pipe["bytes_to_device"] == pipe["store_images"] * 3 * 32 * 32
 
