@@ -2,9 +2,10 @@
 image is filled with the mean pixel, the backbone encodes the masked image, a decoder from its feature map
 (``registry.decoders.Decoder``, as the autoencoder's) rebuilds the image, and the loss is L2 on the region.
 
-Geometry and weights as in the official ``train.lua`` (pathak22/context-encoder; the constants are the ones
-the brief of this task quotes from it, not re-read here: ``overlapPred = 4`` px at 128 px, ``overlapL2Weight =
-10``, ``wtl2 = 0.999``). Option ``region``:
+Geometry and weights as in the official ``train.lua`` (pathak22/context-encoder, read for this module):
+``overlapL2Weight = 10`` is hard-coded there, and the README's training command sets ``overlapPred=4`` (px at
+``fineSize`` 128) and ``wtl2=0.999``; the hole is the centre ``fineSize/2`` square less ``overlapPred`` on each
+side. Option ``region``:
 
 - ``center`` (default, the paper's): the predicted region is the centre square of ``area`` of the image (0.25:
   half the side, the paper's 64 x 64 at 128 px); the filled hole is that square less a border of ``overlap``
@@ -14,8 +15,8 @@ the brief of this task quotes from it, not re-read here: ``overlapPred = 4`` px 
   the training generator), added per image until their union covers ``area`` of it; each block's border is
   kept and weighted as above.
 
-The fill is the training images' per-channel mean (``prepare``; the ImageNet mean until then), as train.lua
-fills with the data's mean pixel. Pixels and the reconstruction (a sigmoid) are in [0,1]; the L2 term is the
+The fill is the training images' per-channel mean (``prepare``; the ImageNet mean until then): train.lua
+fills with a fixed mean pixel, (117, 104, 123) / 255, its ImageNet data's; here each data set's own. Pixels and the reconstruction (a sigmoid) are in [0,1]; the L2 term is the
 weighted squared error summed and divided by the region's pixels x channels (train.lua's ``mean`` over the
 predicted patch, weights in the gradient).
 
