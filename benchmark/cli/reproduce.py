@@ -64,7 +64,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{args.name}: {reproduce.entry(args.name).get('title', '')}")
     print(facts)
     print(reproduce.table(rows))
-    for line in reproduce.largest_gaps(rows):
+    for line in reproduce.ordering_lines(rows) + reproduce.largest_gaps(rows):
         print(line)
     print(f"report: {html}")
     if args.smoke:

@@ -215,6 +215,25 @@ def largest_gaps(rows: list[Row]) -> list[str]:
     return lines
 
 
+def ordering_lines(rows: list[Row]) -> list[str]:
+    """Per column of the paired-gap rows: how many gaps held the published order (within), how many reversed
+    it and how many were unclear, naming the rows where our ordering differs from the published one."""
+    lines = []
+    for col, sel in _gaps_by_column(rows).items():
+        if len(sel) < 2:
+            continue
+        held = [r for r in sel if r.verdict == "within"]
+        reversed_ = [r.variant or r.metric for r in sel if "reversal" in r.verdict]
+        unclear = [r.variant or r.metric for r in sel if "no clear gap" in r.verdict]
+        text = f"{col}: the published order held in {len(held)} of {len(sel)} paired gaps"
+        if reversed_:
+            text += f"; reversed in {len(reversed_)} ({', '.join(reversed_)})"
+        if unclear:
+            text += f"; unclear in {len(unclear)} ({', '.join(unclear)})"
+        lines.append(text)
+    return lines
+
+
 def gap_figure(rows: list[Row]) -> bytes | None:
     """Mean paired gap per variant with ±2 SE bars, one panel per column; None without gap rows."""
     groups = _gaps_by_column(rows)
@@ -225,7 +244,9 @@ def gap_figure(rows: list[Row]) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
+    wide = max(len(sel) for sel in groups.values()) > 6
+    fig, axes = plt.subplots(1, len(groups), figsize=((7.0 if wide else 4.5) * len(groups), 5.5 if wide else 3.4),
+                             squeeze=False)
     for ax, (col, sel) in zip(axes[0], groups.items(), strict=False):
         x = np.arange(len(sel))
         colors = ["tab:green" if r.verdict == "within" else "tab:red" if "reversal" in r.verdict else "tab:gray"
@@ -234,7 +255,7 @@ def gap_figure(rows: list[Row]) -> bytes | None:
         for i, r in enumerate(sel):
             ax.scatter([i] * len(r.per_seed), r.per_seed, color="black", s=10, zorder=3)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(x, [r.variant or r.metric for r in sel])
+        ax.set_xticks(x, [r.variant or r.metric for r in sel], rotation=90 if len(sel) > 6 else 0, fontsize=7)
         ax.set_title(f"{col}: treatment - baseline")
         ax.set_ylabel("gap (bars: mean ± 2 SE; dots: seeds)")
     fig.tight_layout()
@@ -254,7 +275,7 @@ def write_report(name: str, out: Path, rows: list[Row], facts: str) -> tuple[Pat
                     "per-seed values, published std); paired gaps: within when mean - 2 SE > 0.", table=table)]
     fig = gap_figure(rows)
     if fig is not None:
-        secs.append(Section("Gaps per variant", "\n".join(largest_gaps(rows)), fig))
+        secs.append(Section("Gaps per variant", "\n".join(ordering_lines(rows) + largest_gaps(rows)), fig))
     runs = [f"- {v or '(one run)'}: {run_folder(out, v) / 'cells.csv'}" for v, _ in variants(name)]
     secs.append(Section("Runs", "\n".join(runs) + "\n\n`python -m benchmark report <run folder>` draws any run's "
                         "own report."))

@@ -59,6 +59,9 @@ def test_largest_gap_names_the_variant_with_the_largest_mean_gap_per_column():
     assert lines[0].startswith("largest nmi gap: layer2, +0.250 ± 0.058 (2 SE over 3 seeds; within)")
     assert lines[1].startswith("largest acc gap: layer1, -0.020") and "reversal found" in lines[1]
     assert reproduce.gap_figure(rows)[:4] == b"\x89PNG" and reproduce.gap_figure(rows[:0]) is None
+    order = reproduce.ordering_lines(rows)  # where our ordering differs from the published one, it says so
+    assert order[0] == "nmi: the published order held in 2 of 2 paired gaps"
+    assert order[1] == "acc: the published order held in 0 of 2 paired gaps; reversed in 2 (layer1, layer2)"
 
 
 def test_stored_verdicts_follow_from_the_stored_per_seed_values():
