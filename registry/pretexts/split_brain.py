@@ -18,8 +18,9 @@ Design (a generic harness, not the paper's AlexNet):
 - Heads: a 1x1 convolution on net_L's feature map predicting the ab bin at each feature-map position, one on
   net_ab's map predicting the L bin; targets are the image's Lab averaged down to the feature map's size, as
   ``colorization`` pools ab before it quantizes. ab: the in-gamut 10 x 10 bins of ``colorization`` (266 here;
-  the paper counts 313); L: ``l_bins`` equal bins over [0, 100] (100 by default, width 1: the paper's L
-  quantization as this task's brief gives it, not re-read here). Hard nearest-bin targets, no class
+  the paper counts 313); L: ``l_bins`` equal bins over [0, 100] (100 by default, width 1: the paper
+  classifies L over 100 bins, as the CIFAR re-implementation ysharma1126/Split-Brain-Autoencoder
+  does). Hard nearest-bin targets, no class
   rebalancing; the loss is the sum of the two cross-entropies.
 - Not applicable to grayscale data (no ab to predict) nor to backbones without a spatial feature map."""
 from __future__ import annotations
