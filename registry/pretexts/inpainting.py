@@ -16,9 +16,9 @@ side. Option ``region``:
   kept and weighted as above.
 
 The fill is the training images' per-channel mean (``prepare``; the ImageNet mean until then): train.lua
-fills with a fixed mean pixel, (117, 104, 123) / 255, its ImageNet data's; here each data set's own. Pixels and the reconstruction (a sigmoid) are in [0,1]; the L2 term is the
-weighted squared error summed and divided by the region's pixels x channels (train.lua's ``mean`` over the
-predicted patch, weights in the gradient).
+fills with a fixed mean pixel, (117, 104, 123) / 255, its ImageNet data's; here each data set's own. Pixels
+and the reconstruction (a sigmoid) are in [0,1]; the L2 term is the weighted squared error summed and divided
+by the region's pixels x channels (train.lua's ``mean`` over the predicted patch, weights in the gradient).
 
 Option ``adversarial`` adds the paper's joint loss: a small DCGAN-style discriminator in the head judges the
 predicted region (``center``: the centre square; ``random``: the whole image with the region pasted in) against

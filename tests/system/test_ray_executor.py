@@ -124,6 +124,9 @@ def ray_session():
              configure_logging=False)
     yield ray
     ray.shutdown()
+    import shutil
+
+    shutil.rmtree(temp, ignore_errors=True)  # its session logs: ~3 MB a run, left in /tmp otherwise
 
 
 def kill_spec() -> GridSpec:

@@ -74,27 +74,32 @@ def main() -> None:
     # the suite's kill -9 tests time their writes on (their memory maps are shared pages, not RssAnon)
     tmp = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     warm, wkey = make_store(Path(tempfile.mkdtemp(prefix="stage-memory-warm-", dir=tmp)), 1200, d)
-    for _name, run in tasks(wkey):
-        assert run(warm).status == "ok"
-    out: dict[str, dict[str, float]] = {}
-    for n in sizes:  # one process for every size: its allocator and libraries are the same for each
-        folder = Path(tempfile.mkdtemp(prefix="stage-memory-", dir=tmp))
-        store, lkey = make_store(folder, n, d)
-        got: dict[str, float] = {}
-        for name, run in tasks(lkey):
-            gc.collect()
-            tracemalloc.start()
-            with PeakMemory(interval=0.002) as peak:
-                result = run(store)
-            _now, traced = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            assert result.status == "ok", result.error
-            got[f"{name}_anon"] = float(peak.peak or 0)
-            got[f"{name}_traced"] = float(traced)
-        out[str(n)] = got
-        del store
-        shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(warm.root, ignore_errors=True)
+    folders = [warm.root]
+    try:
+        for _name, run in tasks(wkey):
+            assert run(warm).status == "ok"
+        out: dict[str, dict[str, float]] = {}
+        for n in sizes:  # one process for every size: its allocator and libraries are the same for each
+            folder = Path(tempfile.mkdtemp(prefix="stage-memory-", dir=tmp))
+            folders.append(folder)
+            store, lkey = make_store(folder, n, d)
+            got: dict[str, float] = {}
+            for name, run in tasks(lkey):
+                gc.collect()
+                tracemalloc.start()
+                with PeakMemory(interval=0.002) as peak:
+                    result = run(store)
+                _now, traced = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                assert result.status == "ok", result.error
+                got[f"{name}_anon"] = float(peak.peak or 0)
+                got[f"{name}_traced"] = float(traced)
+            out[str(n)] = got
+            del store
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:  # a killed or failed run leaves no ~200 MB store behind
+        for f in folders:
+            shutil.rmtree(f, ignore_errors=True)
     print(json.dumps(out))
 
 
