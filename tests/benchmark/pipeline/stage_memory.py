@@ -97,7 +97,7 @@ def main() -> None:
             out[str(n)] = got
             del store
             shutil.rmtree(folder, ignore_errors=True)
-    finally:  # a killed or failed run leaves no ~200 MB store behind
+    finally:  # a failed size or an interrupt (not a kill -9) leaves no ~200 MB store behind
         for f in folders:
             shutil.rmtree(f, ignore_errors=True)
     print(json.dumps(out))
