@@ -42,6 +42,7 @@ from registry.backbones import backbone_names
 from registry.clusterers import CLUSTERERS
 from registry.datasets import DATASETS
 from registry.pretexts import PRETEXTS
+from registry.weights import ALLOW_ENV, allow_downloads
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INTERNAL, EXIT_USAGE, EXIT_CELLS_FAILED = 0, 1, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -58,6 +59,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_grid_args(p)
     add_arg(p, "--out", constraint=PATH, help="run folder (default results/<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="finish or extend the run in --out; finished cells are kept")
+    p.add_argument("--allow-download", action="store_true",
+                   help=f"fetch missing ImageNet weights into the torch hub / Hugging Face cache (or set "
+                        f"{ALLOW_ENV}=1); not part of the run's configuration")
     add_arg(p, "--cache-dir", constraint=PATH,
                    help=f"artifact store: decoded images, weights, features, cells (default {DEFAULT_CACHE})")
     add_executor_args(p)
@@ -105,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          "another --out")
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
     _current_out[:] = [out]
-    with user_errors():
+    with user_errors(), allow_downloads(args.allow_download):
         result = run_grid(spec, out, cache, resume=args.resume, progress=not args.no_progress, executor=executor)
     print(leaderboard_text(pd.DataFrame(result.rows, columns=columns.names())))
     s = result.stats
@@ -140,7 +144,7 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     store = ArtifactStore(Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
-    with user_errors():
+    with user_errors(), allow_downloads(getattr(args, "allow_download", False)):
         _store_folder(store.root)
         plan_, _rec, rt = make_plan(spec, store)
     rows = []

@@ -7,6 +7,7 @@ from typing import Any
 
 from benchmark.cli.common import DEVICE, PATH, add_arg, user_errors
 from benchmark.config.checks import check_writable_file
+from benchmark.driver.results import cell_id
 from benchmark.interfaces import Constraint
 from benchmark.outputs.export import export_cell, predict
 from benchmark.outputs.recommend import RULE, diff_runs, recommend
@@ -31,7 +32,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         MIN_THROUGHPUT.check("--min-throughput", args.min_throughput)
         rec = recommend(load_run(Path(args.run)).cells, args.min_throughput)
     c = rec.cell
-    print(f"recommended: {c['backbone']}/{c['pretext']}/{c['clusterer']} (weights {c['weights']})")
+    print(f"recommended: {cell_id(c)} (weights {c['weights']})")
     print(f"rule: {RULE}")
     print(f"why: {rec.why}")
     print("\nquality vs. throughput Pareto front (feature sets):")

@@ -10,29 +10,37 @@ from pathlib import Path
 from benchmark.config.reduction import parse_reduce
 from benchmark.config.specs import GridSpec
 from benchmark.interfaces import BadInput, Listing, path_problem
-from benchmark.store.files import sha256_file
 from registry.backbones import WeightsRequest, build_backbone
 from registry.datasets import limit_listing, resolve_dataset
+from registry.weights import Init, resolve
 
 
-def check_weights(spec: GridSpec) -> dict[str, str]:
-    """Load every --weights checkpoint (weights only) into the backbone it is given for; a mismatch is a
-    BadInput. Returns {backbone: content hash of its checkpoint}, so two files of one name never share a key."""
-
-    paths = spec.weights_paths()
-    if spec.weights and not paths:
+def resolve_inits(spec: GridSpec, allow_download: bool = False) -> dict[str, dict[str, Init]]:
+    """Every backbone's ``--init`` values resolved and verified (``registry.weights.resolve``: a missing ImageNet
+    file that may not be fetched, or one whose sha256 does not match, is one line naming the backbone and the
+    file); a checkpoint is loaded (weights only) into its backbone, so a mismatch is refused before compute.
+    Returns {backbone: {value: Init}}."""
+    if spec.weights and not spec.weights_paths():
         for item in (x.strip() for x in spec.weights.split(",") if x.strip()):
             path = item.partition("=")[2].strip() if "=" in item else item
             if path_problem(path) or not os.path.isfile(path):
                 raise BadInput(f"bad --weights {path[:80]!r}: no such file")
         warnings.warn(f"--weights {spec.weights!r} is not used: no backbone of the grid takes weights "
                       f"({', '.join(spec.backbones)})", stacklevel=2)
-    for bname, path in paths.items():
-        try:
-            build_backbone(bname, spec.image_size, WeightsRequest(path=path))
-        except BadInput as exc:
-            raise BadInput(f"bad --weights {bname}={path!r}: {str(exc).split(': ', 1)[-1]}") from None
-    return {b: sha256_file(Path(p))[:16] for b, p in paths.items()}
+    out: dict[str, dict[str, Init]] = {}
+    for bname in spec.backbones:
+        for value in spec.inits_for(bname):
+            flag = f"--weights {bname}={value!r}" if spec.weights and value != "random" else f"--init {value}"
+            if value not in ("random", "none") and not value.startswith("imagenet") and path_problem(value):
+                raise BadInput(f"bad {flag}: no such file")
+            init = resolve(bname, value, allow_download)
+            if init.kind == "checkpoint":
+                try:
+                    build_backbone(bname, spec.image_size, WeightsRequest(init))
+                except BadInput as exc:
+                    raise BadInput(f"bad {flag}: {str(exc).split(': ', 1)[-1]}") from None
+            out.setdefault(bname, {})[value] = init
+    return out
 
 
 def check_free_space(root: Path, n: int, size: int) -> None:

@@ -39,6 +39,8 @@ def _path(text: str) -> bool:
 
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
 VARIABLES: dict[str, EnvVar] = {v.name: v for v in (
+    EnvVar("SSLBENCH_ALLOW_DOWNLOAD", "0 or 1", lambda t: t in ("0", "1"),
+           "1: missing ImageNet weights may be fetched (as --allow-download; not part of a run's configuration)"),
     EnvVar("SSLBENCH_CACHE", "a path", _path, "the artifact store when --cache-dir is not given"),
     EnvVar("SSLBENCH_CHECKPOINT_EVERY_S", "a number of seconds in 0..86400", _seconds,
            "seconds between training checkpoints (default 60; 0: after every step)"),

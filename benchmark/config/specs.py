@@ -131,9 +131,13 @@ class GridSpec:
                           help="auto, cpu or cuda (auto: cuda when a GPU is visible)")
     labels: str | None = setting(None, Constraint("path", optional=True), flag="labels",
                                  help="CSV filename,label for a folder (the rest stays unlabeled)")
+    init: str | None = setting(None, Constraint("text", optional=True), flag="init",
+                               help="where the deep backbones' weights start, a grid axis: comma list of random, "
+                                    "imagenet, imagenet:<source>, a checkpoint PATH, for all or per backbone "
+                                    "(resnet18=imagenet,timm:efficientnet_lite0=random); default random")
     weights: str | None = setting(None, Constraint("text", optional=True), flag="weights",
                                   help="local checkpoint (state_dict) for the deep backbones: PATH, or "
-                                       "backbone=PATH,...")
+                                       "backbone=PATH,... (a spelling of --init PATH)")
     reduce: str = setting("", Constraint("text", empty=True), flag="reduce",
                           help="step before clustering: none, standardize, l2, pca[:D], umap[:D], for all or per "
                                "clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for density "
@@ -171,6 +175,20 @@ class GridSpec:
     def seed(self) -> int:
         """The first seed (runs with one seed)."""
         return self.seeds[0]
+
+    def inits_for(self, backbone: str) -> tuple[str, ...]:
+        """The ``--init`` values of ``backbone`` (``none`` for backbones without weights, ``random`` by default);
+        ``--weights`` is read as the checkpoint init of the backbones it names (it overrides ``--init`` for them)."""
+        if not backbone_info(backbone).uses_weights:
+            return ("none",)
+        path = self.weights_paths().get(backbone) if self.weights else None
+        if path:  # --weights B=PATH: B's init is that checkpoint, whatever --init says of it
+            return (path,)
+        given, shared = parse_inits(self.init or "", self.backbones)
+        values = given.get(backbone) or shared or ["random"]
+        if len(set(values)) != len(values):
+            raise BadInput(f"bad --init {self.init!r}: backbone {backbone!r} is given {values[0]!r} twice")
+        return tuple(values)
 
     def weights_paths(self) -> dict[str, str]:
         """{deep backbone: checkpoint path} from ``weights`` (file existence and content are checked later)."""
@@ -214,3 +232,40 @@ def default_reduction(clusterer: str) -> tuple[str, int]:
     default preset, see the README), PCA-50 for Ward, the standardized features for the rest."""
 
     return parse_method(clusterer_class(clusterer).default_reduce)
+
+
+def parse_inits(text: str, backbones: tuple[str, ...]) -> tuple[dict[str, list[str]], list[str]]:
+    """``--init`` text -> ({backbone: its values}, the values for the other backbones). An item ``name=value``
+    is per backbone where ``name`` is one of the grid's; every value is random, imagenet, imagenet:<source>
+    or a checkpoint path (whose existence the resolver checks)."""
+    per: dict[str, list[str]] = {}
+    shared: list[str] = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, sep, value = item.partition("=")
+        if sep and name.strip() in backbones:
+            target = per.setdefault(name.strip(), [])
+            item = value.strip()
+        elif sep and _is_backbone(name.strip()):  # a backbone outside this grid (a preset's, --backbones narrowed)
+            continue
+        elif sep and not (name.strip().startswith((".", "/", "~")) or "/" in name):
+            raise BadInput(f"bad --init item {item!r}: {name.strip()!r} is not a backbone of the grid "
+                           f"({', '.join(backbones)}); write backbone=INIT")
+        else:
+            target = shared
+        if not item:
+            raise BadInput(f"bad --init item {name!r}: write backbone=INIT with INIT random, imagenet or a checkpoint")
+        if item.startswith("imagenet") and item != "imagenet" and not item.startswith("imagenet:"):
+            raise BadInput(f"bad --init value {item!r}: allowed: random, imagenet, imagenet:<source>, a checkpoint "
+                           "file")
+        target.append(item)
+    return per, shared
+
+
+def _is_backbone(name: str) -> bool:
+    from registry.backbones import check_backbone
+
+    try:
+        check_backbone(name)
+    except BadInput:
+        return False
+    return True

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.driver.summary import summarize
+from benchmark.driver.summary import row_init, summarize, with_init
 from benchmark.interfaces import escape_name
 from benchmark.pipeline.plan import cell_id as make_cell_id
 from benchmark.scoring import columns
@@ -21,16 +21,18 @@ from benchmark.store.files import atomic_write_text
 
 
 def cell_id(row: Any) -> str:
-    """The id of a cells.csv row (backbone/pretext/clusterer/seed)."""
-    return make_cell_id(row["backbone"], row["pretext"], row["clusterer"], int(row["seed"]))
+    """The id of a cells.csv row (backbone/init/pretext/clusterer/seed)."""
+    return make_cell_id(row["backbone"], row["pretext"], row["clusterer"], int(row["seed"]), row_init(row))
 
 
 def assignment_of(assign: dict[str, np.ndarray], row: Any) -> np.ndarray | None:
-    """A row's clusters from read_assignments (runs before the seed axis named columns b/p/c)."""
+    """A row's clusters from read_assignments (runs before the init axis named columns b/p/c/seed, before the
+    seed axis b/p/c)."""
     cid = cell_id(row)
     if cid in assign:
         return assign[cid]
-    return assign.get(cid.rsplit("/", 1)[0])
+    old = make_cell_id(row["backbone"], row["pretext"], row["clusterer"], int(row["seed"]), "").replace("//", "/")
+    return assign.get(old, assign.get(old.rsplit("/", 1)[0]))
 
 
 def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -44,7 +46,9 @@ def write_cells(path: Path, rows: list[dict[str, Any]]) -> None:
 def read_cells(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return typed_rows(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+    return typed_rows(with_init(pd.read_csv(path, keep_default_na=False, na_values=[""])))
+
+
 
 
 def typed_rows(df: pd.DataFrame) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ from benchmark.store.artifacts import ArtifactStore, RunFolder
 from benchmark.store.files import MACHINE_ERRNOS, CorruptArtifact
 from registry.datasets import dataset_version
 from registry.pretexts import build_pretext
+from registry.weights import downloads_allowed
 
 STAGES = ("decode", "train", "extract", "probe", "reduce", "cluster", "score")
 
@@ -125,7 +126,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
     facts = facts or local_facts()
     rt = select_runtime(spec.device, facts.cuda, facts.bf16, spec.deterministic, spec.compile)
     apply_determinism(rt)  # for the tasks a serial executor runs in this process
-    digests = checks.check_weights(spec)
+    inits = checks.resolve_inits(spec, downloads_allowed())
     listing = checks.limited_listing(spec, spec.split, "")
     n = len(listing.names)
     if isinstance(spec.cluster.k, int) and spec.cluster.k > n:
@@ -143,7 +144,7 @@ def make_plan(spec: GridSpec, store: ArtifactStore, facts: DeviceFacts | None = 
                     *knn_reference(spec, listing, store, decoder))
     if not store.has("images", data.images_key):
         checks.check_free_space(store.root, n, spec.image_size)
-    plan_ = plan(spec, data, RuntimeInfo.of(rt), digests)
+    plan_ = plan(spec, data, RuntimeInfo.of(rt), inits)
     if facts.local_memory:  # Ray: each task asks for its model's bytes as a resource instead
         footprint.check_memory(plan_, footprint.to_compute(plan_, store))
     return plan_, rec, rt
@@ -239,13 +240,7 @@ class Recorder:
         write_info(self.folder, self.info)
 
     def finish(self) -> None:
-        """The last write, once every task has finished: a skipped or failed row names its backbone's weights
-        from a feature set of the same backbone and seed, which an executor running tasks in parallel may
-        not have made yet when the row was first written."""
-        for slot in self.plan.cells:
-            row = self.rows.get(slot.id)
-            if row is not None and row.get("status") != Status.OK and not row.get("weights"):
-                row["weights"] = self._weights(slot)
+        """The last write, once every task has finished."""
         self.write()
 
     def write_summary(self) -> None:
@@ -257,7 +252,8 @@ class Recorder:
 
         spec, meta = self.plan.spec, self.images_meta
         row: dict[str, Any] = {c: None for c in columns.names()}
-        row.update(dataset=spec.dataset, backbone=slot.backbone, pretext=slot.pretext, clusterer=slot.clusterer,
+        row.update(dataset=spec.dataset, backbone=slot.backbone, init=slot.init, weights=slot.weights,
+                   pretext=slot.pretext, clusterer=slot.clusterer,
                    seed=slot.seed, image_size=spec.image_size, n_images=len(self.names),
                    n_labeled=int((self.labels >= 0).sum()),
                    status=Status.OK.value, error="", feature_key=slot.features_key, probe_key=slot.probe_key,
@@ -267,7 +263,6 @@ class Recorder:
         cell = self.results.get(slot.cell_key)
         status = Status.SKIPPED.value if reason else (cell.status if cell else Status.FAILED.value)
         fmeta = self.store.get_meta("features", slot.features_key) or {}
-        row["weights"] = fmeta.get("weights") or self._weights(slot)
         if status != Status.OK or cell is None:  # "ok" comes with its cell's result
             err = reason or (cell.error if cell else "not run")
             row.update(status=status, error=err, notes=err if status == Status.SKIPPED else slot.notes, rankable=False,
@@ -280,15 +275,6 @@ class Recorder:
                    notes="; ".join(x for x in (slot.notes, probe.get("probe_reason", "")) if x))
         row.update(cell.info)
         return row
-
-    def _weights(self, slot: CellSlot) -> str:
-        """The weights description of a backbone whose features were not made (skipped or failed)."""
-        for s in self.plan.cells:
-            if s.backbone == slot.backbone and s.seed == slot.seed:
-                w = (self.store.get_meta("features", s.features_key) or {}).get("weights")
-                if w:
-                    return str(w)
-        return ""
 
 
 def task_label(task: Task) -> str:
@@ -328,7 +314,16 @@ def _start_info(spec: GridSpec, plan_: Plan, rt: Any, executor: Executor, facts:
             "executor": executor.name, "executor_info": executor.describe(), "images_key": plan_.data.images_key,
             "labels_key": plan_.data.labels_key, "plan": plan_.counts(), "k": plan_.k or "auto",
             "threads": describe_threads(), "pid": os.getpid(),
-            "data_version": dataset_version(spec.dataset), "decoder": plan_.data.decoder}
+            "data_version": dataset_version(spec.dataset), "decoder": plan_.data.decoder,
+            "inits": _inits(plan_)}
+
+
+def _inits(plan_: Plan) -> dict[str, dict[str, str]]:
+    """{backbone: {init label: weights identity (source, file, sha256 prefix)}} of the grid's cells."""
+    out: dict[str, dict[str, str]] = {}
+    for s in plan_.cells:
+        out.setdefault(s.backbone, {})[s.init] = s.weights
+    return out
 
 
 def _finished_info(recorder: Recorder, rows: list[dict[str, Any]], wall: float, rt: Any,

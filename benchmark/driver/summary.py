@@ -19,9 +19,35 @@ from benchmark.interfaces import Status
 from benchmark.pipeline.plan import COPY_NOTE
 from benchmark.scoring import columns
 
-GROUP = ["backbone", "pretext", "clusterer"]
-SORT_RULE = ("one row per backbone/pretext/clusterer over the seeds; rankable cells first, by the mean NMI where "
+GROUP = ["backbone", "init", "pretext", "clusterer"]
+SORT_RULE = ("one row per backbone/init/pretext/clusterer over the seeds; rankable cells first, by the mean NMI where "
              "the data set has labels, else the mean silhouette (descending); then the pooled probe accuracy")
+
+
+def row_init(row: Any) -> str:
+    """A row's init label; rows of runs before the init axis (no ``init`` column) take it from ``weights``
+    (random, none, imagenet:<enum> -> imagenet, checkpoint:<file> -> checkpoint)."""
+    got = row.get("init") if hasattr(row, "get") else None
+    if isinstance(got, str) and got:
+        return got
+    weights = str(row.get("weights") or "") if hasattr(row, "get") else ""
+    if row.get("backbone") == "raw_pixels" or weights == "none":
+        return "none"
+    kind = weights.partition(":")[0]
+    return kind if kind in ("imagenet", "checkpoint") else "random"
+
+
+def with_init(df: pd.DataFrame) -> pd.DataFrame:
+    """cells.csv of a run before the init axis gains its ``init`` column (from ``weights``, see ``row_init``)."""
+    if "backbone" not in df.columns or ("init" in df.columns and df["init"].notna().all()):
+        return df
+    df = df.copy()
+    labels = [row_init(r) for r in df.to_dict("records")]
+    if "init" in df.columns:
+        df["init"] = labels
+    else:
+        df.insert(int(list(df.columns).index("backbone")) + 1, "init", labels)
+    return df
 
 
 def interval(values: np.ndarray) -> tuple[float, float, float, float]:
@@ -78,7 +104,8 @@ def rankable_mask(df: pd.DataFrame) -> pd.Series:
 
 
 def summarize(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per backbone/pretext/clusterer: seeds, mean/std/lo/hi of every score, rankable, tied."""
+    """One row per backbone/init/pretext/clusterer: seeds, mean/std/lo/hi of every score, rankable, tied."""
+    cells = with_init(cells)
     df = cells[~cells["notes"].fillna("").astype(str).str.contains(COPY_NOTE, regex=False)].copy()
     df = df[df["status"].isin([Status.OK.value, Status.DEGENERATE.value])]
     if df.empty:
@@ -88,6 +115,7 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in df.groupby(GROUP, sort=False):
         out: dict[str, Any] = dict(zip(GROUP, key, strict=False))
+        out["weights"] = str(g["weights"].iloc[0]) if "weights" in g else ""
         out["seeds"] = int(g["seed"].nunique())
         for s in columns.summary_columns("interval"):
             m, sd, lo, hi = interval(pd.to_numeric(g.get(s), errors="coerce").to_numpy())
@@ -143,7 +171,8 @@ def leaderboard_text(cells: pd.DataFrame, limit: int | None = None) -> str:
     view = []
     for i, r in summary.iterrows():
         mark = {"leader": "leader", "tied": "= tied", "no": ""}.get(r["tied_with_leader"] or "", "")
-        view.append({"#": i + 1, "backbone": r["backbone"], "pretext": r["pretext"], "clusterer": r["clusterer"],
+        view.append({"#": i + 1, "backbone": r["backbone"], "init": r["init"], "pretext": r["pretext"],
+                     "clusterer": r["clusterer"],
                      primary: ci(r, primary), "silhouette" if primary != "silhouette" else "nmi":
                      ci(r, "silhouette" if primary != "silhouette" else "nmi"),
                      "probe": (f"{r['probe_pooled_mean']:.3f}" if not pd.isna(r["probe_pooled_mean"]) else "-"),

@@ -20,9 +20,9 @@ import torch
 
 from benchmark.config.checks import check_empty_target, check_writable_file
 from benchmark.config.reduction import parse_reduce
-from benchmark.config.specs import default_reduction
+from benchmark.config.specs import default_reduction, parse_inits
 from benchmark.data.decode import decode_many
-from benchmark.driver.results import cell_id, environment
+from benchmark.driver.results import cell_id, environment, row_init
 from benchmark.interfaces import BadInput, ClusterSpec, Status, escape_name
 from benchmark.outputs.recommend import recommend
 from benchmark.outputs.run_folder import Run, load_run
@@ -45,6 +45,7 @@ from registry.base import unknown_message
 from registry.clusterers import Clusterer, build_clusterer
 from registry.datasets import IMAGE_EXTENSIONS, list_images
 from registry.pretexts import build_pretext, pretext_class
+from registry.weights import IMAGENET_MEAN, IMAGENET_STD, RANDOM, Init, resolve
 
 MANIFEST = "manifest.json"
 BACKBONE = "backbone.pt"
@@ -56,12 +57,42 @@ def _pick_row(run: Run, cell: str | None) -> Any:
     if cell is None:
         return recommend(df).cell
     ids = [cell_id(r) for _, r in df.iterrows()]
-    b, p, c, seed = parse_cell_id(cell)
+    b, init, p, c, seed = parse_cell_id(cell)
+    hits = []
     for i, x in enumerate(ids):  # without a seed: the run's first seed of that cell
-        xb, xp, xc, xs = parse_cell_id(x)
-        if (xb, xp, xc) == (b, p, c) and seed in (None, xs):
-            return df.iloc[i]
+        xb, xi, xp, xc, xs = parse_cell_id(x)
+        if (xb, xp, xc) == (b, p, c) and init in (None, xi) and seed in (None, xs):
+            hits.append(i)
+    inits = sorted({parse_cell_id(ids[i])[1] or "" for i in hits})
+    if init is None and len(inits) > 1:  # an old 4-part id where the backbone has several inits
+        raise BadInput(f"bad cell {cell!r}: backbone {b!r} has {len(inits)} inits in this run ({', '.join(inits)}); "
+                       f"write backbone/init/pretext/clusterer[/seed], e.g. {b}/{inits[0]}/{p}/{c}")
+    if hits:
+        return df.iloc[hits[0]]
     raise BadInput(unknown_message("cell", cell, ids))
+
+
+def _init_of(run: Run, row: Any) -> Init:
+    """The init a cell's backbone started from, resolved again from this machine's files and checked against
+    the row's weights identity (a file replaced since the run is refused)."""
+    label, cfg = row_init(row), run.info["config"]
+    if label in ("random", "none"):
+        return RANDOM
+    if label.startswith("imagenet"):
+        init = resolve(row["backbone"], label)
+    else:
+        given, shared = parse_inits(str(cfg.get("init") or cfg.get("weights") or ""), tuple(cfg["backbones"]))
+        paths = [v for v in given.get(row["backbone"], shared) if os.path.isfile(v)]
+        found = [resolve(row["backbone"], v) for v in paths]
+        hit = next((i for i in found if i.identity == row["weights"]), found[0] if found else None)
+        if hit is None:
+            raise BadInput(f"bad cell {cell_id(row)!r}: the checkpoint it started from is not on this machine; "
+                           "export it where the run was made")
+        init = hit
+    if init.identity != row["weights"] and str(row["weights"]).count("@sha256:"):
+        raise BadInput(f"bad cell {cell_id(row)!r}: its weights {row['weights']} are not on this machine (found "
+                       f"{init.identity}); export it where the run was made")
+    return init
 
 
 def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
@@ -76,12 +107,19 @@ def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
         return path.read_bytes()
     import io
 
-    cfg = run.info["config"]
     torch.manual_seed(seed)
-    backbone = build_backbone(row["backbone"], size, WeightsRequest(path=cfg.get("weights")))
+    backbone = build_backbone(row["backbone"], size, WeightsRequest(_init_of(run, row)))
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, buf)
     return buf.getvalue()
+
+
+def _stats(run: Run, row: Any) -> dict[str, list[float]]:
+    """The input normalisation of a cell's backbone (its weight source's mean/std)."""
+    if not backbone_info(row["backbone"]).uses_weights:
+        return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    init = _init_of(run, row)
+    return {"mean": list(init.mean), "std": list(init.std)}
 
 
 def _channels(backbone: str, dim: int, size: int) -> int:
@@ -90,7 +128,7 @@ def _channels(backbone: str, dim: int, size: int) -> int:
 
 
 def export_cell(run_dir: Path, to: Path, cell: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Write the recipe of ``cell`` ("backbone/pretext/clusterer[/seed]"; default: the recommended one) to the
+    """Write the recipe of ``cell`` ("backbone/init/pretext/clusterer[/seed]"; default: the recommended one) to the
     folder ``to``: refused when it is not empty unless ``force``; it is written beside ``to`` and renamed into
     place, so ``to`` holds either its old content or the whole new export, never a mix."""
     run = load_run(run_dir)
@@ -160,7 +198,8 @@ def _write_export(run: Run, run_dir: Path, to: Path, row: Any) -> dict[str, Any]
     same = bool(ran is not None and np.array_equal(ran, labels))
     manifest = {
         "cell": cid, "backbone": row["backbone"], "pretext": row["pretext"], "clusterer": row["clusterer"],
-        "weights": row["weights"], "image_size": size, "seed": seed, "feature_dim": int(feats.shape[1]), "k": k,
+        "init": row_init(row), "weights": row["weights"], "normalize": _stats(run, row), "image_size": size,
+        "seed": seed, "feature_dim": int(feats.shape[1]), "k": k,
         "channels": _channels(row["backbone"], int(feats.shape[1]), size),
         "cluster_params": clusterer.params, "clusterer_files": [f.name for f in files],
         "preprocess": {"resize": "whole image, bilinear, no crop", "exif_orientation": True,
@@ -204,8 +243,11 @@ def _load_recipe(folder: Path, manifest: dict[str, Any]) -> tuple[Any, Reduction
     that passed its checksum but still cannot be loaded (hand-made, other version) is a BadInput."""
     try:
         torch.manual_seed(int(manifest["seed"]))
-        backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(use_cache=False),
+        norm = manifest.get("normalize") or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # older exports: ImageNet's
+        stats = Init(mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]))
+        backbone = build_backbone(manifest["backbone"], int(manifest["image_size"]), WeightsRequest(),
                                   channels=int(manifest.get("channels", 3)))
+        backbone.init = stats  # the weights come from backbone.pt; the normalisation is the source's
         backbone = _pretext_of(manifest).wrap_backbone(backbone)  # the network trained (split_brain: two copies)
         if BACKBONE in manifest.get("listed_files", ()):  # only what the manifest lists (and verify_export checked)
             backbone.load_state_dict(torch.load(folder / BACKBONE, map_location="cpu", weights_only=True))

@@ -2,17 +2,17 @@
 `diff` (per-cell score changes between two runs)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from benchmark.driver.summary import knn_draws, paired_tie, primary_score, probe_draws, rankable_mask
+from benchmark.driver.summary import knn_draws, paired_tie, primary_score, probe_draws, rankable_mask, with_init
 from benchmark.interfaces import BadInput, Status
 from benchmark.scoring import columns
 
 RULE = ("among rankable cells (status ok, at most half noise, not one giant cluster) whose feature extraction "
-        "reaches the throughput floor, take the feature set (backbone x pretext) with the best linear-probe "
+        "reaches the throughput floor, take the feature set (backbone x init x pretext) with the best linear-probe "
         "accuracy, pooled over seeds and draws; feature sets tied with it (the 95% interval of the paired "
         "per-draw differences contains 0) compete on throughput, and the fastest wins; within it, the rankable "
         "clusterer with the best mean NMI where labels exist, else the best mean silhouette")
@@ -37,8 +37,16 @@ def pareto_front(fs: pd.DataFrame, quality: str = "linear_probe_acc", speed: str
 
 
 def recommend(cells: pd.DataFrame, min_throughput: float = 0.0) -> Recommendation:
-    """Apply RULE. BadInput when no cell qualifies. The returned cell is the chosen cell at its first seed."""
+    """Apply RULE. BadInput when no cell qualifies. The returned cell is the chosen cell at its first seed.
+    A feature set is backbone x init x pretext: inside the rule its name is backbone/init/pretext (the init
+    joined to the pretext), and the returned cell is the row as cells.csv has it."""
+    shown = with_init(cells.reset_index(drop=True))
+    named = shown.assign(pretext=shown["init"].astype(str) + "/" + shown["pretext"].astype(str))
+    rec = _recommend(named, min_throughput)
+    return replace(rec, cell=shown.loc[rec.cell.name])
 
+
+def _recommend(cells: pd.DataFrame, min_throughput: float) -> Recommendation:
     df = cells.copy()
     for c in ("linear_probe_acc", "images_per_s", "nmi", "silhouette", "seed"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
@@ -152,7 +160,8 @@ def _knn_text(top: pd.Series, fast: pd.DataFrame) -> str:
 
 def diff_runs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """One row per cell present in either run: each score in a, in b, and b - a."""
-    keys = ["backbone", "pretext", "clusterer", "seed"]
+    keys = ["backbone", "init", "pretext", "clusterer", "seed"]
+    a, b = with_init(a), with_init(b)  # runs before the init axis: init from weights
     a = a.assign(seed=pd.to_numeric(a["seed"], errors="coerce").fillna(0).astype(int))
     b = b.assign(seed=pd.to_numeric(b["seed"], errors="coerce").fillna(0).astype(int))
     diff = [c.name for c in columns.shown_in("diff")]

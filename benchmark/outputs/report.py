@@ -14,6 +14,7 @@ import pandas as pd
 from benchmark.config.checks import check_writable_dir
 from benchmark.driver.results import cell_id
 from benchmark.driver.summary import SORT_RULE, leaderboard_header, summarize
+from benchmark.outputs.init_compare import INIT_TEXT, init_table
 from benchmark.outputs.run_folder import Run, load_run
 from benchmark.scoring import columns
 from benchmark.store.artifacts import RunFolder
@@ -22,16 +23,16 @@ from registry.backbones import backbone_info
 
 
 def best_cells(df: pd.DataFrame, summary: pd.DataFrame, n: int = 3) -> pd.DataFrame:
-    """The best ``n`` cells of distinct feature sets (backbone x pretext), rankable ones first, each at its
+    """The best ``n`` cells of distinct feature sets (backbone x init x pretext), rankable ones first, each at its
     first seed, from ``summarize(df)``: the projections and montages never show one feature set twice."""
     if summary.empty:
         return df.head(0)
     picked, seen = [], set()
     for _, r in summary.iterrows():
-        if (r["backbone"], r["pretext"]) in seen:
+        if (r["backbone"], r["init"], r["pretext"]) in seen:
             continue
-        seen.add((r["backbone"], r["pretext"]))
-        rows = df[(df["backbone"] == r["backbone"]) & (df["pretext"] == r["pretext"])
+        seen.add((r["backbone"], r["init"], r["pretext"]))
+        rows = df[(df["backbone"] == r["backbone"]) & (df["init"] == r["init"]) & (df["pretext"] == r["pretext"])
                   & (df["clusterer"] == r["clusterer"])].sort_values("seed")
         picked.append(rows.index[0])
         if len(picked) == n:
@@ -45,7 +46,8 @@ def summary_table(s: pd.DataFrame) -> pd.DataFrame:
     if s.empty:
         return s
     primary = s.attrs["primary"]
-    out = pd.DataFrame({"#": range(1, len(s) + 1), "backbone": s["backbone"], "pretext": s["pretext"],
+    out = pd.DataFrame({"#": range(1, len(s) + 1), "backbone": s["backbone"], "init": s["init"],
+                        "pretext": s["pretext"],
                         "clusterer": s["clusterer"], "seeds": s["seeds"]})
     for col in dict.fromkeys([primary] + [c.name for c in columns.shown_in("leaderboard")]):
         if s[f"{col}_mean"].notna().any():
@@ -84,13 +86,16 @@ def _png(fig: Any) -> bytes:
 
 
 def heatmap_figs(df: pd.DataFrame) -> list[tuple[str, bytes]]:
-    """Per clusterer: one heatmap per score over backbone x pretext."""
+    """Per clusterer: one heatmap per score over backbone (with its init where a backbone has several) x pretext."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = []
+    several = df.groupby("backbone")["init"].nunique() > 1
+    df = df.assign(backbone=[f"{b} ({i})" if several.get(b, False) else b for b, i in zip(df["backbone"], df["init"],
+                                                                                        strict=False)])
     for clusterer in df["clusterer"].unique():
         sub = df[df["clusterer"] == clusterer]
         scores = [(c.name, c.title) for c in columns.shown_in("heatmap")
@@ -213,12 +218,12 @@ def curves_fig(curves: dict[str, list[float]]) -> bytes:
 def throughput_fig(df: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
-    fs = df.drop_duplicates(["backbone", "pretext"])
+    fs = df.drop_duplicates(["backbone", "init", "pretext"])
 
     computes = fs["backbone"].map(lambda b: backbone_info(b).trainable)
     fs = fs[pd.to_numeric(fs["images_per_s"], errors="coerce").notna() & computes]
     fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(fs), 3) + 1))
-    names = [f"{b} / {p}" for b, p in zip(fs["backbone"], fs["pretext"], strict=False)]
+    names = [f"{b} / {i} / {p}" for b, i, p in zip(fs["backbone"], fs["init"], fs["pretext"], strict=False)]
     ax.barh(names, fs["images_per_s"].astype(float))
     ax.set_xlabel("feature extraction, images/s")
     ax.invert_yaxis()
@@ -261,6 +266,9 @@ def build_sections(run: Run, n_best: int = 3) -> list[Section]:
     head = leaderboard_header(summary) if not summary.empty else "No finished cells."
     secs.append(Section("Leaderboard", f"{head} Sorted: {SORT_RULE}; click a column header to sort.", None,
                  summary_table(summary)))
+    inits = init_table(summary)
+    if inits is not None:
+        secs.append(Section("Initialisation: pretrained vs scratch vs fine-tuned", INIT_TEXT, None, inits))
     for title, png in heatmap_figs(df):
         secs.append(Section(title, "", png, None))
     imgs = run.images()
@@ -289,7 +297,7 @@ def build_sections(run: Run, n_best: int = 3) -> list[Section]:
     for key, grp in df.groupby("feature_key", sort=False):
         meta = run.feature_meta(key)
         if meta and meta.get("step_losses"):
-            curves[f"{grp.iloc[0]['backbone']}/{grp.iloc[0]['pretext']}"] = meta["step_losses"]
+            curves[f"{grp.iloc[0]['backbone']}/{grp.iloc[0]['init']}/{grp.iloc[0]['pretext']}"] = meta["step_losses"]
     if curves:
         secs.append(Section("Pretext training curves", "", curves_fig(curves), None))
     secs.append(Section("Throughput", "", throughput_fig(df), None))

@@ -106,6 +106,8 @@ def split_purity(out: Path, row: "Any", group: list[str]) -> float:
 
     assign = pd.read_csv(out / "assignments.csv")
     col = cell_id(row)
+    old = f"{row['backbone']}/{row['pretext']}/{row['clusterer']}/{row['seed']}"  # runs before the init axis
+    col = old if col not in assign.columns and old in assign.columns else col
     if col not in assign.columns:
         raise RuntimeError(f"assignments.csv has no column for cell {col!r}")
     labeled = assign["label"].notna()

@@ -12,6 +12,7 @@ import pandas as pd
 from benchmark.data.images import open_image_set
 from benchmark.driver.integrity import parse_csv, read_text, require_intact
 from benchmark.driver.results import assignment_of, read_assignments, rows_of
+from benchmark.driver.summary import with_init
 from benchmark.interfaces import BadInput
 from benchmark.scoring import columns
 from benchmark.store.artifacts import RUN_INFO, ArtifactStore, RunFolder
@@ -119,4 +120,4 @@ def load_run(path: Path) -> Run:
     cells = pd.DataFrame(rows_of(check.header, check.rows)).reindex(columns=columns.names())  # older runs lack some
     if cells["seed"].isna().any():
         cells["seed"] = cells["seed"].fillna((info.get("config") or {}).get("seed", 0))
-    return Run(path, cells, info, skipped)
+    return Run(path, with_init(cells), info, skipped)  # runs before the init axis: init read from weights

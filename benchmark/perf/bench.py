@@ -234,7 +234,7 @@ def bench_train(name: str, pretext_name: str, spec: BenchSpec, rt: Runtime, prec
 
     def run(batch: int) -> dict[str, Any]:
         x = torch.rand(batch, 3, spec.image_size, spec.image_size, device=rt.torch_device)
-        task.prepare((x[:8] * 255).to(torch.uint8).cpu().numpy())
+        task.use_backbone(backbone).prepare((x[:8] * 255).to(torch.uint8).cpu().numpy())
         done = [0]
 
         def step() -> None:  # the training's step: views, forward, loss, backward, optimizer, per-step update

@@ -4,8 +4,10 @@ Each task is a frozen, picklable record with the keys of the tasks it depends on
 only from its own inputs:
 
     DecodeTask    images key   = data content + S + decode version
-    TrainTask     weights key  = images key + backbone + weights + this pretext's options + train cfg + seed + runtime
-    ExtractTask   features key = images key + backbone + weights + trained-weights key + feature input + seed + runtime
+    TrainTask     weights key  = images key + backbone + init (its weights' sha256) + this pretext's options + train cfg
+                                 + seed + runtime
+    ExtractTask   features key = images key + backbone + init (its weights' sha256) + trained-weights key + feature
+                                 input + seed + runtime
     ProbeTask     probe key    = features key + labels key + probe spec (solver, kNN) + seed + device
                                  (+ --knn-reference's features key + its labels key)
     ReduceTask    reduce key   = features key + reduction + seed
@@ -17,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec
+from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec, parse_inits
 from benchmark.interfaces import BadInput, ClusterSpec, Options, stable_hash
+from benchmark.pipeline.cells import cell_id, parse_cell_id  # noqa: F401  parse_cell_id re-exported
 from benchmark.runtime.device import Runtime
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
@@ -34,9 +37,10 @@ from registry.backbones import (
 from registry.clusterers import CLUSTERERS, clusterer_class
 from registry.datasets import check_split
 from registry.pretexts import PRETEXTS, build_pretext
+from registry.weights import Init, resolve
 
-TRAIN_VERSION = 2  # 2: the train spec resolved per method (its recipe), warmup in it
-FEATURE_VERSION = 4  # 4: raw_pixels in [0, 1] with the data's channels (3: extraction its own stage)
+TRAIN_VERSION = 3  # 3: the init (kind, source, sha256, statistics) for every init (2: the method's recipe)
+FEATURE_VERSION = 5  # 5: the init for every init (4: raw_pixels in [0, 1] with the data's channels)
 PROBE_VERSION = 3  # 3: kNN accuracy on the draws (and --knn-reference's) in the record (2: torch solver, device)
 REDUCE_VERSION = 3  # 3: streamed in row blocks above 8 Mi values (2: --reduce methods)
 CELL_VERSION = 6  # 6: scores streamed above 8 Mi values (5: stability, silhouette own and with noise, rankable)
@@ -106,7 +110,7 @@ class TrainTask:
     train: TrainSpec
     seed: int
     image_size: int
-    weights_path: str | None
+    init: Init  # resolved and verified: the file (if any) the backbone starts from
     runtime: RuntimeInfo
     deps: tuple[str, ...] = ()
     kind: str = "train"
@@ -123,7 +127,7 @@ class ExtractTask:
     seed: int
     image_size: int
     batch_size: int
-    weights_path: str | None
+    init: Init
     runtime: RuntimeInfo
     feature_layer: str | None = None  # --feature-layer: the pooled output of this stage
     deps: tuple[str, ...] = ()
@@ -180,7 +184,7 @@ Task = Union[DecodeTask, TrainTask, ExtractTask, ProbeTask, ReduceTask, CellTask
 
 @dataclass(frozen=True)
 class CellSlot:
-    """One cell of the grid (backbone / pretext / clusterer / seed) and the tasks that produce its row."""
+    """One cell of the grid (backbone / init / pretext / clusterer / seed) and the tasks that produce its row."""
 
     backbone: str
     pretext: str
@@ -190,10 +194,12 @@ class CellSlot:
     probe_key: str
     cell_key: str
     notes: str = ""
+    init: str = "random"  # the init's label (Init.label): random, imagenet, imagenet:<source>, checkpoint:<sha>
+    weights: str = "random"  # the init's identity (Init.identity): the weights column
 
     @property
     def id(self) -> str:
-        return cell_id(self.backbone, self.pretext, self.clusterer, self.seed)
+        return cell_id(self.backbone, self.pretext, self.clusterer, self.seed, self.init)
 
 
 @dataclass(frozen=True)
@@ -224,21 +230,6 @@ class Plan:
         for t in self.tasks:
             out[t.kind] = out.get(t.kind, 0) + 1
         return out
-
-
-def cell_id(backbone: str, pretext: str, clusterer: str, seed: int) -> str:
-    """The one spelling of a cell id (CONVENTIONS 5: the seed is part of the cell)."""
-    return f"{backbone}/{pretext}/{clusterer}/{seed}"
-
-
-def parse_cell_id(text: str) -> tuple[str, str, str, int | None]:
-    """``backbone/pretext/clusterer[/seed]`` -> parts (seed None when not given). timm names hold no '/'."""
-    parts = text.split("/")
-    if len(parts) == 4 and parts[3].isdigit():
-        return parts[0], parts[1], parts[2], int(parts[3])
-    if len(parts) == 3:
-        return parts[0], parts[1], parts[2], None
-    raise BadInput(f"bad cell {text!r}: write backbone/pretext/clusterer[/seed]")
 
 
 def check_member_names(backbones: tuple[str, ...], pretexts: tuple[str, ...], clusterers: tuple[str, ...]) -> None:
@@ -280,6 +271,13 @@ def validate_names(spec: GridSpec) -> None:
     for bname, path in spec.weights_paths().items():
         if not os.path.isfile(path):
             raise BadInput(f"bad --weights {bname}={path!r}: no such file")
+    for bname in spec.backbones:
+        spec.inits_for(bname)  # the --init text parses
+    given, shared = parse_inits(spec.init or "", spec.backbones)
+    for value in shared + [v for vs in given.values() for v in vs]:
+        if value not in ("random", "none") and not value.startswith("imagenet") and not os.path.isfile(value):
+            raise BadInput(f"bad --init {value[:80]!r}: allowed: random, imagenet, imagenet:<source>, or a checkpoint "
+                           "file (no such file)")
 
 
 def has_layers(backbone: str) -> bool:
@@ -301,14 +299,13 @@ def number_of_clusters(spec: GridSpec, data: DataInfo) -> int:
 
 
 def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, bname: str,
-                   pname: str, seed: int, weights_digests: dict[str, str]) -> tuple[str, str, str]:
-    """Add the train (when the pretext trains), extract and probe tasks of one feature set.
-    Returns (features key, probe key, notes)."""
+                   pname: str, seed: int, init: Init) -> tuple[str, str, str]:
+    """Add the train (when the pretext trains), extract and probe tasks of one feature set, the backbone
+    starting from ``init``. Returns (features key, probe key, notes)."""
 
     info = backbone_info(bname)
     train_images = data.train_images_key or data.images_key
-    wpath = spec.weights_paths().get(bname) if info.uses_weights else None
-    weights = (wpath, weights_digests.get(bname)) if wpath else None
+    weights = init.key()
     pretext = build_pretext(pname, spec.options_for(pname))
     notes = ""
     if pretext.trains and not info.trainable:  # raw pixels: the pretext changes nothing
@@ -321,7 +318,7 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
                                  train, seed, spec.image_size, runtime])
         tasks.setdefault(train_key, TrainTask(
             train_key, train_images, bname, pretext.name, pretext.opts, train, seed,
-            spec.image_size, wpath, runtime, deps=(train_images,)))
+            spec.image_size, init, runtime, deps=(train_images,)))
     batch = max(spec.train.batch_size, 128)
     layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
     capped = raw_pixels_note(spec.image_size) if bname == "raw_pixels" else ""  # the baseline's resolution cap
@@ -333,7 +330,7 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
                           + ([["raw_pixels_size", raw_pixels_size(spec.image_size)]] if capped else []))
         tasks.setdefault(key, ExtractTask(
             key, images, bname, pretext.name, pretext.opts, train_key, seed, spec.image_size,
-            batch, wpath, runtime, layer, deps=(images,) + ((train_key,) if train_key else ())))
+            batch, init, runtime, layer, deps=(images,) + ((train_key,) if train_key else ())))
         return key
 
     fkey = extract(data.images_key)
@@ -363,11 +360,12 @@ def _cell_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runtime:
     return ckey
 
 
-def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: dict[str, str] | None = None
+def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, inits: dict[str, dict[str, Init]] | None = None
          ) -> Plan:
-    """The task graph of ``spec`` (see the module docstring). ``weights_digests``: {backbone: content hash of
-    its --weights checkpoint}."""
+    """The task graph of ``spec`` (see the module docstring). ``inits``: {backbone: {--init value: its resolved
+    Init}} (``benchmark.config.checks.resolve_inits``; resolved here from the local files when not given)."""
     validate_names(spec)
+    inits = inits if inits is not None else {b: {v: resolve(b, v) for v in spec.inits_for(b)} for b in spec.backbones}
     k = number_of_clusters(spec, data)
     tasks: dict[str, Task] = {}
     decode = DecodeTask(data.images_key, data.dataset, data.labels_csv, spec.image_size, data.decoder, data.split,
@@ -384,11 +382,13 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, weights_digests: 
     slots: list[CellSlot] = []
     for seed in spec.seeds:
         for bname in spec.backbones:
-            for pname in spec.pretexts:
-                fkey, pkey, notes = _feature_tasks(tasks, spec, data, runtime, bname, pname, seed,
-                                                   weights_digests or {})
-                for cname in spec.clusterers:
-                    ckey = _cell_tasks(tasks, spec, data, runtime, fkey, cname, k, seed)
-                    slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes))
+            for value in spec.inits_for(bname):
+                init = inits[bname][value]
+                for pname in spec.pretexts:
+                    fkey, pkey, notes = _feature_tasks(tasks, spec, data, runtime, bname, pname, seed, init)
+                    for cname in spec.clusterers:
+                        ckey = _cell_tasks(tasks, spec, data, runtime, fkey, cname, k, seed)
+                        slots.append(CellSlot(bname, pname, cname, seed, fkey, pkey, ckey, notes, init.label,
+                                              init.identity))
     ordered = tuple(tasks.values())  # insertion order is a topological order: deps are added first
     return Plan(spec, data, runtime, k, ordered, tuple(slots), by_key=dict(tasks))

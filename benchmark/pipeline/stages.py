@@ -56,7 +56,7 @@ class TaskResult:
 def _backbone(task: TrainTask | ExtractTask, gray: bool = False):
 
     torch.manual_seed(task.seed)  # random init is part of the seeded recipe
-    backbone = build_backbone(task.backbone, task.image_size, WeightsRequest(path=task.weights_path),
+    backbone = build_backbone(task.backbone, task.image_size, WeightsRequest(task.init),
                               channels=1 if gray else 3)
     return build_pretext(task.pretext, task.options).wrap_backbone(backbone)  # the network the method trains
 

@@ -112,7 +112,8 @@ def _ext(attr: str) -> Callable[[CellFit], Any]:
 
 SHOWN = frozenset({"leaderboard", "heatmap", "diff", "export"})
 _TABLE: list[Column] = [
-    Column("dataset", "cell"), Column("backbone", "cell"), Column("weights", "cell"), Column("pretext", "cell"),
+    Column("dataset", "cell"), Column("backbone", "cell"), Column("init", "cell"), Column("weights", "cell"),
+    Column("pretext", "cell"),
     Column("clusterer", "cell"), Column("seed", "cell"), Column("image_size", "cell"), Column("n_images", "cell"),
     Column("n_labeled", "cell"), Column("reduce", "cell"),
     Column("n_clusters", "score", "clusters", seeds="interval", rank=11, compute=lambda f: f.internal.n_clusters),

@@ -20,7 +20,7 @@ from benchmark.runtime.device import Runtime
 from benchmark.train.checkpoint import Checkpoint, ResumedFromCheckpoint
 from benchmark.train.optim import lr_factor, make_optimizer, recipe_spec
 from registry.backbones import Backbone
-from registry.pretexts import Pretext, normalize
+from registry.pretexts import Pretext
 
 SYNC_EVERY = 16  # steps between host reads of the loss (progress bar, divergence check): no per-step sync
 
@@ -102,7 +102,7 @@ def train_pretext(backbone: Backbone, pretext: Pretext, images: np.ndarray, spec
     gen = torch.Generator().manual_seed(seed)
     spec = recipe_spec(spec, pretext)
     n, size = images.shape[0], images.shape[-1]
-    pretext.prepare(images)
+    pretext.use_backbone(backbone).prepare(images)  # the backbone's normalisation, then data statistics
     head = pretext.build_head(backbone, size)
     backbone.to(rt.torch_device)
     head.to(rt.torch_device)
@@ -328,10 +328,11 @@ def extract_features(backbone: Backbone, images: np.ndarray, rt: Runtime, batch_
                      ) -> tuple[np.ndarray, float]:
     """Pooled features (N, D) float32 of uint8 images (N,3,S,S), and the seconds it took without the
     compilation (with ``rt.compile``: the first batch's time, stored in ``timing["compile_s"]``). The
-    input is what ``pretext`` showed the backbone (``feature_input``; default ImageNet-normalized RGB).
+    input is what ``pretext`` showed the backbone (``feature_input``; default RGB normalised with the backbone's
+    weight source's statistics).
     ``out``: a writable (N, D) float32 array (a memory map: the features are never held whole) that
     receives them every STAGE_BATCHES batches and is returned."""
-    prepare = pretext.feature_input if pretext is not None else normalize
+    prepare = pretext.use_backbone(backbone).feature_input if pretext is not None else backbone.normalize
     backbone.to(rt.torch_device).eval()
     backbone.to(memory_format=torch.channels_last if rt.channels_last_infer else torch.contiguous_format)
     n = images.shape[0]

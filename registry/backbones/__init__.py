@@ -11,8 +11,6 @@ import torch
 from benchmark.interfaces import BadInput
 from registry.backbones._base import (
     BACKBONES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     TIMM_PREFIX,
     Backbone,
     BackboneFactory,
@@ -24,6 +22,7 @@ from registry.backbones._base import (
 from registry.backbones.raw_pixels import RAW_PIXELS_MAX, raw_pixels_note, raw_pixels_size
 from registry.backbones.timm_models import TIMM_INFO, build_timm, check_timm_name, timm_stages
 from registry.base import UnknownNameError, unknown_message
+from registry.weights import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["BACKBONES", "IMAGENET_MEAN", "IMAGENET_STD", "TIMM_PREFIX", "Backbone", "BackboneFactory",
            "BackboneInfo", "WeightsRequest", "at_layer", "backbone_info", "backbone_names", "build_backbone",
@@ -99,7 +98,7 @@ def feature_dim(name: str, image_size: int, layer: str | None = None, channels: 
     torch's meta device (no weights allocated or loaded); None where that build fails."""
     try:
         with torch.device("meta"):
-            backbone = build_backbone(name, image_size, WeightsRequest(use_cache=False), channels)
+            backbone = build_backbone(name, image_size, WeightsRequest(), channels)
             if layer:
                 backbone = at_layer(backbone, layer)
         return int(backbone.dim)

@@ -15,19 +15,28 @@ import torch.nn as nn
 
 from benchmark.interfaces import BadInput
 from registry.base import Registry
+from registry.weights import RANDOM, Init
 
 TIMM_PREFIX = "timm:"
-# ImageNet statistics: registry.pretexts.normalize applies them, the raw-pixels baseline undoes them
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class WeightsRequest:
-    """Where pretrained weights may come from: a local checkpoint path, or the local caches only."""
+    """The init a backbone is built with, resolved and verified beforehand (``registry.weights.resolve``):
+    random (the family's seeded initialisation), imagenet (a weight source's file), a checkpoint. Nothing
+    depends on what a cache holds: the factory loads exactly the file named here or none."""
 
-    path: str | None = None
-    use_cache: bool = True  # torchvision / timm caches; never downloads
+    init: Init = RANDOM
+
+    @classmethod
+    def checkpoint(cls, path: str | None) -> WeightsRequest:
+        """A local state_dict (checked when loaded); None: random."""
+        return cls(Init("checkpoint", "file", path)) if path else cls()
+
+    @property
+    def path(self) -> str | None:
+        """The checkpoint file of a checkpoint init (None for the others)."""
+        return self.init.path if self.init.kind == "checkpoint" else None
 
 
 class Backbone(nn.Module):
@@ -35,15 +44,32 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, body: nn.Module, dim: int, weights: str,
                  pool_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 trainable: bool = True, make_decoder: Callable[[], nn.Module] | None = None) -> None:
+                 trainable: bool = True, make_decoder: Callable[[], nn.Module] | None = None,
+                 init: Init = RANDOM) -> None:
         super().__init__()
         self.name = name
         self.body = body
         self.dim = dim
-        self.weights = weights  # "random", "imagenet (torchvision cache)", a checkpoint path, ...
+        self.weights = weights  # the init's identity: "random", "imagenet:<source>/<file>@sha256:...", ...
+        self.init = init  # its mean/std are the input normalisation (the weight source owns it)
         self.trainable = trainable
         self._pool_fn = pool_fn
         self.make_decoder = make_decoder  # its own decoder (paper autoencoders): the autoencoder pretext uses it
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.init.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.init.std
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) in [0,1] -> normalised with the statistics of the weights' source (the pretexts' and
+        the joint-embedding methods' input goes through this, not their own)."""
+        mean = torch.tensor(self.init.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.init.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean).div_(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) -> feature map (B,C,h,w) or tokens (B,L,C)."""
@@ -128,7 +154,21 @@ def load_checkpoint(model: nn.Module, path: str) -> str:
     return f"checkpoint:{Path(path).name}"
 
 
-def with_checkpoint(bb: Backbone, path: str) -> Backbone:
-    """A local state_dict of the encoder (``body``), checked and loaded weights-only."""
-    bb.weights = load_checkpoint(bb.body, path)
+def with_checkpoint(bb: Backbone, req: WeightsRequest) -> Backbone:
+    """A local state_dict of the encoder (``body``), checked and loaded weights-only (a no-op for random)."""
+    if req.path:
+        load_checkpoint(bb.body, req.path)
+        bb.weights, bb.init = identity(req, req.path), req.init
     return bb
+
+
+def identity(req: WeightsRequest, path: str) -> str:
+    """The weights column of a checkpoint: the resolved init's identity, or the file's name (unresolved)."""
+    return req.init.identity if req.init.sha256 else f"checkpoint:{Path(path).name}"
+
+
+def no_imagenet(name: str, req: WeightsRequest) -> None:
+    """A family without ImageNet weights refuses an imagenet init (the resolver refuses it first)."""
+    if req.init.kind == "imagenet":
+        raise BadInput(f"bad --init imagenet for backbone {name!r}: it has no ImageNet weights; allowed: random or "
+                       "a checkpoint file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from registry.backbones._base import BACKBONES, Backbone, WeightsRequest, describe, with_checkpoint
+from registry.backbones._base import BACKBONES, Backbone, WeightsRequest, describe, no_imagenet, with_checkpoint
 from registry.backbones.raw_pixels import RawPixels
 
 
@@ -43,7 +43,8 @@ def dec_ae(image_size: int, req: WeightsRequest) -> Backbone:
         return nn.Sequential(*mlp(dims[::-1]), nn.Unflatten(1, (1, 28, 28)))
 
     bb = Backbone("dec_ae", body, 10, "random", pool_fn=lambda z: z, make_decoder=decoder)
-    return bb if not req.path else with_checkpoint(bb, req.path)
+    no_imagenet(bb.name, req)
+    return with_checkpoint(bb, req)
 
 
 @BACKBONES.register("seed_conv_ae")
@@ -61,4 +62,5 @@ def seed_conv_ae(image_size: int, req: WeightsRequest) -> Backbone:
             nn.SiLU(), nn.ConvTranspose2d(32, 1, 3, 2, 1, output_padding=1), nn.Sigmoid())
 
     bb = Backbone("seed_conv_ae", body, 512, "random", make_decoder=decoder)
-    return bb if not req.path else with_checkpoint(bb, req.path)
+    no_imagenet(bb.name, req)
+    return with_checkpoint(bb, req)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from registry.backbones._base import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, Backbone, WeightsRequest, describe
+from registry.backbones._base import BACKBONES, Backbone, WeightsRequest, describe
+from registry.weights import IMAGENET_MEAN, IMAGENET_STD, NONE
 
 
 class RawPixels(nn.Module):
@@ -58,4 +59,4 @@ def raw_pixels(image_size: int, req: WeightsRequest, channels: int = 3) -> Backb
     flattened; S is the image size up to 32, larger images area-averaged to 32 x 32. No parameters."""
     side = raw_pixels_size(image_size)
     return Backbone("raw_pixels", RawPixels(channels, side), channels * side * side, "none",
-                    pool_fn=lambda x: x.flatten(1), trainable=False)
+                    pool_fn=lambda x: x.flatten(1), trainable=False, init=NONE)

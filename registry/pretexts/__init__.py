@@ -27,11 +27,12 @@ from registry.base import Registry
 TaskOptions = Options  # inside Pretext, ``Options`` names the task's own options class
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) in [0,1] -> ImageNet-normalized, the input every backbone expects."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean).div_(std)
+def normalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
+              std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+    """(B,3,H,W) in [0,1] -> normalized with (mean, std) (default: ImageNet's, the random inits' statistics)."""
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m).div_(s)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Pretext:
     Options: type[Options] = NoOptions  # the task's own options (and key contribution)
     version = 1  # bump when the task's training changes, so its cached weights are not reused
     reports_accuracy = False  # True when the task is a classification with a meaningful accuracy
+    mean: tuple[float, ...] = IMAGENET_MEAN  # the input normalisation: the backbone's (``use_backbone``)
+    std: tuple[float, ...] = IMAGENET_STD
     trains = True  # False for ``none``
 
     def __init__(self, opts: TaskOptions | None = None) -> None:
@@ -113,9 +116,19 @@ class Pretext:
     def prepare(self, images: np.ndarray) -> None:
         """Called once with the uint8 training images (N,3,S,S) before training (e.g. data statistics)."""
 
+    def use_backbone(self, backbone: Backbone) -> Pretext:
+        """Take ``backbone``'s input normalisation (its weight source's mean/std): every input the method makes
+        goes through ``normalize``. Called by the training loop and the extraction before any batch."""
+        self.mean, self.std = tuple(backbone.mean), tuple(backbone.std)
+        return self
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) in [0,1] -> normalised with the backbone's statistics (``use_backbone``; ImageNet's before)."""
+        return normalize(x, self.mean, self.std)
+
     def feature_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0,1] -> what the backbone sees at feature extraction (default: ImageNet-normalized RGB)."""
-        return normalize(x)
+        """Images in [0,1] -> what the backbone sees at feature extraction (default: normalized RGB)."""
+        return self.normalize(x)
 
     def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[Any, Any]:
         """Images (B,3,S,S) in [0,1] on the device -> (inputs, targets); inputs may be a tuple of views."""

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from benchmark.interfaces import Constraint, Options, check_settings, setting
-from registry.pretexts import Pretext, Recipe, normalize
+from registry.pretexts import Pretext, Recipe
 from registry.pretexts._views import ViewRecipe, grayscale_recipe, make_view
 
 OPTIMIZER = Constraint("choice", choices=("sgd", "adam", "lars"))
@@ -71,7 +71,7 @@ class JointEmbedding(Pretext):
     def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[tuple[torch.Tensor, torch.Tensor], None]:
         """(B,3,S,S) in [0,1] -> two normalized views (B,3,S,S) drawn with per-sample parameters; no targets."""
         first, second = self.recipes()
-        return (normalize(make_view(x, first, gen)), normalize(make_view(x, second, gen))), None
+        return (self.normalize(make_view(x, first, gen)), self.normalize(make_view(x, second, gen))), None
 
 
 def mlp(dims: list[int], bn: bool = True, last_bn: bool = False, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:

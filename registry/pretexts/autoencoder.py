@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import Backbone
 from registry.decoders import Decoder, feature_map_shape
-from registry.pretexts import PRETEXTS, Pretext, normalize
+from registry.pretexts import PRETEXTS, Pretext
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Autoencoder(Pretext):
         if self.opts.noise > 0:
             noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
             inputs = (x + self.opts.noise * noise).clamp(0, 1)
-        return normalize(inputs), x
+        return self.normalize(inputs), x
 
     def predict(self, backbone: Backbone, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         return head(backbone(inputs))

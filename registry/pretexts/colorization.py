@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import Backbone
 from registry.decoders import Decoder, feature_map_shape
-from registry.pretexts import PRETEXTS, Pretext, normalize
+from registry.pretexts import PRETEXTS, Pretext
 
 _M = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
                    [0.2126729, 0.7151522, 0.0721750],
@@ -132,7 +132,7 @@ class Colorization(Pretext):
     def feature_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the backbone sees, in training and at feature extraction: L replicated to 3 channels."""
         L = rgb_to_lab(x)[:, :1] / 100.0
-        return normalize(L.expand(-1, 3, -1, -1).contiguous())
+        return self.normalize(L.expand(-1, 3, -1, -1).contiguous())
 
     def build_head(self, backbone: Backbone, image_size: int) -> nn.Module:
         c, h, _ = feature_map_shape(backbone, image_size)

@@ -42,7 +42,7 @@ from torch.func import functional_call
 from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import IMAGENET_MEAN, Backbone
 from registry.decoders import Decoder, feature_map_shape
-from registry.pretexts import PRETEXTS, Pretext, normalize
+from registry.pretexts import PRETEXTS, Pretext
 
 PREP_MAX = 4096  # images the fill's mean is computed from (evenly spaced over the training set)
 # (reconstruction, D(fake) for the generator, D(fake detached), D(real)); the D terms None without adversarial
@@ -182,7 +182,7 @@ class Inpainting(Pretext):
         fill = self.fill.to(x.device, x.dtype).view(1, -1, 1, 1)
         masked = torch.where(hole, fill, x)
         w = torch.where(hole, 1.0, torch.where(region, self.opts.border_weight, 0.0)).to(torch.float32)
-        return (normalize(masked), x, w), (x, w)
+        return (self.normalize(masked), x, w), (x, w)
 
     def _crop(self, img: torch.Tensor) -> torch.Tensor:
         """What the discriminator judges: the centre square (``center``) or the whole image (``random``)."""

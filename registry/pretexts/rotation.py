@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from registry.backbones import Backbone
-from registry.pretexts import PRETEXTS, Pretext, normalize
+from registry.pretexts import PRETEXTS, Pretext
 
 
 @PRETEXTS.register("rotation")
@@ -22,4 +22,4 @@ class Rotation(Pretext):
     def make_batch(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         rots = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
         targets = torch.arange(4, device=x.device).repeat_interleave(x.shape[0])
-        return normalize(torch.cat(rots)), targets
+        return self.normalize(torch.cat(rots)), targets

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from benchmark.interfaces import Constraint, Options, check_settings, setting
 from registry.backbones import Backbone
 from registry.decoders import feature_map_shape, to_spatial
-from registry.pretexts import PRETEXTS, Pretext, normalize
+from registry.pretexts import PRETEXTS, Pretext
 from registry.pretexts.colorization import AB_RANGE, ab_bins, rgb_to_lab
 
 L_MAX = 100.0
@@ -69,14 +69,15 @@ class SplitBrainBackbone(Backbone):
     ``forward``: both feature maps concatenated on channels; ``pool``: (B, 2D) [net_L's, net_ab's]."""
 
     def __init__(self, net_L: Backbone, net_ab: Backbone, adapt_ab: nn.Module | None = None) -> None:
-        super().__init__(net_L.name, nn.Identity(), 2 * net_L.dim, net_L.weights, trainable=net_L.trainable)
+        super().__init__(net_L.name, nn.Identity(), 2 * net_L.dim, net_L.weights, trainable=net_L.trainable,
+                         init=net_L.init)
         self.net_L = net_L
         self.net_ab = net_ab
         self.adapt_ab = adapt_ab if adapt_ab is not None else nn.Conv2d(2, 3, 1)  # ab -> the 3-channel input
 
     def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(net_L's feature map of L, net_ab's of ab)."""
-        L3 = normalize(x[:, :1].expand(-1, 3, -1, -1))
+        L3 = self.net_L.normalize(x[:, :1].expand(-1, 3, -1, -1))  # the weight source's statistics
         return self.net_L(L3), self.net_ab(self.adapt_ab(x[:, 1:3]))
 
     @staticmethod

@@ -1,5 +1,3 @@
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ def test_forward_and_pool_give_declared_dim(name):
     from registry.backbones import backbone_info
 
     size = backbone_info(name).input_size or 32  # the paper autoencoders take 28 x 28 only
-    bb = build_backbone(name, size, WeightsRequest(use_cache=False))
+    bb = build_backbone(name, size, WeightsRequest())
     bb.eval()
     with torch.no_grad():
         x = torch.randn(2, 3, size, size)
@@ -55,7 +53,7 @@ def test_local_checkpoint_is_loaded_and_recorded(tmp_path):
     ref = torchvision.models.resnet18()
     path = tmp_path / "my_resnet18.pt"
     torch.save(ref.state_dict(), path)
-    bb = build_backbone("resnet18", 32, WeightsRequest(path=str(path)))
+    bb = build_backbone("resnet18", 32, WeightsRequest.checkpoint(str(path)))
     assert bb.weights == "checkpoint:my_resnet18.pt"
     assert torch.equal(bb.body[0].weight, ref.conv1.weight)
 
@@ -64,25 +62,7 @@ def test_checkpoint_that_matches_nothing_is_an_error(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"foo.weight": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match="does not match ResNet: 122 missing"):
-        build_backbone("resnet18", 32, WeightsRequest(path=str(path)))
-
-
-def test_torchvision_cache_is_used_when_present_and_never_downloaded(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        bb = build_backbone("resnet18", 32)
-        assert bb.weights == "random"  # nothing cached, nothing fetched
-        weights = torchvision.models.ResNet18_Weights.DEFAULT
-        ckpt = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-        ckpt.parent.mkdir(parents=True)
-        ref = torchvision.models.resnet18()
-        torch.save(ref.state_dict(), ckpt)
-        bb = build_backbone("resnet18", 32)
-        assert bb.weights.startswith("imagenet:")
-        assert torch.equal(bb.body[0].weight, ref.conv1.weight)
-    finally:
-        torch.hub.set_dir(os.path.join(os.path.expanduser("~"), ".cache", "torch", "hub"))
+        build_backbone("resnet18", 32, WeightsRequest.checkpoint(str(path)))
 
 
 @pytest.mark.parametrize("name,layer,dim", [("resnet18", "layer2", 128), ("resnet50", "layer3", 1024),

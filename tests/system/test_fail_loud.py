@@ -240,7 +240,8 @@ def test_resume_refuses_other_settings_naming_them_even_without_run_json(folder,
     (out / "run.json").unlink()
     assert main(_tiny(folder, tmp_path, "--out", str(out), "--resume", "--max-steps", "3", "--seeds", "5")) == 2
     err = capsys.readouterr().err
-    assert "resnet18/rotation/kmeans/0 computed with another configuration" in err and "run.json is missing" in err
+    assert "resnet18/random/rotation/kmeans/0 computed with another configuration" in err
+    assert "run.json is missing" in err
     assert (out / "cells.csv").read_text() == rows  # nothing mixed in
     # adding seeds with the same settings is an extension: the old rows are kept, the new ones computed
     assert main(_tiny(folder, tmp_path, "--out", str(out), "--resume", "--seeds", "5")) == 0

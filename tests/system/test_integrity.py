@@ -118,7 +118,7 @@ def test_damaged_weights_are_never_exported(clean, tmp_path, capsys):
     damage(pt, "flip", np.random.default_rng(1))
     rc = main(["export", str(out), "--cell", "resnet18/rotation/kmeans", "--to", str(tmp_path / "exp")])
     err = capsys.readouterr().err
-    assert rc == 2 and "trained weights of resnet18/rotation/kmeans/0" in err
+    assert rc == 2 and "trained weights of resnet18/random/rotation/kmeans/0" in err
 
 
 def _export(clean, tmp_path) -> tuple[Path, Path]:

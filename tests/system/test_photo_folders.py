@@ -95,7 +95,7 @@ def test_every_format_and_mode_decodes_and_every_bad_file_is_listed(tmp_path, ca
         assert fragment in reasons[name], (name, reasons[name])
     assign = pd.read_csv(out / "assignments.csv", keep_default_na=False)
     assert sorted(assign.path) == good
-    assert assign["raw_pixels/none/kmeans/0"].between(0, 2).all()
+    assert assign["raw_pixels/none/none/kmeans/0"].between(0, 2).all()
     printed = capsys.readouterr().out
     assert f"{len(bad)} skipped" in printed
 

@@ -25,6 +25,7 @@ from benchmark.pipeline.plan import CellTask, ProbeTask, RuntimeInfo, TrainTask
 from benchmark.runtime.threads import ThreadProfile
 from benchmark.scoring.columns import timing_columns
 from benchmark.store.artifacts import ArtifactStore
+from registry.weights import RANDOM
 
 PROFILE = ThreadProfile(torch_threads=2, blas_threads=2, cpus=2)
 SHAPE = {"cpus": 4.0, "gpus": 2.0, "max_node_cpus": 2.0, "max_node_memory": 8 * 2**30, "nodes": [{}]}
@@ -66,7 +67,7 @@ def test_executor_options_are_checked_before_any_compute(kw, words):
 
 def _train(threads: int = 2) -> TrainTask:
     rt = RuntimeInfo("cuda", "bf16", True, True, threads)
-    return TrainTask("k", "img", "resnet18", "rotation", None, TrainSpec(), 0, 32, None, rt)
+    return TrainTask("k", "img", "resnet18", "rotation", None, TrainSpec(), 0, 32, RANDOM, rt)
 
 
 def test_train_tasks_ask_for_gpus_on_cuda_and_cells_for_cpus_and_memory():

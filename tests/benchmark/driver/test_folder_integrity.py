@@ -157,7 +157,7 @@ def _plant_summary(p: Path) -> None:
 def _plant_assignment(p: Path) -> None:
     with open(p, newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh))
-    col = [c for c in header if c.count("/") == 3][0]
+    col = [c for c in header if c.count("/") == 4][0]  # backbone/init/pretext/clusterer/seed
     _set_field(p, 0, col, "3" if open(p).read().splitlines()[1].split(",")[header.index(col)] != "3" else "2")
 
 

@@ -33,7 +33,7 @@ def test_export_predict_reproduces_the_run_labels(pretext, tmp_path, capsys):
     pred = tmp_path / "pred.csv"
     assert main(["predict", str(exp), str(folder), "--out", str(pred), "--no-progress"]) == 0
     merged = pd.read_csv(out / "assignments.csv").merge(pd.read_csv(pred), on="path")
-    assert len(merged) == 16 and (merged[cell + "/0"] == merged["cluster"]).all()
+    assert len(merged) == 16 and (merged[f"resnet18/random/{pretext}/kmeans/0"] == merged["cluster"]).all()
 
 
 def test_export_predict_of_every_joint_embedding_method_reproduces_the_run_labels(tmp_path, capsys):
@@ -59,4 +59,5 @@ def test_export_predict_of_every_joint_embedding_method_reproduces_the_run_label
         pred = tmp_path / f"pred-{pretext}.csv"
         assert main(["predict", str(exp), str(folder), "--out", str(pred), "--no-progress"]) == 0
         merged = runs.merge(pd.read_csv(pred), on="path")
-        assert len(merged) == 16 and (merged[cell + "/0"] == merged["cluster"]).all(), pretext
+        assert len(merged) == 16, pretext
+        assert (merged[f"resnet18/random/{pretext}/kmeans/0"] == merged["cluster"]).all(), pretext

@@ -93,7 +93,7 @@ def test_export_predict_kmeans_round_trip_is_exact(run_dir, tmp_path, capsys):
     p = pd.read_csv(pred)
     a = pd.read_csv(out / "assignments.csv")
     merged = a.merge(p, on="path")
-    assert len(merged) == 24 and (merged["resnet18/rotation/kmeans/0"] == merged["cluster"]).all()
+    assert len(merged) == 24 and (merged["resnet18/random/rotation/kmeans/0"] == merged["cluster"]).all()
     assert (p["distance"] >= 0).all() and (p["cluster"] >= 0).all()
     assert pd.read_csv(pred.with_suffix(".skipped.csv")).path.tolist() == ["broken.jpg"]
 
@@ -113,14 +113,15 @@ def test_export_predict_other_clusterers(run_dir, tmp_path, cell):
     p = pd.read_csv(pred)
     assert len(p) == 24 and p["cluster"].min() >= -1 and p.columns[-1] in ("distance", "confidence")
     merged = pd.read_csv(out / "assignments.csv").merge(p, on="path")
-    agree = (merged[cell + "/0"] == merged["cluster"]).mean()
+    b, p_, c = cell.split("/")
+    agree = (merged[f"{b}/{'none' if b == 'raw_pixels' else 'random'}/{p_}/{c}/0"] == merged["cluster"]).mean()
     assert agree > 0.9  # density predict is approximate (hdbscan.approximate_predict, nearest core point)
 
 
 def test_export_and_predict_errors(run_dir, tmp_path, capsys):
     out, _ = run_dir
     assert main(["export", str(out), "--cell", "resnet18/none/kmean", "--to", str(tmp_path / "x")]) == 2
-    assert "did you mean 'resnet18/none/kmeans/0'" in capsys.readouterr().err
+    assert "did you mean 'resnet18/random/none/kmeans/0'" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
 

@@ -67,7 +67,7 @@ def test_resume_extends_a_run_with_more_clusterers_and_seeds(photo_folder, tmp_p
     kept = df[(df.clusterer == "kmeans") & (df.seed == 0)].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, first)
     assign = pd.read_csv(out / "assignments.csv")
-    assert {"resnet18/none/faiss_kmeans/1", "raw_pixels/none/kmeans/0"} <= set(assign.columns)
+    assert {"resnet18/random/none/faiss_kmeans/1", "raw_pixels/none/none/kmeans/0"} <= set(assign.columns)
 
 
 def test_plan_command_and_dry_run_print_the_graph_without_computing(photo_folder, tmp_path, capsys):

@@ -85,7 +85,10 @@ def test_seeds_are_a_grid_axis():
     p = plan(grid(seeds=(0, 1, 2)), DATA, RT)
     assert len(p.cells) == 3 * 12 and len(keys_by_kind(p)["train"]) == 6
     assert {s.id.rsplit("/", 1)[1] for s in p.cells} == {"0", "1", "2"}
-    assert parse_cell_id("timm:resnet10t/none/kmeans/2") == ("timm:resnet10t", "none", "kmeans", 2)
+    assert parse_cell_id("timm:resnet10t/random/none/kmeans/2") == ("timm:resnet10t", "random", "none", "kmeans", 2)
+    assert parse_cell_id("timm:resnet10t/none/kmeans/2") == ("timm:resnet10t", None, "none", "kmeans", 2)  # old ids
+    assert parse_cell_id("timm:resnet10t/imagenet/none/kmeans") == ("timm:resnet10t", "imagenet", "none", "kmeans",
+                                                                    None)
 
 
 def test_names_are_validated_by_the_planner_before_any_compute():

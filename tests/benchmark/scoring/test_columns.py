@@ -101,6 +101,6 @@ def test_the_knn_accuracy_is_aggregated_diffed_and_recommended_beside_the_probe(
     assert "knn" in summary.leaderboard_text(cells)
     rec = recommend.recommend(cells)
     assert rec.cell["backbone"] == "resnet18" and "kNN accuracy is 0.710" in rec.why
-    assert "best kNN: raw_pixels/none, 0.750" in rec.why and "knn_acc" in rec.pareto.columns
+    assert "best kNN: raw_pixels/none/none, 0.750" in rec.why and "knn_acc" in rec.pareto.columns
     d = recommend.diff_runs(cells, cells.assign(knn_acc=cells["knn_acc"] + 0.1))
     assert d["d_knn_acc"].tolist() == pytest.approx([0.1] * 4)
