@@ -45,7 +45,7 @@ from registry.base import unknown_message
 from registry.clusterers import Clusterer, build_clusterer
 from registry.datasets import IMAGE_EXTENSIONS, list_images
 from registry.pretexts import build_pretext, pretext_class
-from registry.weights import IMAGENET_MEAN, IMAGENET_STD, RANDOM, Init, resolve
+from registry.weights import IMAGENET_MEAN, IMAGENET_STD, NONE, RANDOM, Init, resolve
 
 MANIFEST = "manifest.json"
 BACKBONE = "backbone.pt"
@@ -77,7 +77,7 @@ def _init_of(run: Run, row: Any) -> Init:
     the row's weights identity (a file replaced since the run is refused)."""
     label, cfg = row_init(row), run.info["config"]
     if label in ("random", "none"):
-        return RANDOM
+        return RANDOM if label == "random" else NONE
     if label.startswith("imagenet"):
         init = resolve(row["backbone"], label)
     else:
@@ -95,8 +95,8 @@ def _init_of(run: Run, row: Any) -> Init:
     return init
 
 
-def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
-    """The state_dict bytes behind a cell's features: trained weights from the store, or the seeded init."""
+def _backbone_state(run: Run, row: Any, seed: int, size: int, init: Init) -> bytes | None:
+    """The state_dict bytes behind a cell's features: trained weights from the store, or ``init`` (seeded)."""
     if not backbone_info(row["backbone"]).trainable:
         return None
     meta = run.store.get_meta("features", str(row["feature_key"])) or {}
@@ -108,18 +108,10 @@ def _backbone_state(run: Run, row: Any, seed: int, size: int) -> bytes | None:
     import io
 
     torch.manual_seed(seed)
-    backbone = build_backbone(row["backbone"], size, WeightsRequest(_init_of(run, row)))
+    backbone = build_backbone(row["backbone"], size, WeightsRequest(init))
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, buf)
     return buf.getvalue()
-
-
-def _stats(run: Run, row: Any) -> dict[str, list[float]]:
-    """The input normalisation of a cell's backbone (its weight source's mean/std)."""
-    if not backbone_info(row["backbone"]).uses_weights:
-        return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    init = _init_of(run, row)
-    return {"mean": list(init.mean), "std": list(init.std)}
 
 
 def _channels(backbone: str, dim: int, size: int) -> int:
@@ -178,7 +170,8 @@ def _write_export(run: Run, run_dir: Path, to: Path, row: Any) -> dict[str, Any]
     if got is None:
         raise BadInput(run.missing(f"features of {cid}"))
     feats = np.asarray(got[0])
-    state = _backbone_state(run, row, seed, size)
+    init = _init_of(run, row)  # resolved once: the state's init and the manifest's normalisation
+    state = _backbone_state(run, row, seed, size, init)
     written: list[Path] = []
     if state is not None:
         atomic_write_bytes(to / BACKBONE, state)
@@ -198,7 +191,8 @@ def _write_export(run: Run, run_dir: Path, to: Path, row: Any) -> dict[str, Any]
     same = bool(ran is not None and np.array_equal(ran, labels))
     manifest = {
         "cell": cid, "backbone": row["backbone"], "pretext": row["pretext"], "clusterer": row["clusterer"],
-        "init": row_init(row), "weights": row["weights"], "normalize": _stats(run, row), "image_size": size,
+        "init": row_init(row), "weights": row["weights"], "image_size": size,
+        "normalize": {"mean": list(init.mean), "std": list(init.std)},
         "seed": seed, "feature_dim": int(feats.shape[1]), "k": k,
         "channels": _channels(row["backbone"], int(feats.shape[1]), size),
         "cluster_params": clusterer.params, "clusterer_files": [f.name for f in files],

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from registry.weights import sha256_of
+
 T = TypeVar("T")
 # errors of the machine rather than of a task: a full disk or quota, a read-only or vanished mount, I/O errors
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE, errno.ENODEV,
@@ -30,7 +32,6 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: files respect the umask (mkstemp makes them 0600)
 DIR_MODE = 0o777 & ~_UMASK  # what mkdir() would give (mkdtemp makes folders 0700)
-_verified: dict[tuple[str, int, int, int, int], str] = {}  # stat stamp -> sha256 of files hashed here
 
 
 class CorruptArtifact(UserWarning):
@@ -88,22 +89,10 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
-def _stamp(path: Path) -> tuple[str, int, int, int, int]:
-    st = path.stat()
-    return str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-
-
 def sha256_file(path: Path) -> str:
-    """sha256 of a file's bytes (remembered for this process while the file's stat stamp is unchanged)."""
-    stamp = _stamp(path)
-    if stamp in _verified:
-        return _verified[stamp]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    _verified[stamp] = h.hexdigest()
-    return _verified[stamp]
+    """sha256 of a file's bytes (remembered for this process while the file's stat stamp is unchanged):
+    ``registry.weights.sha256_of``, the weights' hash, so one memo serves both."""
+    return sha256_of(path)
 
 
 def _record_sum(obj: Any, files: dict[str, Any]) -> str:

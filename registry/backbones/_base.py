@@ -125,9 +125,9 @@ def describe(**info: Any) -> Callable[[BackboneFactory], BackboneFactory]:
     return deco
 
 
-def load_checkpoint(model: nn.Module, path: str) -> str:
+def load_checkpoint(model: nn.Module, path: str) -> None:
     """Load a local state_dict (``weights_only``: no code in the file runs) that matches the model exactly.
-    Returns the weights description; BadInput names the file and what is wrong with it."""
+    BadInput names the file and what is wrong with it (the weights column: ``identity``)."""
     if not os.path.isfile(path):
         raise BadInput(f"bad weights path {path!r}: no such file")
     try:
@@ -151,7 +151,6 @@ def load_checkpoint(model: nn.Module, path: str) -> str:
                 f"{tuple(want[shape[0]].shape)})")
         raise BadInput(f"bad weights file {path!r}: it does not match {type(model).__name__}: {what} tensors")
     model.load_state_dict(state, strict=True)
-    return f"checkpoint:{Path(path).name}"
 
 
 def with_checkpoint(bb: Backbone, req: WeightsRequest) -> Backbone:

@@ -108,13 +108,14 @@ class WeightSource:
 SOURCES: Registry[type[WeightSource]] = Registry("weight source", package="registry.weights")
 
 
-_hashed: dict[tuple[str, int, int], str] = {}
+_hashed: dict[tuple[str, int, int, int, int], str] = {}  # stat stamp -> sha256 of files hashed in this process
 
 
 def sha256_of(path: Path) -> str:
-    """sha256 of a file's bytes (remembered for this process while its size and mtime are unchanged)."""
+    """sha256 of a file's bytes (remembered for this process while its stat stamp — size, mtime, ctime, inode —
+    is unchanged). The one file hash of the project: ``benchmark.store.files.sha256_file`` is this."""
     st = os.stat(path)
-    stamp = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    stamp = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if stamp not in _hashed:
         h = hashlib.sha256()
         with open(path, "rb") as fh:
