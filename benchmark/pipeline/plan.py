@@ -16,13 +16,13 @@ only from its own inputs:
 Nothing is computed here; names are validated against the registries before any compute."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 from benchmark.config.specs import GridSpec, ProbeSpec, TrainSpec, parse_inits
 from benchmark.interfaces import BadInput, ClusterSpec, Options, stable_hash
 from benchmark.pipeline.cells import cell_id, parse_cell_id  # noqa: F401  parse_cell_id re-exported
-from benchmark.runtime.device import Runtime
+from benchmark.runtime.device import Runtime, train_channels_last
 from benchmark.runtime.threads import stage_limit
 from benchmark.scoring.reduce import UMAP_EPOCHS, UMAP_MIN_DIST, UMAP_NEIGHBORS, UMAP_PRE_PCA
 from benchmark.train.optim import recipe_spec
@@ -31,6 +31,7 @@ from registry.backbones import (
     check_backbone,
     check_image_size,
     feature_layers,
+    has_depthwise,
     raw_pixels_note,
     raw_pixels_size,
 )
@@ -85,6 +86,11 @@ class RuntimeInfo:
         amp = str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32"
         return cls(rt.device, amp, rt.channels_last, rt.channels_last_infer, torch.get_num_threads(),
                    rt.deterministic, rt.compile)
+
+    def for_training(self, depthwise: bool) -> "RuntimeInfo":
+        """These settings with the memory format of one backbone's training steps (``channels_last``:
+        ``benchmark.runtime.device.train_channels_last``; part of that backbone's train key)."""
+        return replace(self, channels_last=train_channels_last(self.device, self.channels_last, depthwise))
 
 
 @dataclass(frozen=True)
@@ -314,11 +320,12 @@ def _feature_tasks(tasks: dict[str, Task], spec: GridSpec, data: DataInfo, runti
     train_key = None
     if pretext.trains:
         train = recipe_spec(spec.train, pretext)  # the method's recipe where the user set no shared flag
+        train_rt = runtime.for_training(has_depthwise(bname, spec.image_size))
         train_key = stable_hash(["weights", TRAIN_VERSION, train_images, bname, weights, pretext.key(),
-                                 train, seed, spec.image_size, runtime])
+                                 train, seed, spec.image_size, train_rt])
         tasks.setdefault(train_key, TrainTask(
             train_key, train_images, bname, pretext.name, pretext.opts, train, seed,
-            spec.image_size, init, runtime, deps=(train_images,)))
+            spec.image_size, init, train_rt, deps=(train_images,)))
     batch = max(spec.train.batch_size, 128)
     layer = spec.feature_layer if spec.feature_layer and has_layers(bname) else None
     capped = raw_pixels_note(spec.image_size) if bname == "raw_pixels" else ""  # the baseline's resolution cap

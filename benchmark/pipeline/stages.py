@@ -7,7 +7,7 @@ on another machine. A finished artifact is read, never recomputed (``computed`` 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,7 @@ def run_train(task: TrainTask, store: ArtifactStore, progress: bool) -> TaskResu
     pretext = build_pretext(task.pretext, task.options)
     backbone = _backbone(task)
     rt = detect_runtime(task.runtime.device, task.runtime.deterministic, task.runtime.compile)
+    rt = replace(rt, channels_last=task.runtime.channels_last)  # this backbone's training layout (the plan's)
 
     checkpoint = Checkpoint(store.checkpoint_file(task.key))
     (result, _head), util = sampled(rt.device, lambda: train_pretext(backbone, pretext, images.images, task.train,

@@ -32,7 +32,8 @@ class Runtime:
 
     def describe(self) -> str:
         amp = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32"
-        layout = {(True, True): ", channels_last", (False, True): ", channels_last for inference"}.get(
+        layout = {(True, True): ", channels_last",
+                  (False, True): ", channels_last for inference and depthwise backbones' training"}.get(
             (self.channels_last, self.channels_last_infer), "")
         return f"{self.device} ({amp}{layout})"
 
@@ -43,9 +44,9 @@ def select_runtime(requested: str, cuda_available: bool, bf16_supported: bool, d
     pinned memory with copies on a side stream, and cudnn.benchmark OFF: its autotuner re-times every new
     input shape, which a grid of short runs keeps meeting (measured on an H100: one epoch of resnet18
     rotation on digits 7.46 s with it, 0.50 s without; mobilenetv3 36.3 s vs 8.6 s). On CPU: fp32,
-    channels_last for inference only (measured on 2 cores at 32 px, batch 64: inference 1.4x resnet18,
-    1.4x resnet34, 1.6x vgg16, 3.7x mobilenetv3; training steps 0.83x-1.34x depending on the pretext, so
-    training stays NCHW)."""
+    channels_last for inference (measured on 2 cores at 32 px, batch 64: inference 1.4x resnet18,
+    1.4x resnet34, 1.6x vgg16, 3.7x mobilenetv3) and, per backbone, for the training steps of backbones with
+    depthwise convolutions only (``train_channels_last``)."""
     if requested not in ("auto", "cpu", "cuda"):
         raise BadInput(f"bad device {requested!r}: allowed: auto, cpu, cuda")
     if requested == "cuda" and not cuda_available:
@@ -56,6 +57,17 @@ def select_runtime(requested: str, cuda_available: bool, bf16_supported: bool, d
                        compile=compile)
     return Runtime("cuda", torch.bfloat16 if bf16_supported else torch.float16, True, True, False,
                    channels_last_infer=True, deterministic=deterministic, compile=compile)
+
+
+def train_channels_last(device: str, channels_last: bool, depthwise: bool) -> bool:
+    """The memory format of one backbone's training steps: ``channels_last`` (the runtime's choice: on CUDA
+    for every backbone) or, on CPU, channels_last exactly for backbones with depthwise convolutions
+    (``registry.backbones.has_depthwise``). Measured on 2 cores, 32 px, batch 64, fp32, channels_last vs NCHW
+    training-step throughput (``benchmark bench --channels-last both``, 2026-12-07): efficientnet_lite0
+    rotation 5.9x, jigsaw 6.5x, autoencoder 3.4x, simclr 3.9x; mobilenetv3_small_100 3.4x, 4.3x, 2.8x, 3.8x;
+    but resnet18 1.08x, 1.15x, 0.75x, 0.93x (oneDNN's depthwise kernels are channels_last; plain convolutions
+    gain little and the autoencoder's decoder loses), so plain-convolution backbones train NCHW on CPU."""
+    return channels_last or (device == "cpu" and depthwise)
 
 
 def detect_runtime(requested: str, deterministic: bool = False, compile: bool = False) -> Runtime:

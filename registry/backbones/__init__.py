@@ -26,7 +26,8 @@ from registry.weights import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["BACKBONES", "IMAGENET_MEAN", "IMAGENET_STD", "TIMM_PREFIX", "Backbone", "BackboneFactory",
            "BackboneInfo", "WeightsRequest", "at_layer", "backbone_info", "backbone_names", "build_backbone",
-           "check_backbone", "check_image_size", "describe", "feature_dim", "feature_layers", "load_checkpoint",
+           "check_backbone", "check_image_size", "describe", "feature_dim", "feature_layers", "has_depthwise",
+           "load_checkpoint",
            "min_image_size", "RAW_PIXELS_MAX", "raw_pixels_note", "raw_pixels_size"]
 
 
@@ -104,3 +105,16 @@ def feature_dim(name: str, image_size: int, layer: str | None = None, channels: 
         return int(backbone.dim)
     except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):  # an estimate: then no D
         return None
+
+
+@functools.lru_cache(maxsize=128)
+def has_depthwise(name: str, image_size: int) -> bool:
+    """Whether backbone ``name`` has depthwise convolutions (a Conv2d with one group per input channel:
+    MobileNets, EfficientNets, ConvNeXt), from a random-init build on torch's meta device; False where that
+    build fails. The CPU runtime trains such backbones channels_last (``benchmark.runtime.device``)."""
+    try:
+        with torch.device("meta"):
+            backbone = build_backbone(name, image_size, WeightsRequest())
+    except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):  # then the NCHW default
+        return False
+    return any(isinstance(m, torch.nn.Conv2d) and 1 < m.groups == m.in_channels for m in backbone.modules())

@@ -36,6 +36,17 @@ def test_runtime_selection_cpu_and_auto_without_gpu():
         assert rt.channels_last_infer  # measured faster for inference on the CPU, slower for some training
 
 
+def test_cpu_training_is_channels_last_exactly_for_depthwise_backbones():
+    from benchmark.runtime.device import train_channels_last
+    from registry.backbones import has_depthwise
+
+    assert [has_depthwise(n, 32) for n in ("timm:efficientnet_lite0", "timm:mobilenetv3_small_100", "resnet18",
+                                           "vgg16", "raw_pixels")] == [True, True, False, False, False]
+    assert train_channels_last("cpu", False, depthwise=True)
+    assert not train_channels_last("cpu", False, depthwise=False)  # resnet18's autoencoder: 0.75x channels_last
+    assert train_channels_last("cuda", True, depthwise=False)  # CUDA: every backbone
+
+
 def test_runtime_selection_on_cuda_picks_amp_channels_last_and_pinned_memory():
     rt = select_runtime("auto", cuda_available=True, bf16_supported=True)
     assert (rt.device, rt.amp_dtype, rt.channels_last, rt.pin_memory, rt.cudnn_benchmark, rt.channels_last_infer) == (

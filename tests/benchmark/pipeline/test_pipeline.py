@@ -119,3 +119,19 @@ def test_adding_photos_decodes_only_the_new_ones_and_a_changed_photo_is_seen(pho
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     third = run_grid(spec, tmp_path / "c", cache, progress=False)
     assert third.stats.decoded == 1  # the inode memo sees the rewrite; the content key decodes it again
+
+
+def test_the_train_stage_trains_in_the_layout_its_task_was_planned_with(photo_folder, tmp_path, cache, monkeypatch):
+    """The CPU trains depthwise backbones channels_last and plain ones NCHW: the stage follows the plan."""
+    from benchmark.pipeline import stages
+
+    layouts, real = {}, stages.train_pretext
+
+    def spy(backbone, pretext, images, spec, rt, *a, **kw):
+        layouts[backbone.name] = rt.channels_last
+        return real(backbone, pretext, images, spec, rt, *a, **kw)
+
+    monkeypatch.setattr(stages, "train_pretext", spy)
+    run_grid(spec_for(photo_folder, backbones=("resnet18", "timm:mobilenetv3_small_100"), pretexts=("rotation",)),
+             tmp_path / "run", cache, progress=False)
+    assert layouts == {"resnet18": False, "timm:mobilenetv3_small_100": True}

@@ -81,6 +81,19 @@ def test_keys_hold_only_their_own_inputs():
     assert set(keys_by_kind(threads)["extract"]).isdisjoint(keys_by_kind(base)["extract"])
 
 
+def test_a_backbones_training_layout_is_in_its_train_key_only():
+    """On CPU depthwise backbones train channels_last (benchmark.runtime.device.train_channels_last): their
+    train tasks carry it (and so their keys); plain-convolution backbones keep the runtime's NCHW, and
+    extraction keeps the runtime as it is."""
+    p = plan(grid(backbones=("resnet18", "timm:mobilenetv3_small_100"), pretexts=("none", "rotation")), DATA, RT)
+    trains = {t.backbone: t for t in p.tasks if isinstance(t, TrainTask)}
+    assert trains["timm:mobilenetv3_small_100"].runtime == RuntimeInfo("cpu", "fp32", True, True, 2)
+    assert trains["resnet18"].runtime == RT
+    assert all(t.runtime == RT for t in p.tasks if isinstance(t, ExtractTask))
+    cuda = RuntimeInfo("cuda", "bf16", True, True, 2)
+    assert all(t.runtime == cuda for t in plan(grid(), DATA, cuda).tasks if isinstance(t, TrainTask))
+
+
 def test_seeds_are_a_grid_axis():
     p = plan(grid(seeds=(0, 1, 2)), DATA, RT)
     assert len(p.cells) == 3 * 12 and len(keys_by_kind(p)["train"]) == 6

@@ -42,6 +42,23 @@ def test_training_is_seeded(images, cpu):
     assert res.steps == 3 and losses[0] == losses[1]
 
 
+def test_channels_last_training_is_the_same_method_as_nchw(images, cpu):
+    """The CPU trains depthwise backbones channels_last (a speed choice): the same seeded steps give the same
+    losses and weights as NCHW up to float reordering."""
+    from dataclasses import replace
+
+    spec = TrainSpec(epochs=1, batch_size=8, max_steps=3)
+    runs = []
+    for layout in (False, True):
+        torch.manual_seed(7)
+        bb = build_backbone("timm:mobilenetv3_small_100", 32)
+        res, _ = train_pretext(bb, build_pretext("rotation"), images, spec, replace(cpu, channels_last=layout),
+                               seed=4, progress=False)
+        runs.append((res.step_losses, {k: v.contiguous() for k, v in bb.state_dict().items()}))
+    assert np.allclose(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-5)
+    assert all(torch.allclose(runs[0][1][k], runs[1][1][k], rtol=1e-3, atol=1e-4) for k in runs[0][1])
+
+
 def test_extract_features_shape_and_batches_agree(images, cpu):
     bb = build_backbone("resnet18", 32)
     f1, secs = extract_features(bb, images, cpu, batch_size=5, progress=False)
