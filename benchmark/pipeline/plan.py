@@ -88,8 +88,7 @@ class RuntimeInfo:
                    rt.deterministic, rt.compile)
 
     def for_training(self, depthwise: bool) -> "RuntimeInfo":
-        """These settings with the memory format of one backbone's training steps (``channels_last``:
-        ``benchmark.runtime.device.train_channels_last``; part of that backbone's train key)."""
+        """These settings with one backbone's training layout (``train_channels_last``; in its train key)."""
         return replace(self, channels_last=train_channels_last(self.device, self.channels_last, depthwise))
 
 
