@@ -158,7 +158,9 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
     print(tabulate(rows, headers="keys", tablefmt="github"))
     print(f"\n{len(plan_.cells)} cells ({len(spec.backbones)} backbones x {len(spec.pretexts)} pretexts x "
           f"{len(spec.clusterers)} clusterers x {len(spec.seeds)} seeds), k = {plan_.k}, "
-          f"{plan_.data.n_listed} images listed, runtime {rt.describe()}")
+          f"{plan_.data.n_listed} images listed, runtime {rt.describe()}"
+          + "".join(f"; {b}: only {', '.join(spec.pretexts_for(b))}" for b in spec.backbones
+                    if spec.pretexts_for(b) != spec.pretexts))
     if getattr(args, "verbose", False):
         for t in plan_.tasks:
             mark = "cached" if store.has(STAGE_KINDS[t.kind].artifact, t.key) else "to compute"

@@ -138,6 +138,10 @@ class GridSpec:
     weights: str | None = setting(None, Constraint("text", optional=True), flag="weights",
                                   help="local checkpoint (state_dict) for the deep backbones: PATH, or "
                                        "backbone=PATH,... (a spelling of --init PATH)")
+    backbone_pretexts: str | None = setting(
+        None, Constraint("text", optional=True), flag="backbone-pretexts",
+        help="only some of --pretexts for some backbones: timm:efficientnet_lite0=none+rotation,... (the other "
+             "backbones, and one given none of --pretexts, take every --pretexts)")
     reduce: str = setting("", Constraint("text", empty=True), flag="reduce",
                           help="step before clustering: none, standardize, l2, pca[:D], umap[:D], for all or per "
                                "clusterer (kmeans=standardize,hdbscan=umap:10); default: umap:10 for density "
@@ -170,6 +174,8 @@ class GridSpec:
                 raise BadInput(f"no {kind} given: name at least one")
             if len(set(names)) != len(names):
                 raise BadInput(f"duplicate {kind} in {','.join(map(str, names))}")
+        if self.backbone_pretexts:
+            parse_backbone_pretexts(self.backbone_pretexts, self.backbones, self.pretexts)
 
     @property
     def seed(self) -> int:
@@ -189,6 +195,12 @@ class GridSpec:
         if len(set(values)) != len(values):
             raise BadInput(f"bad --init {self.init!r}: backbone {backbone!r} is given {values[0]!r} twice")
         return tuple(values)
+
+    def pretexts_for(self, backbone: str) -> tuple[str, ...]:
+        """The pretexts ``backbone`` is crossed with: those of ``--pretexts`` that ``--backbone-pretexts`` gives
+        it (in the order of ``--pretexts``), else every one (also where --pretexts holds none of them)."""
+        chosen = parse_backbone_pretexts(self.backbone_pretexts or "", self.backbones, self.pretexts).get(backbone)
+        return tuple(p for p in self.pretexts if p in chosen) if chosen else self.pretexts
 
     def weights_paths(self) -> dict[str, str]:
         """{deep backbone: checkpoint path} from ``weights`` (file existence and content are checked later)."""
@@ -259,6 +271,33 @@ def parse_inits(text: str, backbones: tuple[str, ...]) -> tuple[dict[str, list[s
                            "file")
         target.append(item)
     return per, shared
+
+
+def parse_backbone_pretexts(text: str, backbones: tuple[str, ...], pretexts: tuple[str, ...]) -> dict[str, set[str]]:
+    """``--backbone-pretexts`` text -> {backbone of the grid: its pretexts}. Items are ``backbone=p1+p2``, each
+    pretext one of ``pretexts``; items of backbones outside the grid (a preset's, --backbones narrowed) are
+    ignored."""
+    out: dict[str, set[str]] = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, sep, value = (x.strip() for x in item.partition("="))
+        chosen = [p.strip() for p in value.split("+") if p.strip()]
+        if not sep or not chosen:
+            raise BadInput(f"bad --backbone-pretexts item {item!r}: write backbone=PRETEXT+PRETEXT")
+        if name not in backbones:
+            if _is_backbone(name):
+                continue
+            raise BadInput(f"bad --backbone-pretexts item {item!r}: {name!r} is not a backbone of the grid "
+                           f"({', '.join(backbones)})")
+        if name in out:
+            raise BadInput(f"bad --backbone-pretexts item {item!r}: backbone {name!r} is given twice")
+        from registry.pretexts import PRETEXTS
+
+        for p in chosen:
+            if p not in PRETEXTS:
+                raise BadInput(f"bad --backbone-pretexts item {item!r}: {p!r} is not a pretext (allowed: "
+                               f"{', '.join(PRETEXTS.names())})")
+        out[name] = {p for p in chosen if p in pretexts}  # a preset's pretext that --pretexts left out: ignored
+    return out
 
 
 def _is_backbone(name: str) -> bool:

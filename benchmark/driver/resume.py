@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.config.specs import MAX_SEED, GridSpec
+from benchmark.config.specs import MAX_SEED, GridSpec, parse_backbone_pretexts
 from benchmark.driver.integrity import check_folder
 from benchmark.driver.probe_rows import probe_columns
 from benchmark.driver.results import assignment_of, cell_id, read_assignments, rows_of
@@ -185,5 +185,20 @@ def adopt_previous(spec: GridSpec, folder: RunFolder) -> GridSpec:
         warnings.warn(f"--resume: the BLAS/OpenMP libraries differ from the run's ({sorted(libs)} then, "
                       f"{sorted(libraries(now['blas']))} now); new cells may differ from the old ones at float "
                       "rounding", stacklevel=2)
-    return replace(spec, backbones=tuple(axes["backbones"]), pretexts=tuple(axes["pretexts"]),
-                   clusterers=tuple(axes["clusterers"]), seeds=tuple(axes["seeds"]))
+    backbones, pretexts = tuple(axes["backbones"]), tuple(axes["pretexts"])
+    return replace(spec, backbones=backbones, pretexts=pretexts, clusterers=tuple(axes["clusterers"]),
+                   seeds=tuple(axes["seeds"]), backbone_pretexts=_with_earlier_pairs(
+                       spec.backbone_pretexts, backbones, pretexts, prev.rows + prev.damaged_rows))
+
+
+def _with_earlier_pairs(text: str | None, backbones: tuple[str, ...], pretexts: tuple[str, ...],
+                        rows: list[Any]) -> str | None:
+    """``--backbone-pretexts`` extended by the (backbone, pretext) pairs of the earlier rows: a resumed run
+    keeps every earlier cell."""
+    if not text:
+        return text
+    per = parse_backbone_pretexts(text, backbones, pretexts)
+    for r in rows:
+        if r.get("backbone") in per and r.get("pretext") in pretexts:
+            per[r["backbone"]].add(r["pretext"])
+    return ",".join(f"{b}={'+'.join(p for p in pretexts if p in chosen)}" for b, chosen in per.items())

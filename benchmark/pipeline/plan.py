@@ -390,7 +390,7 @@ def plan(spec: GridSpec, data: DataInfo, runtime: RuntimeInfo, inits: dict[str, 
         for bname in spec.backbones:
             for value in spec.inits_for(bname):
                 init = inits[bname][value]
-                for pname in spec.pretexts:
+                for pname in spec.pretexts_for(bname):
                     fkey, pkey, notes = _feature_tasks(tasks, spec, data, runtime, bname, pname, seed, init)
                     for cname in spec.clusterers:
                         ckey = _cell_tasks(tasks, spec, data, runtime, fkey, cname, k, seed)

@@ -115,7 +115,27 @@ def test_names_are_validated_by_the_planner_before_any_compute():
 def test_every_preset_is_a_typed_grid_file_that_plans(name):
     spec = spec_from_config(load_preset(name))
     p = plan(spec, DATA, RT)
-    assert len(p.cells) == len(spec.backbones) * len(spec.pretexts) * len(spec.clusterers) * len(spec.seeds)
+    per_backbone = sum(len(spec.inits_for(b)) * len(spec.pretexts_for(b)) for b in spec.backbones)
+    assert len(p.cells) == per_backbone * len(spec.clusterers) * len(spec.seeds)
+
+
+def test_backbone_pretexts_cross_some_backbones_with_some_pretexts_only():
+    spec = grid(backbones=("resnet18", "timm:mobilenetv3_small_100", "raw_pixels"),
+                backbone_pretexts="timm:mobilenetv3_small_100=rotation+none,timm:efficientnet_lite0=jigsaw")
+    p = plan(spec, DATA, RT)  # an item for a backbone outside the grid (a preset's) is ignored
+    pairs = {(s.backbone, s.pretext) for s in p.cells}
+    assert {pt for b, pt in pairs if b == "timm:mobilenetv3_small_100"} == {"none", "rotation"}
+    assert {pt for b, pt in pairs if b == "resnet18"} == {"none", "rotation", "jigsaw"}
+    assert spec.pretexts_for("timm:mobilenetv3_small_100") == ("none", "rotation")  # in --pretexts' order
+    assert len(p.cells) == (3 + 2 + 3) * 2
+    narrowed = grid(backbone_pretexts="resnet18=colorization+jigsaw")  # a pretext --pretexts left out: ignored
+    assert narrowed.pretexts_for("resnet18") == ("jigsaw",)
+    assert grid(backbone_pretexts="resnet18=colorization").pretexts_for("resnet18") == ("none", "rotation", "jigsaw")
+    for bad, match in (("resnet18=rotaton", "'rotaton' is not a pretext"),
+                       ("resnet18", "write backbone=PRETEXT"), ("vgg17=none", "'vgg17' is not a backbone of the grid"),
+                       ("resnet18=none,resnet18=rotation", "given twice")):
+        with pytest.raises(ValueError, match=f"bad --backbone-pretexts item .*{match}"):
+            grid(backbone_pretexts=bad)
 
 
 def test_a_preset_with_an_unknown_setting_is_refused():
