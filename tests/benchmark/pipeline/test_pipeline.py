@@ -70,6 +70,21 @@ def test_resume_extends_a_run_with_more_clusterers_and_seeds(photo_folder, tmp_p
     assert {"resnet18/random/none/faiss_kmeans/1", "raw_pixels/none/none/kmeans/0"} <= set(assign.columns)
 
 
+def test_backbone_pretexts_limit_a_backbone_and_resume_keeps_the_earlier_pairs(photo_folder, tmp_path, cache):
+    out = tmp_path / "run"
+    spec = spec_for(photo_folder, pretexts=("none", "rotation"), backbone_pretexts="resnet18=none")
+    run_grid(spec, out, cache, progress=False)
+    first = pd.read_csv(out / "cells.csv")
+    assert set(zip(first.backbone, first.pretext, strict=True)) == {("resnet18", "none"), ("raw_pixels", "none"),
+                                                       ("raw_pixels", "rotation")}
+    # resumed without the limit: extended by resnet18/rotation; then resumed with it again: every row kept
+    run_grid(replace(spec, backbone_pretexts=None), out, cache, resume=True, progress=False)
+    res = run_grid(spec, out, cache, resume=True, progress=False)
+    df = pd.read_csv(out / "cells.csv")
+    assert len(df) == 4 and res.stats.resumed_cells == 4
+    assert ("resnet18", "rotation") in set(zip(df.backbone, df.pretext, strict=True))
+
+
 def test_plan_command_and_dry_run_print_the_graph_without_computing(photo_folder, tmp_path, capsys):
     cache = tmp_path / "c"
     args = ["--dataset", str(photo_folder), "--backbones", "raw_pixels", "--pretexts", "none", "--clusterers",
