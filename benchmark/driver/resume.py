@@ -197,8 +197,9 @@ def _with_earlier_pairs(text: str | None, backbones: tuple[str, ...], pretexts: 
     keeps every earlier cell."""
     if not text:
         return text
-    per = parse_backbone_pretexts(text, backbones, pretexts)
+    # the items in effect (an item left none of --pretexts, or for a backbone outside the grid, limits nothing)
+    per = {b: chosen for b, chosen in parse_backbone_pretexts(text, backbones, pretexts).items() if chosen}
     for r in rows:
         if r.get("backbone") in per and r.get("pretext") in pretexts:
             per[r["backbone"]].add(r["pretext"])
-    return ",".join(f"{b}={'+'.join(p for p in pretexts if p in chosen)}" for b, chosen in per.items())
+    return ",".join(f"{b}={'+'.join(p for p in pretexts if p in chosen)}" for b, chosen in per.items()) or None
