@@ -159,8 +159,8 @@ def print_plan(spec: GridSpec, args: argparse.Namespace) -> int:
     print(f"\n{len(plan_.cells)} cells ({len(spec.backbones)} backbones x {len(spec.pretexts)} pretexts x "
           f"{len(spec.clusterers)} clusterers x {len(spec.seeds)} seeds), k = {plan_.k}, "
           f"{plan_.data.n_listed} images listed, runtime {rt.describe()}"
-          + "".join(f"; {b}: only {', '.join(spec.pretexts_for(b))}" for b in spec.backbones
-                    if spec.pretexts_for(b) != spec.pretexts))
+          + "".join(f"; {b}: only {', '.join(ps)}" for b in spec.backbones
+                    if (ps := spec.pretexts_for(b)) != spec.pretexts))
     if getattr(args, "verbose", False):
         for t in plan_.tasks:
             mark = "cached" if store.has(STAGE_KINDS[t.kind].artifact, t.key) else "to compute"

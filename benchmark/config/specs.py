@@ -277,6 +277,8 @@ def parse_backbone_pretexts(text: str, backbones: tuple[str, ...], pretexts: tup
     """``--backbone-pretexts`` text -> {backbone of the grid: its pretexts}. Items are ``backbone=p1+p2``, each
     pretext one of ``pretexts``; items of backbones outside the grid (a preset's, --backbones narrowed) are
     ignored."""
+    from registry.pretexts import PRETEXTS
+
     out: dict[str, set[str]] = {}
     for item in (x.strip() for x in text.split(",") if x.strip()):
         name, sep, value = (x.strip() for x in item.partition("="))
@@ -290,8 +292,6 @@ def parse_backbone_pretexts(text: str, backbones: tuple[str, ...], pretexts: tup
                            f"({', '.join(backbones)})")
         if name in out:
             raise BadInput(f"bad --backbone-pretexts item {item!r}: backbone {name!r} is given twice")
-        from registry.pretexts import PRETEXTS
-
         for p in chosen:
             if p not in PRETEXTS:
                 raise BadInput(f"bad --backbone-pretexts item {item!r}: {p!r} is not a pretext (allowed: "

@@ -94,27 +94,36 @@ def build_backbone(name: str, image_size: int, req: WeightsRequest | None = None
 
 
 @functools.lru_cache(maxsize=128)
-def feature_dim(name: str, image_size: int, layer: str | None = None, channels: int = 3) -> int | None:
-    """The feature dimension of backbone ``name`` (cut at ``layer``) at ``image_size``, from a build on
-    torch's meta device (no weights allocated or loaded); None where that build fails."""
+def _meta_build(name: str, image_size: int, channels: int = 3) -> Backbone | None:
+    """Backbone ``name`` built with random init on torch's meta device (no weights allocated or loaded), for
+    what can be read off its modules; None where that build fails. Cached: callers only read it."""
     try:
         with torch.device("meta"):
-            backbone = build_backbone(name, image_size, WeightsRequest(), channels)
-            if layer:
-                backbone = at_layer(backbone, layer)
-        return int(backbone.dim)
-    except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):  # an estimate: then no D
+            return build_backbone(name, image_size, WeightsRequest(), channels)
+    except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):
         return None
 
 
 @functools.lru_cache(maxsize=128)
+def feature_dim(name: str, image_size: int, layer: str | None = None, channels: int = 3) -> int | None:
+    """The feature dimension of backbone ``name`` (cut at ``layer``) at ``image_size``, from its meta-device
+    build; None where that build or the cut fails (an estimate: then no D)."""
+    backbone = _meta_build(name, image_size, channels)
+    if backbone is None:
+        return None
+    if layer:
+        try:
+            with torch.device("meta"):
+                backbone = at_layer(backbone, layer)  # a new wrapper: the cached build is not changed
+        except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):
+            return None
+    return int(backbone.dim)
+
+
 def has_depthwise(name: str, image_size: int) -> bool:
     """Whether backbone ``name`` has depthwise convolutions (a Conv2d with one group per input channel:
-    MobileNets, EfficientNets, ConvNeXt), from a random-init build on torch's meta device; False where that
-    build fails. The CPU runtime trains such backbones channels_last (``benchmark.runtime.device``)."""
-    try:
-        with torch.device("meta"):
-            backbone = build_backbone(name, image_size, WeightsRequest())
-    except (BadInput, RuntimeError, NotImplementedError, TypeError, ValueError):  # then the NCHW default
-        return False
-    return any(isinstance(m, torch.nn.Conv2d) and 1 < m.groups == m.in_channels for m in backbone.modules())
+    MobileNets, EfficientNets, ConvNeXt), from its meta-device build; False where that build fails. The CPU
+    runtime trains such backbones channels_last (``benchmark.runtime.device``)."""
+    backbone = _meta_build(name, image_size)
+    return backbone is not None and any(isinstance(m, torch.nn.Conv2d) and 1 < m.groups == m.in_channels
+                                        for m in backbone.modules())
